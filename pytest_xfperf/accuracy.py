@@ -1,0 +1,95 @@
+"""Accuracy of a case against the FP32 PyTorch reference on the same inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    min_cosine: float
+    max_rel_l2: float
+    min_retrieval: float = 0.95
+
+
+# What a precision must keep of the reference. FP32 backends differ only by kernel order.
+DEFAULT_THRESHOLDS: Mapping[str, Thresholds] = {
+    "fp32": Thresholds(min_cosine=0.9999, max_rel_l2=0.01),
+    "fp16": Thresholds(min_cosine=0.999, max_rel_l2=0.05),
+    "int8-dynamic": Thresholds(min_cosine=0.99, max_rel_l2=0.15),
+    "int8-static": Thresholds(min_cosine=0.99, max_rel_l2=0.15),
+}
+
+
+def token_mask(attention_mask: np.ndarray | None, output: np.ndarray) -> np.ndarray:
+    """Positions to compare: real tokens only. Padded positions are undefined by design
+    (fused attention kernels may leave them as anything) and would add noise, not signal."""
+    import numpy as np
+
+    if attention_mask is None or output.ndim != 3 or attention_mask.shape != output.shape[:2]:
+        return np.ones(output.shape[: min(2, output.ndim)], dtype=bool)
+    return np.asarray(attention_mask, dtype=bool)
+
+
+def compare(output: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    import numpy as np
+
+    if output.shape != reference.shape:
+        raise ValueError(f"output shape {output.shape} differs from reference {reference.shape}")
+    a = output[mask].astype(np.float64).ravel()
+    b = reference[mask].astype(np.float64).ravel()
+    if not (np.isfinite(a).all()):
+        return {"cosine": float("nan"), "max_abs_err": float("inf"), "rel_l2": float("inf")}
+    norm = np.linalg.norm(a) * np.linalg.norm(b)
+    cosine = float(a @ b / norm) if norm > 0 else (1.0 if np.array_equal(a, b) else 0.0)
+    ref_norm = np.linalg.norm(b)
+    rel_l2 = float(np.linalg.norm(a - b) / ref_norm) if ref_norm > 0 else float(np.abs(a).max())
+    return {"cosine": cosine, "max_abs_err": float(np.abs(a - b).max()), "rel_l2": rel_l2}
+
+
+def mean_pooled(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    """Sentence embeddings as all-MiniLM computes them: masked mean, then L2 normalization."""
+    import numpy as np
+
+    weights = attention_mask[..., None].astype(np.float64)
+    pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+    norms: np.ndarray = np.linalg.norm(pooled, axis=1, keepdims=True)
+    result: np.ndarray = pooled / np.maximum(norms, 1e-12)
+    return result
+
+
+def retrieval_agreement(candidate: np.ndarray, reference: np.ndarray) -> float:
+    """Share of queries whose nearest neighbour (excluding itself) is the same under both
+    embeddings: what a semantic-search user would notice."""
+    import numpy as np
+
+    def nearest(embeddings: np.ndarray) -> np.ndarray:
+        similarity = embeddings @ embeddings.T
+        np.fill_diagonal(similarity, -np.inf)
+        result: np.ndarray = similarity.argmax(axis=1)
+        return result
+
+    return float((nearest(candidate) == nearest(reference)).mean())
+
+
+def violations(metrics: Mapping[str, float], thresholds: Thresholds) -> list[str]:
+    import math
+
+    problems = []
+    cosine = metrics.get("cosine", float("nan"))
+    if math.isnan(cosine) or cosine < thresholds.min_cosine:
+        problems.append(f"cosine vs FP32 {cosine:.6f} < required {thresholds.min_cosine}")
+    if metrics.get("rel_l2", 0.0) > thresholds.max_rel_l2:
+        problems.append(
+            f"relative L2 error {metrics['rel_l2']:.4g} > allowed {thresholds.max_rel_l2}"
+        )
+    if "retrieval" in metrics and metrics["retrieval"] < thresholds.min_retrieval:
+        problems.append(
+            f"retrieval agreement {metrics['retrieval']:.3f} < required {thresholds.min_retrieval}"
+        )
+    return problems

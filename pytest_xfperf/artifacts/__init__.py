@@ -1,0 +1,1 @@
+"""Artifacts: export, optimization and quantization, cached by content."""

@@ -1,0 +1,127 @@
+"""export -> optimize -> quantize, each stage cached by a key that covers what it depends on.
+
+A stage's key is built from its parent's *key*, not from the parent's file, so a warm run
+loads (and verifies) only the final artifact; parents are opened only to build a child.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_xfperf.artifacts.cache import ArtifactCache, Entry, cache_key
+from pytest_xfperf.artifacts.export import export_onnx
+from pytest_xfperf.artifacts.graph import op_histogram, quantization_coverage
+from pytest_xfperf.artifacts.optimize import optimize_onnx
+from pytest_xfperf.artifacts.quantize import quantize_dynamic_int8
+from pytest_xfperf.artifacts.quiet import quiet_build
+from pytest_xfperf.models.spec import ModelSpec
+from pytest_xfperf.versions import library_versions
+
+if TYPE_CHECKING:
+    import torch
+
+MODEL_FILE = "model.onnx"
+ONNX_PRECISIONS = ("fp32", "int8-dynamic")
+
+
+@dataclass
+class BuiltArtifact:
+    path: Path
+    build_seconds: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+    built_now: list[str] = field(default_factory=list)  # stages built in this run
+    graph: dict[str, Any] = field(default_factory=dict)  # fused counts, ops, coverage
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _versions(*names: str) -> dict[str, str]:
+    versions = library_versions()
+    return {n: versions.get(n, "") for n in names}
+
+
+class ArtifactPipeline:
+    def __init__(self, cache: ArtifactCache, seed: int) -> None:
+        self.cache = cache
+        self.seed = seed
+
+    def build(
+        self, spec: ModelSpec, precision: str, load_model: Callable[[], torch.nn.Module]
+    ) -> BuiltArtifact:
+        """The ONNX file for ``precision``; ``load_model`` is called only if export must run."""
+        if precision not in ONNX_PRECISIONS:
+            raise ValueError(f"no ONNX pipeline for precision {precision!r}")
+        built_now: list[str] = []
+
+        def stage(
+            name: str, parts: dict[str, Any], make: Callable[[Path], dict[str, Any]],
+            parent: Callable[[], Entry] | None,
+        ) -> Callable[[], Entry]:
+            """A lazily built stage; its info carries the build times of the chain so far."""
+
+            def get() -> Entry:
+                def build_it(directory: Path) -> dict[str, Any]:
+                    inherited: dict[str, float] = {}
+                    if parent is not None:
+                        inherited = dict(parent().info["build_seconds"])
+                    started = time.perf_counter()  # after parent(): its build is not ours
+                    with quiet_build():
+                        info = make(directory)
+                    info["ops"] = op_histogram(directory / MODEL_FILE)
+                    info["build_seconds"] = {
+                        **inherited, name: round(time.perf_counter() - started, 3)}
+                    return info
+
+                entry = self.cache.get_or_build(parts, build_it)
+                if entry.built_now:
+                    built_now.append(name)
+                return entry
+
+            return get
+
+        identity = spec.identity or weights_digest(load_model())
+        sample = spec.make_inputs(2, 16, self.seed)
+        export_parts = {"stage": "export", "model": spec.name, "identity": identity,
+                        "inputs": sorted(sample), **_versions("torch", "transformers", "onnx")}
+        exported = stage(
+            "export", export_parts,
+            lambda d: export_onnx(load_model(), sample, d / MODEL_FILE, spec.name), None,
+        )
+        optimize_parts = {"stage": "optimize", "parent": cache_key(export_parts),
+                          "family": spec.family, "num_heads": spec.num_heads,
+                          "hidden_size": spec.hidden_size, **_versions("onnxruntime", "onnx")}
+        optimized = stage(
+            "optimize", optimize_parts,
+            lambda d: {**optimize_onnx(exported().file(MODEL_FILE), d / MODEL_FILE, spec.family,
+                                       spec.num_heads, spec.hidden_size),
+                       "opset": exported().info["opset"]},
+            exported,
+        )
+        final_stage = optimized
+        if precision == "int8-dynamic":
+            quant_parts = {"stage": "quantize-dynamic", "parent": cache_key(optimize_parts),
+                           "per_channel": True, **_versions("onnxruntime", "onnx")}
+            final_stage = stage(
+                "quantize", quant_parts,
+                lambda d: {**quantize_dynamic_int8(optimized().file(MODEL_FILE), d / MODEL_FILE),
+                           "fused": optimized().info["fused"], "opset": optimized().info["opset"]},
+                optimized,
+            )
+        final = final_stage()
+        graph = {"fused": final.info["fused"], "ops": final.info["ops"],
+                 "opset": final.info["opset"]}
+        if precision != "fp32":
+            graph["quantization"] = quantization_coverage(final.info["ops"])
+        return BuiltArtifact(path=final.file(MODEL_FILE),
+                             build_seconds=dict(final.info["build_seconds"]),
+                             built_now=built_now, graph=graph)

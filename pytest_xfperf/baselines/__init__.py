@@ -1,0 +1,1 @@
+"""Baselines: the stored expectations, keyed by machine, and the gate that checks them."""

@@ -1,0 +1,136 @@
+"""Baseline files: ``<dir>/<machine-key>.json``, plain JSON, validated on every load.
+
+Writes merge under a lock and replace the file atomically, so concurrent writers cannot lose
+each other's cases and a killed writer leaves the previous file intact. A file that does not
+validate is reported and never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pytest_xfperf.fileio import atomic_write_bytes, locked
+
+SCHEMA = 1
+MAX_BYTES = 64 * 1024 * 1024
+MAX_SAMPLES = 256
+_SAFE_KEY = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+
+
+class BaselineError(Exception):
+    """A baseline file cannot be used; the message names the file, the problem and the fix."""
+
+
+def baseline_path(directory: Path, key: str) -> Path:
+    if not _SAFE_KEY.match(key):
+        raise BaselineError(f"machine key {key!r} is not a safe file name")
+    return directory / f"{key}.json"
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"non-finite number {name} (NaN and Infinity are not valid baselines)")
+
+
+def _check_number(value: Any, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{where} must be a finite number, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{where} must be >= 0, got {value!r}")
+
+
+def validate_entry(case_id: str, entry: Any) -> None:
+    where = f"cases[{case_id!r}]"
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where} must be an object")
+    metrics = entry.get("metrics")
+    if not isinstance(metrics, dict) or not metrics:
+        raise ValueError(f"{where}.metrics must be a non-empty object")
+    for name, value in metrics.items():
+        _check_number(value, f"{where}.metrics.{name}")
+    samples = entry.get("samples_ms", [])
+    if not isinstance(samples, list) or len(samples) > MAX_SAMPLES:
+        raise ValueError(f"{where}.samples_ms must be a list of at most {MAX_SAMPLES} numbers")
+    for i, value in enumerate(samples):
+        _check_number(value, f"{where}.samples_ms[{i}]")
+    versions = entry.get("versions", {})
+    if not isinstance(versions, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in versions.items()
+    ):
+        raise ValueError(f"{where}.versions must map library names to version strings")
+    for optional in ("graph", "settings", "stats"):
+        if optional in entry and not isinstance(entry[optional], dict):
+            raise ValueError(f"{where}.{optional} must be an object")
+
+
+def parse(text: str) -> dict[str, Any]:
+    """Parse and validate a baseline document; ValueError says what is wrong."""
+    try:
+        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError("the top level must be an object")
+    schema = data.get("schema")
+    if isinstance(schema, bool) or not isinstance(schema, int):
+        raise ValueError(f"'schema' must be an integer, got {schema!r}")
+    if schema > SCHEMA:
+        raise ValueError(
+            f"schema {schema} is newer than this pytest-xfperf understands ({SCHEMA}): "
+            "upgrade pytest-xfperf"
+        )
+    if schema < 1:
+        raise ValueError(f"unknown schema {schema}")
+    cases = data.get("cases")
+    if not isinstance(cases, dict):
+        raise ValueError("'cases' must be an object keyed by case id")
+    for case_id, entry in cases.items():
+        validate_entry(case_id, entry)
+    return data
+
+
+def load(path: Path) -> dict[str, Any]:
+    """The validated document, or an empty one if the file does not exist yet."""
+    if not path.exists():
+        return {"schema": SCHEMA, "cases": {}}
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise ValueError(f"{size} bytes is larger than the {MAX_BYTES}-byte limit")
+        return parse(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BaselineError(
+            f"baseline file {path} is unusable: {exc}. It was left untouched; fix it by hand, "
+            f"restore it from version control, or delete it and re-record with "
+            f"--xfperf-update-baselines"
+        ) from None
+
+
+def merge_and_write(
+    path: Path, entries: Mapping[str, Mapping[str, Any]], machine: Mapping[str, Any]
+) -> None:
+    """Merge ``entries`` into the file under a lock and replace it atomically."""
+    for case_id, entry in entries.items():
+        validate_entry(case_id, entry)
+    with locked(path.with_name(path.name + ".lock")):
+        document = load(path)  # refuses (raises) rather than overwrite a corrupt file
+        document["schema"] = SCHEMA
+        document["machine"] = dict(machine)
+        cases = dict(document["cases"])
+        cases.update({k: dict(v) for k, v in entries.items()})
+        document["cases"] = dict(sorted(cases.items()))
+        text = json.dumps(document, indent=1, sort_keys=False, allow_nan=False) + "\n"
+        atomic_write_bytes(path, text.encode("utf-8"))

@@ -1,0 +1,164 @@
+"""One case from setup to verdict: what the ``xfperf`` fixture hands to a perf test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_xfperf.accuracy import (
+    DEFAULT_THRESHOLDS,
+    compare,
+    retrieval_agreement,
+    token_mask,
+    violations,
+)
+from pytest_xfperf.artifacts.pipeline import BuiltArtifact
+from pytest_xfperf.backends.base import BackendUnavailable, Runner
+from pytest_xfperf.baselines.gate import compare as gate_compare
+from pytest_xfperf.matrix import Case
+from pytest_xfperf.measure.memory import PeakMemory
+from pytest_xfperf.measure.stats import summarize
+from pytest_xfperf.measure.timing import TimingPolicy, time_calls
+from pytest_xfperf.models.spec import ModelSpec
+from pytest_xfperf.result import ACCURACY, IMPROVED, NO_BASELINE, PASS, RECORDED, REGRESSED, Result
+from pytest_xfperf.settings import Tolerances
+from pytest_xfperf.versions import library_versions, version_changes
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from pytest_xfperf.session import XfperfSession
+
+
+class CaseHarness:
+    """Builds the case's artifact and runner (fixture setup), then measures and judges it.
+
+    Setup errors (a failed export, a model whose build raises) surface as test errors of this
+    case only; a missing library or model package is a skip naming what to install.
+    """
+
+    def __init__(
+        self,
+        session: XfperfSession,
+        case: Case,
+        tolerances: Tolerances,
+        benchmark_provider: Callable[[], Any] | None = None,
+    ) -> None:
+        self.session = session
+        self._benchmark_provider = benchmark_provider
+        self.case = case
+        self.tolerances = tolerances
+        self.spec: ModelSpec
+        self.inputs: dict[str, np.ndarray] = {}
+        self.runner: Runner | None = None
+        self.artifact: BuiltArtifact | None = None
+        self.result: Result | None = None
+        self._memory = PeakMemory()
+
+    def setup(self) -> None:
+        case = self.case
+        if case.skip_reason:
+            pytest.skip(case.skip_reason)
+        try:
+            self.session.check_backend(case.backend)
+            self.spec = self.session.registry.get(case.ref)
+        except (BackendUnavailable, ModuleNotFoundError) as exc:
+            pytest.skip(str(exc))
+        spec, shape = self.spec, case.shape
+        self.inputs = spec.make_inputs(shape.batch, shape.seq, self.session.settings.seed)
+        self.session.reference(spec, self.inputs)  # before the memory window: shared state
+        self.artifact = self.session.artifact(case, spec)
+        self._memory.__enter__()
+        self.runner = self.session.make_runner(case, spec, self.artifact)
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
+            self.runner = None
+
+    # -- the test body ------------------------------------------------------------------
+    def check(self, benchmark: Any = None) -> Result:
+        """Measure, check accuracy, compare with the baseline; fail the test on a regression.
+
+        ``benchmark`` is pytest-benchmark's fixture when available: the samples are published
+        to it, and ``--benchmark-disable`` turns this into a single accuracy-only run.
+        """
+        assert self.runner is not None, "setup() did not run"
+        if benchmark is None and self._benchmark_provider is not None:
+            benchmark = self._benchmark_provider()
+        runner, case, settings = self.runner, self.case, self.session.settings
+        timing = benchmark is None or not getattr(benchmark, "disabled", False)
+        result = Result(case=case, versions=library_versions(),
+                        runner_settings=runner.settings())
+        if timing:
+            policy = TimingPolicy(settings.warmup_rounds, settings.min_rounds,
+                                  settings.min_time, settings.max_time)
+            samples = time_calls(runner.prepare(self.inputs), runner.synchronize, policy)
+            result.stats = summarize(samples, case.shape.batch)
+            result.samples_ms = [s * 1000 for s in samples]
+        output = runner.run(self.inputs)
+        self._memory.__exit__(None, None, None)
+        result.memory_mb, result.memory_mode = self._memory.peak_delta_mb, self._memory.mode
+        if self.artifact is not None:
+            result.graph = self.artifact.graph
+            result.build_seconds = self.artifact.build_seconds
+            result.built_now = self.artifact.built_now
+        self._check_accuracy(result, output)
+        self._judge(result)
+        self.session.results.append(result)
+        self.result = result
+        if benchmark is not None and timing:
+            from pytest_xfperf.measure.benchmark_bridge import publish
+
+            publish(benchmark, [s / 1000 for s in result.samples_ms], _extra_info(result))
+        if result.failed:
+            pytest.fail(result.failure_message(), pytrace=False)
+        return result
+
+    def _check_accuracy(self, result: Result, output: np.ndarray) -> None:
+        if self.case.is_reference:
+            return  # it is the reference
+        reference = self.session.reference(self.spec, self.inputs)
+        mask = token_mask(self.inputs.get("attention_mask"), output)
+        result.accuracy = compare(output, reference, mask)
+        if self.spec.tokenize is not None:
+            seq = self.case.shape.seq
+            result.accuracy["retrieval"] = retrieval_agreement(
+                self.session.corpus_embeddings(self.spec, self.runner, seq),
+                self.session.corpus_reference(self.spec, seq),
+            )
+        thresholds = DEFAULT_THRESHOLDS.get(self.case.precision, DEFAULT_THRESHOLDS["fp32"])
+        result.accuracy_problems = violations(result.accuracy, thresholds)
+
+    def _judge(self, result: Result) -> None:
+        settings = self.session.settings
+        baseline = self.session.baselines.get(self.case.id)
+        if result.accuracy_problems:
+            result.verdict = ACCURACY
+        elif settings.update_baselines:
+            result.verdict = RECORDED
+        elif baseline is None:
+            result.verdict = NO_BASELINE
+        if baseline is None or settings.update_baselines:
+            return
+        result.baseline_versions_changed = version_changes(
+            baseline.get("versions", {}), result.versions)
+        result.gate = gate_compare(result.metrics(), baseline, self.tolerances,
+                                   timing=result.stats is not None)
+        if result.verdict == ACCURACY:
+            return
+        if result.gate.regressions:
+            result.verdict = REGRESSED
+        elif result.gate.improvements:
+            result.verdict = IMPROVED
+        else:
+            result.verdict = PASS
+
+
+def _extra_info(result: Result) -> dict[str, Any]:
+    return {"xfperf_case": result.case.id, "verdict": result.verdict,
+            "accuracy": result.accuracy, "fused": result.graph.get("fused", {}),
+            "memory_mb": result.memory_mb, "versions": result.versions,
+            "settings": result.runner_settings}

@@ -1,0 +1,1 @@
+"""Measurement: the only package that times or reads memory."""

@@ -1,0 +1,59 @@
+"""Host memory of a case: how much the process's resident set grew while it ran.
+
+On Linux the peak resident set (VmHWM) can be reset by writing "5" to /proc/self/clear_refs,
+which makes a per-case peak measurable; elsewhere the lifetime peak is all there is, and the
+figure says so in its mode.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+from pathlib import Path
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak() -> bool:
+    try:
+        _CLEAR_REFS.write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+class PeakMemory:
+    """Context manager: ``peak_delta_mb`` is the peak RSS reached inside minus RSS at entry."""
+
+    def __init__(self) -> None:
+        self.start_kb = 0
+        self.peak_kb = 0
+        self.mode = "unavailable"
+
+    def __enter__(self) -> PeakMemory:
+        per_case = _reset_peak()
+        self.mode = "per-case peak RSS" if per_case else "process lifetime peak RSS"
+        self.start_kb = _status_kb("VmRSS") or 0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        peak = _status_kb("VmHWM")
+        if peak is None:
+            scale = 1 if sys.platform != "darwin" else 1 / 1024  # macOS reports bytes
+            peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale)
+        self.peak_kb = peak
+
+    @property
+    def peak_delta_mb(self) -> float:
+        return max(0, self.peak_kb - self.start_kb) / 1024.0

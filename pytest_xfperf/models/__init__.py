@@ -1,0 +1,1 @@
+"""Model specs: builtin, local Hugging Face directories, and user models from conftest."""

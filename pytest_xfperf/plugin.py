@@ -1,0 +1,215 @@
+"""pytest hooks and fixtures. Everything else lives in the modules these delegate to.
+
+Import cost matters here: this module is loaded by every pytest run in an environment where
+the plugin is installed, so it imports nothing heavy (no torch, onnx, onnxruntime, tensorrt).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+
+from pytest_xfperf.settings import OPTIONS, Settings, argparse_type, read_pyproject, resolve
+
+MARKER_HELP = (
+    "xfperf(models=..., backends=..., precisions=..., shapes=..., tolerance=...): "
+    "override the perf matrix or the p50 tolerance for one test"
+)
+
+
+@dataclass
+class PluginState:
+    settings: Settings
+    session: Any = None  # XfperfSession, created on first use (it loads baselines)
+    usage_errors: list[str] = field(default_factory=list)
+    registry: Any = None
+
+
+STATE = pytest.StashKey[PluginState]()
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_xfperf import hookspec
+
+    pluginmanager.add_hookspecs(hookspec)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("xfperf", "transformer inference performance regression tests")
+    group.addoption("--xfperf", action="store_true", default=False,
+                    help="run the perf tests (without it they are skipped)")
+    for option in OPTIONS:
+        if option.flag:
+            group.addoption(option.cli, action="store_true", default=None, dest=option.dest,
+                            help=option.help)
+        else:
+            group.addoption(option.cli, dest=option.dest, type=argparse_type(option),
+                            default=None, help=option.help)
+        parser.addini(option.dest, option.help, default="")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER_HELP)
+    enabled = bool(config.getoption("xfperf"))
+    if not enabled:
+        config.stash[STATE] = PluginState(settings=Settings(enabled=False))
+        return
+    try:
+        settings = resolve(
+            cli={o.key: config.getoption(o.dest) for o in OPTIONS},
+            ini={o.key: config.getini(o.dest) for o in OPTIONS},
+            pyproject=read_pyproject(config.rootpath),
+            enabled=True,
+        )
+        from pytest_xfperf.backends.catalog import BACKENDS, PRECISIONS
+        from pytest_xfperf.values import check_known
+
+        check_known("backend", settings.backends, BACKENDS)
+        check_known("precision", settings.precisions, PRECISIONS)
+    except ValueError as exc:
+        raise pytest.UsageError(f"pytest-xfperf: {exc}") from None
+    config.stash[STATE] = PluginState(settings=settings)
+
+
+def _state(config: pytest.Config) -> PluginState:
+    return config.stash[STATE]
+
+
+def _session(config: pytest.Config) -> Any:
+    state = _state(config)
+    if state.session is None:
+        from pytest_xfperf.baselines.store import BaselineError
+        from pytest_xfperf.session import XfperfSession
+
+        try:
+            state.session = XfperfSession(state.settings, _registry(config), config.rootpath)
+        except BaselineError as exc:
+            raise pytest.UsageError(f"pytest-xfperf: {exc}") from None
+    return state.session
+
+
+def _registry(config: pytest.Config) -> Any:
+    """Model registry with the user specs of every conftest loaded so far."""
+    from pytest_xfperf.models.registry import ModelRegistry
+
+    state = _state(config)
+    specs = [spec for specs in config.hook.pytest_xfperf_models(config=config) for spec in specs]
+    if state.registry is None:
+        state.registry = ModelRegistry(specs, config.rootpath, state.settings.seed)
+    else:
+        state.registry.add_user_specs(specs)
+    return state.registry
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if _state(session.config).settings.enabled:
+        _session(session.config)  # a corrupt baseline file stops the run before any work
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "xfperf_case" not in metafunc.fixturenames:
+        return
+    state = _state(metafunc.config)
+    if not state.settings.enabled:
+        metafunc.parametrize("xfperf_case", [pytest.param(
+            None, id="xfperf-off",
+            marks=pytest.mark.skip(reason="perf test: run pytest with --xfperf"))])
+        return
+    from pytest_xfperf.matrix import expand, parse_marker
+
+    settings = state.settings
+    marker = metafunc.definition.get_closest_marker("xfperf")
+    try:
+        overrides = parse_marker(marker.kwargs, metafunc.definition.nodeid) if marker else {}
+        registry = _registry(metafunc.config)
+        models = overrides.get("models", settings.models)
+        registry.check(models)
+        cases = expand(
+            [(ref, registry.case_name(ref)) for ref in models],
+            overrides.get("backends", settings.backends),
+            overrides.get("precisions", settings.precisions),
+            overrides.get("shapes", settings.shapes),
+        )
+    except ValueError as exc:
+        # Raised from here it would become a collection error; a usage error (exit 4) is
+        # what a bad name is, so it is raised once collection ends.
+        state.usage_errors.append(f"pytest-xfperf: {exc}")
+        metafunc.parametrize("xfperf_case", [pytest.param(None, id="invalid")])
+        return
+    metafunc.parametrize("xfperf_case", cases, ids=[c.id for c in cases])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    errors = _state(config).usage_errors
+    if errors:
+        raise pytest.UsageError("\n".join(dict.fromkeys(errors)))
+
+
+@pytest.fixture
+def xfperf_case() -> None:
+    """The perf case of this test; parametrized by pytest_generate_tests."""
+    return None
+
+
+@pytest.fixture
+def xfperf(request: pytest.FixtureRequest, xfperf_case: Any) -> Iterator[Any]:
+    """The case harness: artifacts and runner ready; call ``xfperf.check()`` in the test."""
+    from pytest_xfperf.harness import CaseHarness
+    from pytest_xfperf.values import parse_tolerance
+
+    config = request.config
+    state = _state(config)
+    tolerances = state.settings.tolerances
+    marker = request.node.get_closest_marker("xfperf")
+    if marker and "tolerance" in marker.kwargs:
+        tolerances = replace(tolerances, p50=parse_tolerance(marker.kwargs["tolerance"]))
+
+    def benchmark_fixture() -> Any:
+        if config.pluginmanager.has_plugin("pytest_benchmark"):
+            return request.getfixturevalue("benchmark")
+        return None
+
+    harness = CaseHarness(_session(config), xfperf_case, tolerances, benchmark_fixture)
+    try:
+        harness.setup()
+        yield harness
+    finally:
+        harness.close()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is None or state.session is None or not state.session.results:
+        return
+    from pytest_xfperf.report.terminal import write_summary
+
+    session = state.session
+    terminalreporter.write_sep("=", "xfperf results")
+    write_summary(session.results, terminalreporter.write_line)
+    for note in session.notes:
+        terminalreporter.write_line(note)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = session.config.stash.get(STATE, None)
+    if state is None or state.session is None:
+        return
+    xsession = state.session
+    if state.settings.update_baselines:
+        written, refused = xsession.record_baselines()
+        xsession.notes.append(f"xfperf: recorded {written} case(s) in {xsession.baseline_file}")
+        if refused:
+            xsession.notes.append(
+                "xfperf: NOT recorded (failed their accuracy check): " + ", ".join(refused))
+    if state.settings.report_path is not None and xsession.results:
+        from pytest_xfperf.report.json_report import write_report
+
+        path = state.settings.report_path
+        try:
+            write_report(path, xsession.results, state.settings)
+            xsession.notes.append(f"xfperf: JSON report written to {path}")
+        except OSError as exc:
+            xsession.notes.append(f"xfperf: could not write the JSON report {path}: {exc}")

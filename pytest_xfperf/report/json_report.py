@@ -1,0 +1,50 @@
+"""The machine-readable report (``--xfperf-report PATH``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pytest_xfperf.baselines.machine import machine_info
+from pytest_xfperf.fileio import atomic_write_bytes
+from pytest_xfperf.report.terminal import speedups
+from pytest_xfperf.result import Result
+from pytest_xfperf.settings import Settings
+from pytest_xfperf.versions import library_versions
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN: a failed accuracy metric is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def build_report(results: Sequence[Result], settings: Settings) -> dict[str, Any]:
+    ups = speedups(results)
+    cases = []
+    for r in results:
+        entry = r.as_json()
+        entry["speedup_vs_torch_fp32"] = ups.get(r.case.id)
+        cases.append(entry)
+    return _finite({
+        "machine": machine_info(), "versions": library_versions(),
+        "timing": {"warmup_rounds": settings.warmup_rounds, "min_rounds": settings.min_rounds,
+                   "min_time_s": settings.min_time, "max_time_s": settings.max_time,
+                   "mode": "wall clock per synchronized call (perf_counter), host inputs "
+                           "pre-bound outside the timed region"},
+        "tolerances": settings.tolerances.__dict__,
+        "cases": cases,
+    })
+
+
+def write_report(path: Path, results: Sequence[Result], settings: Settings) -> None:
+    text = json.dumps(build_report(results, settings), indent=1, allow_nan=False) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"))

@@ -1,0 +1,54 @@
+"""The terminal summary: one table per model and shape, one row per backend/precision."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+from pytest_xfperf.result import Result
+
+HEADER = ("backend/precision", "p50 ms", "p99 ms", "samples/s", "vs torch", "cosine",
+          "retrieval", "p50 vs base", "verdict")
+
+
+def speedups(results: Sequence[Result]) -> dict[str, float]:
+    """Speed-up of each case's p50 over PyTorch FP32 eager on the same model and shape."""
+    reference = {(r.case.model, r.case.shape): r.stats.p50_ms
+                 for r in results if r.case.is_reference and r.stats is not None}
+    out = {}
+    for r in results:
+        base = reference.get((r.case.model, r.case.shape))
+        if base and r.stats is not None and r.stats.p50_ms > 0:
+            out[r.case.id] = base / r.stats.p50_ms
+    return out
+
+
+def rows(results: Sequence[Result]) -> dict[str, list[tuple[str, ...]]]:
+    ups = speedups(results)
+    groups: dict[str, list[tuple[str, ...]]] = defaultdict(list)
+    for r in results:
+        s = r.stats
+        delta = r.gate.deltas.get("p50_ms") if r.gate else None
+        groups[f"{r.case.model} {r.case.shape.label}"].append((
+            f"{r.case.backend}/{r.case.precision}",
+            f"{s.p50_ms:.2f}" if s else "-",
+            f"{s.p99_ms:.2f}" if s else "-",
+            f"{s.throughput:.1f}" if s else "-",
+            f"{ups[r.case.id]:.2f}x" if r.case.id in ups else "-",
+            "ref" if r.case.is_reference else f"{r.accuracy.get('cosine', float('nan')):.5f}",
+            f"{r.accuracy['retrieval']:.3f}" if "retrieval" in r.accuracy else "-",
+            f"{delta:+.1%}" if delta is not None else "-",
+            r.verdict,
+        ))
+    return groups
+
+
+def write_summary(results: Sequence[Result], write_line: Callable[[str], None]) -> None:
+    for group, lines in rows(results).items():
+        table = [HEADER, *lines]
+        widths = [max(len(row[i]) for row in table) for i in range(len(HEADER))]
+        write_line(f"{group}:")
+        for row in table:
+            write_line("  " + "  ".join(
+                cell.ljust(w) if i == 0 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths))))

@@ -1,0 +1,100 @@
+"""What one case produced, and how it is stored and reported."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_xfperf.baselines.gate import GateOutcome
+from pytest_xfperf.baselines.store import MAX_SAMPLES
+from pytest_xfperf.matrix import Case
+from pytest_xfperf.measure.stats import LatencyStats
+
+# Verdicts, as shown in reports.
+PASS = "pass"
+NO_BASELINE = "no baseline"
+REGRESSED = "REGRESSED"
+ACCURACY = "ACCURACY"
+IMPROVED = "improved"
+RECORDED = "recorded"
+
+
+@dataclass
+class Result:
+    case: Case
+    stats: LatencyStats | None = None  # None when timing is disabled
+    samples_ms: list[float] = field(default_factory=list)
+    memory_mb: float | None = None
+    memory_mode: str = ""
+    accuracy: dict[str, float] = field(default_factory=dict)
+    accuracy_problems: list[str] = field(default_factory=list)
+    graph: dict[str, Any] = field(default_factory=dict)
+    build_seconds: dict[str, float] = field(default_factory=dict)
+    built_now: list[str] = field(default_factory=list)
+    runner_settings: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    gate: GateOutcome | None = None
+    baseline_versions_changed: list[str] = field(default_factory=list)
+    verdict: str = NO_BASELINE
+
+    def metrics(self) -> dict[str, float]:
+        """The gated figures of this result (see baselines.gate.GATED)."""
+        values: dict[str, float] = {}
+        if self.stats is not None:
+            values.update(p50_ms=self.stats.p50_ms, p99_ms=self.stats.p99_ms,
+                          throughput=self.stats.throughput)
+        if self.memory_mb is not None and self.stats is not None:
+            values["memory_mb"] = self.memory_mb
+        for key in ("cosine", "retrieval"):
+            if key in self.accuracy:
+                values[key] = self.accuracy[key]
+        return values
+
+    @property
+    def failed(self) -> bool:
+        return self.verdict in (REGRESSED, ACCURACY)
+
+    def failure_message(self) -> str:
+        lines = [f"{self.case.id}: {self.verdict}"]
+        lines += [f"  accuracy: {p}" for p in self.accuracy_problems]
+        if self.gate is not None:
+            lines += [f"  regression: {r}" for r in self.gate.regressions]
+        if self.baseline_versions_changed:
+            lines.append("  versions changed since the baseline: "
+                         + ", ".join(self.baseline_versions_changed))
+        return "\n".join(lines)
+
+    def baseline_entry(self) -> dict[str, Any]:
+        samples = self.samples_ms
+        if len(samples) > MAX_SAMPLES:  # keep an even spread over the run, bounded
+            step = len(samples) / MAX_SAMPLES
+            samples = [samples[int(i * step)] for i in range(MAX_SAMPLES)]
+        return {
+            "metrics": {k: round(v, 6) for k, v in self.metrics().items()},
+            "stats": {k: round(v, 6) for k, v in (self.stats.as_dict() if self.stats else {}).items()},
+            "samples_ms": [round(s, 4) for s in samples],
+            "versions": dict(self.versions),
+            "graph": self.graph,
+            "settings": self.runner_settings,
+            "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        case = self.case
+        return {
+            "id": case.id, "model": case.model, "backend": case.backend,
+            "precision": case.precision, "batch": case.shape.batch, "seq": case.shape.seq,
+            "verdict": self.verdict,
+            "stats": self.stats.as_dict() if self.stats else None,
+            "samples_ms": self.samples_ms,
+            "memory_mb": self.memory_mb, "memory_mode": self.memory_mode,
+            "accuracy": self.accuracy, "accuracy_problems": self.accuracy_problems,
+            "baseline": None if self.gate is None else {
+                "deltas": self.gate.deltas, "regressions": self.gate.regressions,
+                "improvements": self.gate.improvements,
+                "versions_changed": self.baseline_versions_changed},
+            "graph": self.graph, "build_seconds": self.build_seconds,
+            "built_now": self.built_now, "settings": self.runner_settings,
+            "versions": self.versions,
+        }

@@ -1,0 +1,223 @@
+"""Run settings, resolved once per session.
+
+Precedence, strongest first: marker (per test, see matrix.py) > command line > environment
+variable > ``[tool.xfperf]`` in pyproject.toml or ``xfperf_*`` keys in the pytest ini > default.
+One ``Option`` row feeds ``addoption``, ``addini`` and the environment lookup, so the help text
+and the parsing exist once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_xfperf.values import (
+    Shape,
+    parse_count,
+    parse_positive_float,
+    parse_shapes,
+    parse_tolerance,
+    split_list,
+)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+DEFAULT_MODELS = ("minilm-l6", "bert-base")
+DEFAULT_BACKENDS = ("torch-cpu", "ort-cpu")
+DEFAULT_PRECISIONS = ("fp32", "int8-dynamic")
+DEFAULT_SHAPES = (Shape(1, 128),)
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """Relative tolerances: how much worse than the baseline a metric may get."""
+
+    p50: float = 0.10
+    p99: float = 0.50
+    throughput: float = 0.10
+    memory: float = 0.25
+    # Absolute drop allowed in cosine similarity / retrieval agreement vs the baseline's.
+    accuracy: float = 0.005
+
+
+@dataclass(frozen=True)
+class Settings:
+    enabled: bool = False
+    models: tuple[str, ...] = DEFAULT_MODELS
+    backends: tuple[str, ...] = DEFAULT_BACKENDS
+    precisions: tuple[str, ...] = DEFAULT_PRECISIONS
+    shapes: tuple[Shape, ...] = DEFAULT_SHAPES
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    warmup_rounds: int = 3
+    min_rounds: int = 10
+    min_time: float = 2.0
+    max_time: float = 30.0
+    update_baselines: bool = False
+    baselines_dir: Path = Path("baselines")
+    cache_dir: Path = Path(".xfperf-cache")
+    clear_cache: bool = False
+    report_path: Path | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting as it appears on the command line, in ini/pyproject and in the environment."""
+
+    key: str  # Settings field, also the [tool.xfperf] key
+    help: str
+    parse: Callable[[Any], Any]
+    flag: bool = False  # a switch with no value
+
+    @property
+    def cli(self) -> str:
+        return "--xfperf-" + self.key.replace("_", "-")
+
+    @property
+    def dest(self) -> str:
+        return "xfperf_" + self.key
+
+    @property
+    def env(self) -> str:
+        return "XFPERF_" + self.key.upper()
+
+
+def _tuple(value: Any) -> tuple[str, ...]:
+    names = tuple(split_list(value))
+    if not names:
+        raise ValueError("the list is empty: give at least one name")
+    return names
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("models", "models to run: builtin names, local HF model dirs, or conftest models", _tuple),
+    Option("backends", "backends to run, e.g. torch-cpu,ort-cpu", _tuple),
+    Option("precisions", "precisions to run, e.g. fp32,int8-dynamic", _tuple),
+    Option("shapes", "input shapes BATCHxSEQ, e.g. 1x128,8x128", parse_shapes),
+    Option("tolerance", "allowed relative p50 latency regression (default 0.10)", parse_tolerance),
+    Option("warmup_rounds", "untimed calls before timing (default 3)",
+           lambda v: parse_count(v, "warmup_rounds")),
+    Option("min_rounds", "minimum timed calls per case (default 10)",
+           lambda v: parse_count(v, "min_rounds", 1)),
+    Option("min_time", "minimum seconds of timed calls per case (default 2.0)",
+           lambda v: parse_positive_float(v, "min_time")),
+    Option("max_time", "stop timing a case after this many seconds (default 30)",
+           lambda v: parse_positive_float(v, "max_time")),
+    Option("update_baselines", "record this run's results as the new baselines", _bool, flag=True),
+    Option("baselines", "directory of baseline files (default: baselines/)", Path),
+    Option("cache_dir", "artifact cache directory (default: .xfperf-cache/)", Path),
+    Option("clear_cache", "empty the artifact cache before the run", _bool, flag=True),
+    Option("report", "write the results as JSON to this path", Path),
+    Option("seed", "seed for random weights and inputs (default 0)",
+           lambda v: parse_count(v, "seed")),
+)
+OPTIONS_BY_KEY = {o.key: o for o in OPTIONS}
+
+
+def argparse_type(option: Option) -> Callable[[str], Any]:
+    """Wrap a parser so argparse reports a clean usage error instead of a traceback."""
+
+    def convert(text: str) -> Any:
+        try:
+            return option.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = option.key  # argparse shows this name in its message
+    return convert
+
+
+def read_pyproject(rootpath: Path) -> dict[str, Any]:
+    """The ``[tool.xfperf]`` table of the project's pyproject.toml, or {}."""
+    path = rootpath / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read [tool.xfperf]: {exc}") from None
+    table = data.get("tool", {}).get("xfperf", {})
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: [tool.xfperf] must be a table")
+    unknown = sorted(set(table) - set(OPTIONS_BY_KEY) - {"tolerances"})
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown key(s) in [tool.xfperf]: {', '.join(unknown)}; "
+            f"valid keys: {', '.join(sorted(OPTIONS_BY_KEY))}, tolerances"
+        )
+    return table
+
+
+def parse_tolerance_table(value: Any, origin: str) -> dict[str, float]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{origin}: tolerances must be a table like {{p50 = 0.1, memory = 0.25}}")
+    known = Tolerances.__dataclass_fields__
+    out: dict[str, float] = {}
+    for name, raw in value.items():
+        if name not in known:
+            raise ValueError(
+                f"{origin}: unknown tolerance {name!r}; valid: {', '.join(sorted(known))}"
+            )
+        out[name] = parse_tolerance(raw)
+    return out
+
+
+def resolve(
+    cli: Mapping[str, Any],
+    ini: Mapping[str, Any],
+    pyproject: Mapping[str, Any],
+    environ: Mapping[str, str] = os.environ,
+    enabled: bool = False,
+) -> Settings:
+    """Combine the sources; ``cli`` and ``ini`` hold raw values keyed by Option.key (None: unset).
+
+    Raises ValueError naming the source of a bad value.
+    """
+    values: dict[str, Any] = {}
+    tolerance_overrides: dict[str, float] = {}
+    if "tolerances" in pyproject:
+        tolerance_overrides.update(
+            parse_tolerance_table(pyproject["tolerances"], "[tool.xfperf] tolerances")
+        )
+    for option in OPTIONS:
+        sources = (
+            ("command line " + option.cli, cli.get(option.key)),
+            ("environment variable " + option.env, environ.get(option.env)),
+            ("ini option xfperf_" + option.key, ini.get(option.key)),
+            ("[tool.xfperf] " + option.key, pyproject.get(option.key)),
+        )
+        for origin, raw in sources:
+            if raw is None or raw == "" or raw is False and option.flag:
+                continue
+            try:
+                # argparse has already parsed CLI values; parse the rest here.
+                value = raw if origin.startswith("command line") else option.parse(raw)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{origin}: {exc}") from None
+            values[option.key] = value
+            break
+    if "tolerance" in values:
+        tolerance_overrides["p50"] = values.pop("tolerance")
+    tolerances = Tolerances(**tolerance_overrides)
+    renames = {"baselines": "baselines_dir", "report": "report_path"}
+    kwargs = {renames.get(k, k): v for k, v in values.items()}
+    return Settings(enabled=enabled, tolerances=tolerances, **kwargs)

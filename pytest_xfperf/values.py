@@ -1,0 +1,113 @@
+"""Value objects parsed from user strings (CLI, ini, env, markers).
+
+Parsing happens at the boundary so that everything past it holds typed, validated values.
+Every parser raises ``ValueError`` with a message that names the problem and the fix; the
+plugin turns that into a pytest usage error (exit code 4).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+_SHAPE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+MAX_BATCH = 4096
+MAX_SEQ = 8192
+
+
+@dataclass(frozen=True, order=True)
+class Shape:
+    """One input geometry: batch size and sequence length."""
+
+    batch: int
+    seq: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch <= MAX_BATCH:
+            raise ValueError(f"batch size {self.batch} is outside 1..{MAX_BATCH}")
+        if not 1 <= self.seq <= MAX_SEQ:
+            raise ValueError(f"sequence length {self.seq} is outside 1..{MAX_SEQ}")
+
+    @classmethod
+    def parse(cls, text: str) -> Shape:
+        match = _SHAPE.match(text)
+        if match is None:
+            raise ValueError(
+                f"malformed shape {text!r}: write BATCHxSEQ, for example 1x128 or 8x256"
+            )
+        return cls(int(match.group(1)), int(match.group(2)))
+
+    @property
+    def label(self) -> str:
+        return f"b{self.batch}s{self.seq}"
+
+    def __str__(self) -> str:
+        return f"{self.batch}x{self.seq}"
+
+
+def split_list(value: str | Sequence[str]) -> list[str]:
+    """Accept "a,b c" from a flag or env var, or a list from TOML/markers."""
+    items: Iterable[str]
+    if isinstance(value, str):
+        items = re.split(r"[,\s]+", value)
+    else:
+        items = value
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"expected a string, got {item!r}")
+        item = item.strip()
+        if item and item not in out:
+            out.append(item)
+    return out
+
+
+def parse_shapes(value: str | Sequence[str]) -> tuple[Shape, ...]:
+    shapes = tuple(Shape.parse(s) for s in split_list(value))
+    if not shapes:
+        raise ValueError("no shape given: write at least one, for example 1x128")
+    return shapes
+
+
+def parse_tolerance(value: str | float) -> float:
+    """A relative tolerance such as 0.10 (10 %); "10%" is accepted too."""
+    text = str(value).strip()
+    try:
+        number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise ValueError(f"malformed tolerance {value!r}: write a fraction like 0.1 or 10%")
+    if not math.isfinite(number) or not 0 < number < 10:
+        raise ValueError(f"tolerance {value!r} is outside (0, 10): write e.g. 0.1 for 10 %")
+    return number
+
+
+def parse_positive_float(value: str | float, what: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number, got {value!r}")
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{what} must be a finite number >= 0, got {value!r}")
+    return number
+
+
+def parse_count(value: str | int, what: str, minimum: int = 0) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a whole number, got {value!r}")
+    if number < minimum:
+        raise ValueError(f"{what} must be >= {minimum}, got {value!r}")
+    return number
+
+
+def check_known(kind: str, names: Sequence[str], known: Iterable[str]) -> None:
+    """Fail with the list of valid names, which is what a user needs to fix a typo."""
+    valid = sorted(known)
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise ValueError(
+            f"unknown {kind} {', '.join(repr(u) for u in unknown)}; valid {kind}s: {', '.join(valid)}"
+        )
