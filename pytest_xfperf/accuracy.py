@@ -63,18 +63,28 @@ def mean_pooled(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
     return result
 
 
-def retrieval_agreement(candidate: np.ndarray, reference: np.ndarray) -> float:
-    """Share of queries whose nearest neighbour (excluding itself) is the same under both
-    embeddings: what a semantic-search user would notice."""
+# Paraphrases in the corpus make near-ties common: under FP32 itself 12 % of all-MiniLM's
+# queries have a runner-up within 0.01 cosine of the best. A pick the reference scores that
+# close to its own best is as good a retrieval, so it counts as agreement. The margin still
+# separates quantizations: per-channel INT8 scores 0.996, per-tensor INT8 0.916.
+TIE_MARGIN = 0.01
+
+
+def retrieval_agreement(
+    candidate: np.ndarray, reference: np.ndarray, tie_margin: float = TIE_MARGIN
+) -> float:
+    """Share of queries (every corpus sentence against all others) for which the candidate's
+    nearest neighbour is, by the reference's similarities, within ``tie_margin`` of the
+    reference's own nearest neighbour: what a semantic-search user would notice."""
     import numpy as np
 
-    def nearest(embeddings: np.ndarray) -> np.ndarray:
-        similarity = embeddings @ embeddings.T
-        np.fill_diagonal(similarity, -np.inf)
-        result: np.ndarray = similarity.argmax(axis=1)
-        return result
-
-    return float((nearest(candidate) == nearest(reference)).mean())
+    ref_sim = reference @ reference.T
+    np.fill_diagonal(ref_sim, -np.inf)
+    cand_sim = candidate @ candidate.T
+    np.fill_diagonal(cand_sim, -np.inf)
+    picks = cand_sim.argmax(axis=1)
+    picked = ref_sim[np.arange(len(reference)), picks]
+    return float((picked >= ref_sim.max(axis=1) - tie_margin).mean())
 
 
 def violations(metrics: Mapping[str, float], thresholds: Thresholds) -> list[str]:

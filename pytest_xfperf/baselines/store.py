@@ -125,7 +125,8 @@ def merge_and_write(
     """Merge ``entries`` into the file under a lock and replace it atomically."""
     for case_id, entry in entries.items():
         validate_entry(case_id, entry)
-    with locked(path.with_name(path.name + ".lock")):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with locked(path.parent):
         document = load(path)  # refuses (raises) rather than overwrite a corrupt file
         document["schema"] = SCHEMA
         document["machine"] = dict(machine)

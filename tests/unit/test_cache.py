@@ -1,0 +1,54 @@
+from pathlib import Path
+
+import pytest
+
+from pytest_xfperf.artifacts.cache import ArtifactCache
+
+
+def writer(calls: list):
+    def build(directory: Path) -> dict:
+        calls.append(directory)
+        (directory / "model.onnx").write_bytes(b"x" * 1000)
+        return {"fused": {"Attention": 1}}
+    return build
+
+
+def test_built_once_then_loaded(tmp_path: Path):
+    calls: list = []
+    entry = ArtifactCache(tmp_path).get_or_build({"k": 1}, writer(calls))
+    assert entry.built_now and entry.file("model.onnx").read_bytes() == b"x" * 1000
+    again = ArtifactCache(tmp_path).get_or_build({"k": 1}, writer(calls))
+    assert not again.built_now and again.info == {"fused": {"Attention": 1}}
+    assert len(calls) == 1
+    assert not any((tmp_path / "tmp").iterdir())
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "meta"])
+def test_damaged_entry_is_detected_and_rebuilt(tmp_path: Path, damage: str):
+    calls: list = []
+    entry = ArtifactCache(tmp_path).get_or_build({"k": 1}, writer(calls))
+    target = entry.file("model.onnx")
+    if damage == "truncate":
+        target.write_bytes(b"x" * 10)
+    elif damage == "flip":
+        target.write_bytes(b"x" * 999 + b"y")
+    else:
+        entry.file("meta.json").write_text("{")
+    cache = ArtifactCache(tmp_path)
+    rebuilt = cache.get_or_build({"k": 1}, writer(calls))
+    assert rebuilt.built_now and len(calls) == 2
+    assert rebuilt.file("model.onnx").read_bytes() == b"x" * 1000
+    assert len(cache.rebuilt_corrupt) == 1
+
+
+def test_failed_build_leaves_no_entry(tmp_path: Path):
+    def broken(directory: Path) -> dict:
+        (directory / "model.onnx").write_bytes(b"half")
+        raise RuntimeError("exporter crashed")
+
+    cache = ArtifactCache(tmp_path)
+    with pytest.raises(RuntimeError):
+        cache.get_or_build({"k": 2}, broken)
+    calls: list = []
+    assert cache.get_or_build({"k": 2}, writer(calls)).built_now
+    assert not any((tmp_path / "tmp").iterdir())

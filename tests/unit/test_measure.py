@@ -1,0 +1,52 @@
+import math
+
+import numpy as np
+import pytest
+
+from pytest_xfperf.measure.memory import PeakMemory
+from pytest_xfperf.measure.stats import percentile, summarize
+from pytest_xfperf.measure.timing import TimingPolicy, time_calls
+
+
+@pytest.mark.parametrize("q", [0, 1, 50, 90, 95, 99, 100])
+def test_percentile_matches_numpy(q):
+    values = sorted(np.random.default_rng(1).lognormal(size=37).tolist())
+    assert percentile(values, q) == pytest.approx(np.percentile(values, q))
+
+
+def test_summary_figures():
+    stats = summarize([0.010, 0.012, 0.011, 0.030], batch=4)
+    assert stats.rounds == 4
+    assert stats.p50_ms == pytest.approx(11.5)
+    assert stats.min_ms == pytest.approx(10) and stats.max_ms == pytest.approx(30)
+    assert stats.throughput == pytest.approx(4 * 1000 / stats.mean_ms)
+    assert stats.mad_ms == pytest.approx(1.0)
+    assert math.isclose(stats.cv, stats.stdev_ms / stats.mean_ms)
+    with pytest.raises(ValueError):
+        summarize([], 1)
+
+
+def test_time_calls_meets_min_rounds_and_counts_warmup():
+    calls, syncs = [], []
+    samples = time_calls(lambda: calls.append(1), lambda: syncs.append(1),
+                         TimingPolicy(warmup_rounds=2, min_rounds=7, min_time=0, max_time=10))
+    assert len(samples) == 7
+    assert len(calls) == 9 and len(syncs) == 9  # every call, warm-up included, is synced
+    assert all(s >= 0 for s in samples)
+
+
+def test_time_calls_runs_until_min_time_and_stops_at_max_time():
+    policy = TimingPolicy(warmup_rounds=0, min_rounds=1, min_time=0.05, max_time=10)
+    samples = time_calls(lambda: sum(range(1000)), lambda: None, policy)
+    assert sum(samples) >= 0.04 and len(samples) > 1
+    capped = TimingPolicy(warmup_rounds=0, min_rounds=10**9, min_time=0, max_time=0.05)
+    assert len(time_calls(lambda: None, lambda: None, capped)) < 10**9
+
+
+def test_peak_memory_sees_an_allocation():
+    with PeakMemory() as memory:
+        block = np.ones(64 * 1024 * 1024 // 8)  # 64 MiB, touched
+        del block
+    if memory.mode == "per-case peak RSS":
+        assert memory.peak_delta_mb >= 48
+    assert memory.peak_kb > 0

@@ -1,0 +1,84 @@
+from pathlib import Path
+
+import pytest
+
+from pytest_xfperf.settings import Tolerances, read_pyproject, resolve
+from pytest_xfperf.values import Shape, check_known, parse_shapes, parse_tolerance, split_list
+
+
+@pytest.mark.parametrize("text,expected", [("1x128", Shape(1, 128)), (" 8X64 ", Shape(8, 64))])
+def test_shape_parses(text, expected):
+    assert Shape.parse(text) == expected
+    assert expected.label == f"b{expected.batch}s{expected.seq}"
+
+
+@pytest.mark.parametrize("text", ["", "128", "1x", "x128", "1x128x2", "0x128", "1x0", "-1x5",
+                                  "1.5x128", "axb", "99999x1"])
+def test_bad_shapes_name_the_problem(text):
+    with pytest.raises(ValueError, match="shape|batch|sequence"):
+        parse_shapes(text)
+
+
+def test_shape_list_dedups_and_accepts_lists():
+    assert parse_shapes("1x128, 8x128 1x128") == (Shape(1, 128), Shape(8, 128))
+    assert parse_shapes(["4x32"]) == (Shape(4, 32),)
+
+
+@pytest.mark.parametrize("text,value", [("0.1", 0.1), ("10%", 0.1), (0.25, 0.25)])
+def test_tolerance(text, value):
+    assert parse_tolerance(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["0", "-0.1", "10", "nan", "inf", "abc", "%"])
+def test_bad_tolerance(text):
+    with pytest.raises(ValueError, match="tolerance"):
+        parse_tolerance(text)
+
+
+def test_split_list_rejects_non_strings():
+    assert split_list("a, b  c,a") == ["a", "b", "c"]
+    with pytest.raises(ValueError):
+        split_list([1, 2])  # type: ignore[list-item]
+
+
+def test_check_known_lists_valid_names():
+    with pytest.raises(ValueError, match=r"unknown backend 'ort-gpu'.*valid backends: a, b"):
+        check_known("backend", ["a", "ort-gpu"], ["b", "a"])
+
+
+def test_precedence_cli_over_env_over_ini_over_pyproject():
+    pyproject = {"models": ["from-pyproject"], "backends": ["b-pyproject"],
+                 "precisions": ["p-pyproject"], "shapes": ["2x16"]}
+    ini = {"backends": "b-ini", "precisions": "p-ini", "shapes": "3x16"}
+    env = {"XFPERF_PRECISIONS": "p-env", "XFPERF_SHAPES": "4x16"}
+    cli = {"shapes": parse_shapes("5x16")}
+    s = resolve(cli, ini, pyproject, env, enabled=True)
+    assert s.models == ("from-pyproject",)
+    assert s.backends == ("b-ini",)
+    assert s.precisions == ("p-env",)
+    assert s.shapes == (Shape(5, 16),)
+
+
+def test_bad_value_names_its_source():
+    with pytest.raises(ValueError, match="environment variable XFPERF_SHAPES"):
+        resolve({}, {}, {}, {"XFPERF_SHAPES": "oops"})
+    with pytest.raises(ValueError, match=r"\[tool.xfperf\] min_rounds"):
+        resolve({}, {}, {"min_rounds": 0}, {})
+
+
+def test_tolerances_from_table_and_flag():
+    s = resolve({"tolerance": 0.2}, {}, {"tolerances": {"memory": "50%", "p50": 0.3}}, {})
+    assert s.tolerances == Tolerances(p50=0.2, memory=0.5)
+    with pytest.raises(ValueError, match="unknown tolerance 'latency'"):
+        resolve({}, {}, {"tolerances": {"latency": 0.1}}, {})
+
+
+def test_pyproject_unknown_key_and_bad_toml(tmp_path: Path):
+    (tmp_path / "pyproject.toml").write_text('[tool.xfperf]\nmodel = ["x"]\n')
+    with pytest.raises(ValueError, match="unknown key.*model.*valid keys"):
+        read_pyproject(tmp_path)
+    (tmp_path / "pyproject.toml").write_text("[tool.xfperf\n")
+    with pytest.raises(ValueError, match="cannot read"):
+        read_pyproject(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.xfperf]\nshapes = ["1x8"]\n')
+    assert read_pyproject(tmp_path) == {"shapes": ["1x8"]}
