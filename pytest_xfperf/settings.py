@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,11 @@ class Tolerances:
     memory: float = 0.25
     # Absolute drop allowed in cosine similarity / retrieval agreement vs the baseline's.
     accuracy: float = 0.005
+
+    def with_timing(self, tolerance: float) -> Tolerances:
+        """The one-number form (``--xfperf-tolerance``, marker ``tolerance=``): p50 and
+        throughput (its inverse) get it; p99, noisier by nature, gets at least it."""
+        return replace(self, p50=tolerance, throughput=tolerance, p99=max(self.p99, tolerance))
 
 
 @dataclass(frozen=True)
@@ -113,7 +118,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("backends", "backends to run, e.g. torch-cpu,ort-cpu", _tuple),
     Option("precisions", "precisions to run, e.g. fp32,int8-dynamic", _tuple),
     Option("shapes", "input shapes BATCHxSEQ, e.g. 1x128,8x128", parse_shapes),
-    Option("tolerance", "allowed relative p50 latency regression (default 0.10)", parse_tolerance),
+    Option("tolerance", "allowed relative regression of p50 latency and throughput (default 0.10)", parse_tolerance),
     Option("warmup_rounds", "untimed calls before timing (default 3)",
            lambda v: parse_count(v, "warmup_rounds")),
     Option("min_rounds", "minimum timed calls per case (default 10)",
@@ -215,9 +220,9 @@ def resolve(
                 raise ValueError(f"{origin}: {exc}") from None
             values[option.key] = value
             break
-    if "tolerance" in values:
-        tolerance_overrides["p50"] = values.pop("tolerance")
     tolerances = Tolerances(**tolerance_overrides)
+    if "tolerance" in values:
+        tolerances = tolerances.with_timing(values.pop("tolerance"))
     renames = {"baselines": "baselines_dir", "report": "report_path"}
     kwargs = {renames.get(k, k): v for k, v in values.items()}
     return Settings(enabled=enabled, tolerances=tolerances, **kwargs)

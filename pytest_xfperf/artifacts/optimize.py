@@ -12,20 +12,28 @@ FUSED_OPERATORS = ("EmbedLayerNormalization", "Attention", "MultiHeadAttention",
                    "SkipLayerNormalization", "SimplifiedLayerNormalization",
                    "SkipSimplifiedLayerNormalization")
 
+# transformers model_type -> ORT optimizer model_type. The encoder-only families share the
+# BERT fusions (ORT has no separate roberta/distilbert type).
+OPTIMIZER_TYPES = {"bert": "bert", "roberta": "bert", "distilbert": "bert", "xlm-roberta": "bert",
+                   "electra": "bert", "camembert": "bert", "vit": "vit", "gpt2": "gpt2"}
+
 
 def optimize_onnx(
     in_path: Path, out_path: Path, family: str, num_heads: int, hidden_size: int
 ) -> dict[str, Any]:
-    if not family:
+    optimizer_type = OPTIMIZER_TYPES.get(family)
+    if optimizer_type is None:
         shutil.copyfile(in_path, out_path)
-        return {"fused": {}, "optimizer": "none (model family not set)"}
+        note = ("fusions skipped: model family not set" if not family else
+                f"fusions skipped: ONNX Runtime has no transformer optimizer for {family!r}")
+        return {"fused": {}, "optimizer": note}
     from onnxruntime.transformers import optimizer
 
     optimized = optimizer.optimize_model(
-        str(in_path), model_type=family, num_heads=num_heads, hidden_size=hidden_size,
+        str(in_path), model_type=optimizer_type, num_heads=num_heads, hidden_size=hidden_size,
         opt_level=0, use_gpu=False,
     )
     stats = optimized.get_fused_operator_statistics()
     optimized.save_model_to_file(str(out_path))
     fused = {op: int(stats[op]) for op in FUSED_OPERATORS if stats.get(op)}
-    return {"fused": fused, "optimizer": f"onnxruntime.transformers model_type={family}"}
+    return {"fused": fused, "optimizer": f"onnxruntime.transformers model_type={optimizer_type}"}

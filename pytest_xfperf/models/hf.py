@@ -136,7 +136,7 @@ def local_dir_spec(path: Path, name: str | None = None, description: str = "") -
         build=build,
         make_inputs=make_inputs,
         identity="dir:" + _digest_dir(path),
-        family=family if family in {"bert", "roberta", "distilbert"} else "",
+        family=family,
         num_heads=int(config.get("num_attention_heads", config.get("n_heads", 0))),
         hidden_size=int(config.get("hidden_size", config.get("dim", 0))),
         tokenize=tokenize if has_tokenizer else None,

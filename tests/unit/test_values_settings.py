@@ -68,7 +68,7 @@ def test_bad_value_names_its_source():
 
 def test_tolerances_from_table_and_flag():
     s = resolve({"tolerance": 0.2}, {}, {"tolerances": {"memory": "50%", "p50": 0.3}}, {})
-    assert s.tolerances == Tolerances(p50=0.2, memory=0.5)
+    assert s.tolerances == Tolerances(p50=0.2, throughput=0.2, memory=0.5)
     with pytest.raises(ValueError, match="unknown tolerance 'latency'"):
         resolve({}, {}, {"tolerances": {"latency": 0.1}}, {})
 

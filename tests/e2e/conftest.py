@@ -1,0 +1,105 @@
+"""pytester helpers: a project with user models, run in a subprocess like a real user's run."""
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+USER_MODELS = textwrap.dedent('''
+    import os
+    import numpy as np
+    import torch
+    from pytest_xfperf import ModelSpec
+
+    class Stack(torch.nn.Module):
+        """An encoder-shaped toy whose depth (and so its latency) the test controls."""
+        def __init__(self, depth, width=256):
+            super().__init__()
+            self.embed = torch.nn.Embedding(1000, width)
+            self.layers = torch.nn.ModuleList(torch.nn.Linear(width, width) for _ in range(depth))
+        def forward(self, input_ids, attention_mask):
+            x = self.embed(input_ids) * attention_mask.unsqueeze(-1)
+            for layer in self.layers:
+                x = torch.relu(layer(x))
+            return x
+
+    class Outlier(torch.nn.Module):
+        """One huge activation channel: dynamic INT8 crushes the others (a real failure)."""
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(1000, 64)
+            self.proj = torch.nn.Linear(64, 64)
+            with torch.no_grad():
+                self.embed.weight[:, 0] = 1e4
+                self.proj.weight[:, 0] = 0
+        def forward(self, input_ids, attention_mask):
+            return self.proj(self.embed(input_ids))
+
+    class Unexportable(torch.nn.Module):
+        """Uses an operator the ONNX exporter has no conversion for."""
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(8, 8)
+        def forward(self, input_ids, attention_mask):
+            x = self.lin(input_ids.float().unsqueeze(-1).expand(-1, -1, 8))
+            return torch.special.bessel_j0(x)
+
+    def inputs(batch, seq, seed):
+        rng = np.random.default_rng(seed)
+        ids = rng.integers(1, 1000, size=(batch, seq), dtype=np.int64)
+        mask = np.ones((batch, seq), dtype=np.int64)
+        mask[:, seq * 3 // 4:] = 0
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def seeded(factory):
+        def build():
+            torch.manual_seed(0)
+            return factory().eval()
+        return build
+
+    def pytest_xfperf_models(config):
+        depth = int(os.environ.get("STACK_DEPTH", "2"))
+        return [
+            ModelSpec(name="stack", build=seeded(lambda: Stack(depth)), make_inputs=inputs,
+                      identity=f"stack-{depth}", family=""),
+            ModelSpec(name="outlier", build=seeded(Outlier), make_inputs=inputs,
+                      identity="outlier", family=""),
+            ModelSpec(name="unexportable", build=seeded(Unexportable), make_inputs=inputs,
+                      identity="unexportable", family=""),
+        ]
+''')
+
+PERF_TEST = textwrap.dedent('''
+    def test_inference(xfperf):
+        xfperf.check()
+''')
+
+FAST = ["--xfperf-min-time", "0.2", "--xfperf-min-rounds", "20", "--xfperf-warmup-rounds", "3",
+        "-p", "no:cacheprovider"]
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeconftest(USER_MODELS)
+    pytester.makepyfile(test_perf=PERF_TEST)
+    pytester.makefile(".toml", pyproject=textwrap.dedent('''
+        [tool.xfperf]
+        models = ["stack"]
+        backends = ["torch-cpu"]
+        precisions = ["fp32"]
+        shapes = ["8x64"]
+    '''))
+    return pytester
+
+
+def baseline_file(pytester: pytest.Pytester) -> Path:
+    files = list((pytester.path / "baselines").glob("*.json"))
+    assert len(files) == 1, files
+    return files[0]
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())

@@ -1,0 +1,80 @@
+"""The product's promise, end to end: record, pass, catch a slowdown, accept it, pass."""
+
+import json
+
+import pytest
+
+from .conftest import FAST, baseline_file, read_json
+
+CASE = "stack/torch-cpu/fp32/b8s64"
+
+
+def run(project: pytest.Pytester, *args: str, depth: int = 2) -> pytest.RunResult:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STACK_DEPTH", str(depth))  # read by the conftest's model registration
+        return project.runpytest_subprocess("--xfperf", *FAST, *args)
+
+
+def test_record_pass_regress_update_pass(project: pytest.Pytester):
+    recorded = run(project, "--xfperf-update-baselines")
+    recorded.assert_outcomes(passed=1)
+    path = baseline_file(project)
+    entry = read_json(path)["cases"][CASE]
+    assert entry["metrics"]["p50_ms"] > 0 and len(entry["samples_ms"]) >= 20
+    assert entry["versions"]["torch"]
+
+    same = run(project)
+    same.assert_outcomes(passed=1)
+
+    slower = run(project, depth=24)  # 12x the layers: far past the 10 % tolerance
+    assert slower.ret == 1
+    slower.assert_outcomes(failed=1)
+    slower.stdout.fnmatch_lines([f"{CASE}: REGRESSED",
+                                 "*p50_ms baseline * ms, now * ms (+*%, tolerance 10%)*",
+                                 f"FAILED*test_inference[[]{CASE}[]]*"])
+    assert read_json(path)["cases"][CASE] == entry  # a failing run never writes
+
+    accepted = run(project, "--xfperf-update-baselines", depth=24)
+    accepted.assert_outcomes(passed=1)
+    assert read_json(path)["cases"][CASE]["metrics"]["p50_ms"] > entry["metrics"]["p50_ms"] * 3
+
+    run(project, depth=24).assert_outcomes(passed=1)
+
+
+def test_marker_tolerance_and_matrix_override(project: pytest.Pytester):
+    project.makepyfile(test_perf='''
+        import pytest
+
+        @pytest.mark.xfperf(shapes=["2x16", "4x16"], tolerance="900%")
+        def test_inference(xfperf):
+            xfperf.check()
+    ''')
+    run(project, "--xfperf-update-baselines").assert_outcomes(passed=2)
+    # With a 900 % tolerance the deeper model (about 3x slower) still passes.
+    result = run(project, "-v", depth=6)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*test_inference[[]stack/torch-cpu/fp32/b2s16[]] PASSED*"])
+
+
+def test_json_report_and_benchmark_json(project: pytest.Pytester):
+    result = run(project, "--xfperf-report", "report.json", "--benchmark-json", "bench.json")
+    result.assert_outcomes(passed=1)
+    report = read_json(project.path / "report.json")
+    (case,) = report["cases"]
+    assert case["id"] == CASE and case["verdict"] == "no baseline"
+    assert case["stats"]["rounds"] == len(case["samples_ms"]) >= 20
+    assert report["machine"]["key"].startswith("cpu-")
+    bench = json.loads((project.path / "bench.json").read_text())
+    (benchmark,) = bench["benchmarks"]
+    assert benchmark["stats"]["rounds"] == case["stats"]["rounds"]
+    assert benchmark["stats"]["median"] * 1000 == pytest.approx(case["stats"]["p50_ms"], rel=1e-6)
+    assert benchmark["extra_info"]["xfperf_case"] == CASE
+
+
+def test_benchmark_disable_runs_once_and_checks_accuracy(project: pytest.Pytester):
+    result = run(project, "--benchmark-disable", "--xfperf-report", "r.json",
+                 "--xfperf-backends", "torch-cpu,ort-cpu")
+    result.assert_outcomes(passed=2)
+    cases = {c["backend"]: c for c in read_json(project.path / "r.json")["cases"]}
+    assert cases["ort-cpu"]["stats"] is None
+    assert cases["ort-cpu"]["accuracy"]["cosine"] > 0.9999
