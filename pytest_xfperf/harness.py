@@ -105,6 +105,7 @@ class CaseHarness:
             result.graph = self.artifact.graph
             result.build_seconds = self.artifact.build_seconds
             result.built_now = self.artifact.built_now
+            result.prepare_seconds = self.artifact.prepare_seconds
         self._check_accuracy(result, output)
         self._judge(result)
         self.session.results.append(result)

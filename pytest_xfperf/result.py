@@ -32,6 +32,7 @@ class Result:
     graph: dict[str, Any] = field(default_factory=dict)
     build_seconds: dict[str, float] = field(default_factory=dict)
     built_now: list[str] = field(default_factory=list)
+    prepare_seconds: float = 0.0
     runner_settings: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     gate: GateOutcome | None = None
@@ -70,9 +71,10 @@ class Result:
         if len(samples) > MAX_SAMPLES:  # keep an even spread over the run, bounded
             step = len(samples) / MAX_SAMPLES
             samples = [samples[int(i * step)] for i in range(MAX_SAMPLES)]
+        stats = self.stats.as_dict() if self.stats else {}
         return {
             "metrics": {k: round(v, 6) for k, v in self.metrics().items()},
-            "stats": {k: round(v, 6) for k, v in (self.stats.as_dict() if self.stats else {}).items()},
+            "stats": {k: round(v, 6) for k, v in stats.items()},
             "samples_ms": [round(s, 4) for s in samples],
             "versions": dict(self.versions),
             "graph": self.graph,
@@ -95,6 +97,7 @@ class Result:
                 "improvements": self.gate.improvements,
                 "versions_changed": self.baseline_versions_changed},
             "graph": self.graph, "build_seconds": self.build_seconds,
-            "built_now": self.built_now, "settings": self.runner_settings,
+            "built_now": self.built_now, "prepare_seconds": self.prepare_seconds,
+            "settings": self.runner_settings,
             "versions": self.versions,
         }

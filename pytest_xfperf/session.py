@@ -44,14 +44,11 @@ class XfperfSession:
     def __init__(self, settings: Settings, registry: ModelRegistry, rootpath: Path) -> None:
         self.settings = settings
         self.registry = registry
-        cache_dir = settings.cache_dir if settings.cache_dir.is_absolute() else rootpath / settings.cache_dir
-        self.cache = ArtifactCache(cache_dir)
+        self.cache = ArtifactCache(rootpath / settings.cache_dir)  # an absolute path wins
         if settings.clear_cache:
             self.cache.clear()
         self.pipeline = ArtifactPipeline(self.cache, settings.seed)
-        base_dir = settings.baselines_dir
-        self.baseline_file = store.baseline_path(
-            base_dir if base_dir.is_absolute() else rootpath / base_dir, machine_key())
+        self.baseline_file = store.baseline_path(rootpath / settings.baselines_dir, machine_key())
         self.baselines: dict[str, Any] = store.load(self.baseline_file)["cases"]
         self.results: list[Result] = []
         self.notes: list[str] = []  # shown under the summary table

@@ -28,7 +28,7 @@ from pytest_xfperf.values import (
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 DEFAULT_MODELS = ("minilm-l6", "bert-base")
 DEFAULT_BACKENDS = ("torch-cpu", "ort-cpu")
@@ -41,7 +41,8 @@ class Tolerances:
     """Relative tolerances: how much worse than the baseline a metric may get."""
 
     p50: float = 0.10
-    p99: float = 0.50
+    # p99 of a few dozen samples is close to their maximum: only a gross change is a signal.
+    p99: float = 1.00
     throughput: float = 0.10
     memory: float = 0.25
     # Absolute drop allowed in cosine similarity / retrieval agreement vs the baseline's.
@@ -114,11 +115,12 @@ def _bool(value: Any) -> bool:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("models", "models to run: builtin names, local HF model dirs, or conftest models", _tuple),
+    Option("models", "models: builtin names, local HF model dirs, or conftest models", _tuple),
     Option("backends", "backends to run, e.g. torch-cpu,ort-cpu", _tuple),
     Option("precisions", "precisions to run, e.g. fp32,int8-dynamic", _tuple),
     Option("shapes", "input shapes BATCHxSEQ, e.g. 1x128,8x128", parse_shapes),
-    Option("tolerance", "allowed relative regression of p50 latency and throughput (default 0.10)", parse_tolerance),
+    Option("tolerance", "allowed relative regression of p50 latency and throughput "
+           "(default 0.10)", parse_tolerance),
     Option("warmup_rounds", "untimed calls before timing (default 3)",
            lambda v: parse_count(v, "warmup_rounds")),
     Option("min_rounds", "minimum timed calls per case (default 10)",

@@ -77,7 +77,9 @@ def parse_tolerance(value: str | float) -> float:
     try:
         number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError:
-        raise ValueError(f"malformed tolerance {value!r}: write a fraction like 0.1 or 10%")
+        raise ValueError(
+            f"malformed tolerance {value!r}: write a fraction like 0.1 or 10%"
+        ) from None
     if not math.isfinite(number) or not 0 < number < 10:
         raise ValueError(f"tolerance {value!r} is outside (0, 10): write e.g. 0.1 for 10 %")
     return number
@@ -87,7 +89,7 @@ def parse_positive_float(value: str | float, what: str) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a number, got {value!r}")
+        raise ValueError(f"{what} must be a number, got {value!r}") from None
     if not math.isfinite(number) or number < 0:
         raise ValueError(f"{what} must be a finite number >= 0, got {value!r}")
     return number
@@ -97,7 +99,7 @@ def parse_count(value: str | int, what: str, minimum: int = 0) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a whole number, got {value!r}")
+        raise ValueError(f"{what} must be a whole number, got {value!r}") from None
     if number < minimum:
         raise ValueError(f"{what} must be >= {minimum}, got {value!r}")
     return number
@@ -109,5 +111,6 @@ def check_known(kind: str, names: Sequence[str], known: Iterable[str]) -> None:
     unknown = [n for n in names if n not in valid]
     if unknown:
         raise ValueError(
-            f"unknown {kind} {', '.join(repr(u) for u in unknown)}; valid {kind}s: {', '.join(valid)}"
+            f"unknown {kind} {', '.join(repr(u) for u in unknown)}; "
+            f"valid {kind}s: {', '.join(valid)}"
         )

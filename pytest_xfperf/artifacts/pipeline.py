@@ -35,6 +35,7 @@ class BuiltArtifact:
     build_seconds: dict[str, float] = field(default_factory=dict)  # stage -> seconds
     built_now: list[str] = field(default_factory=list)  # stages built in this run
     graph: dict[str, Any] = field(default_factory=dict)  # fused counts, ops, coverage
+    prepare_seconds: float = 0.0  # this run's time to get the artifact (lookup, verify, build)
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -61,6 +62,7 @@ class ArtifactPipeline:
         """The ONNX file for ``precision``; ``load_model`` is called only if export must run."""
         if precision not in ONNX_PRECISIONS:
             raise ValueError(f"no ONNX pipeline for precision {precision!r}")
+        started = time.perf_counter()
         built_now: list[str] = []
 
         def stage(
@@ -83,7 +85,7 @@ class ArtifactPipeline:
                     return info
 
                 entry = self.cache.get_or_build(parts, build_it)
-                if entry.built_now:
+                if entry.built_now and name not in built_now:
                     built_now.append(name)
                 return entry
 
@@ -124,4 +126,5 @@ class ArtifactPipeline:
             graph["quantization"] = quantization_coverage(final.info["ops"])
         return BuiltArtifact(path=final.file(MODEL_FILE),
                              build_seconds=dict(final.info["build_seconds"]),
-                             built_now=built_now, graph=graph)
+                             built_now=built_now, graph=graph,
+                             prepare_seconds=time.perf_counter() - started)

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 
-def quantize_dynamic_int8(in_path: Path, out_path: Path, per_channel: bool = True) -> dict[str, Any]:
+def quantize_dynamic_int8(
+    in_path: Path, out_path: Path, per_channel: bool = True
+) -> dict[str, Any]:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

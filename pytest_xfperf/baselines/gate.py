@@ -34,7 +34,9 @@ class GateOutcome:
 
 
 def _fmt(value: float, unit: str) -> str:
-    return f"{value:.4f}" if not unit else f"{value:.3f} {unit}" if value < 100 else f"{value:.1f} {unit}"
+    if not unit:
+        return f"{value:.4f}"
+    return f"{value:.3f} {unit}" if value < 100 else f"{value:.1f} {unit}"
 
 
 def compare(
@@ -71,6 +73,6 @@ def compare(
                       f"({change:+.1%}, tolerance {tolerance:.0%})")
         if worse:
             outcome.regressions.append(detail)
-        elif metric not in ABSOLUTE_METRICS and direction * change > tolerance:
+        elif metric == "p50_ms" and -change > tolerance:  # a stale baseline: suggest updating
             outcome.improvements.append(detail)
     return outcome

@@ -37,6 +37,11 @@ BUILTIN: dict[str, Callable[[int], ModelSpec]] = {
         hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=512, vocab_size=2048,
     ),
-    "bert-base": _bert("bert-base", "BERT-base geometry, random weights (latency reference)"),
+    # Geometry spelled out: the optimizer needs heads and hidden size (its auto-detection
+    # misses Attention and the embedding fusion on this graph).
+    "bert-base": _bert(
+        "bert-base", "BERT-base geometry, random weights (latency reference)",
+        hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+    ),
     "minilm-l6": _minilm,
 }

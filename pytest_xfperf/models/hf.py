@@ -48,7 +48,7 @@ def random_weights_spec(
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = transformers.AutoModel.from_config(
+            model: torch.nn.Module = transformers.AutoModel.from_config(  # type: ignore[no-untyped-call]
                 _hf_config(family, config), attn_implementation="eager"
             )
         return model.eval()
@@ -107,7 +107,9 @@ def local_dir_spec(path: Path, name: str | None = None, description: str = "") -
         import transformers
 
         os.environ["HF_HUB_OFFLINE"] = "1"
-        model = transformers.AutoModel.from_pretrained(str(path), attn_implementation="eager")
+        model: torch.nn.Module = transformers.AutoModel.from_pretrained(
+            str(path), attn_implementation="eager"
+        )
         return model.eval()
 
     tokenizer_cache: list[Any] = []

@@ -40,6 +40,6 @@ def named_module(model: torch.nn.Module, input_names: Sequence[str]) -> torch.nn
             self.model = model
 
         def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-            return primary_output(self.model(**dict(zip(names, tensors))))
+            return primary_output(self.model(**dict(zip(names, tensors, strict=True))))
 
     return NamedInputs().eval()

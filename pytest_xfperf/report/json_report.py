@@ -34,7 +34,7 @@ def build_report(results: Sequence[Result], settings: Settings) -> dict[str, Any
         entry = r.as_json()
         entry["speedup_vs_torch_fp32"] = ups.get(r.case.id)
         cases.append(entry)
-    return _finite({
+    report: dict[str, Any] = _finite({
         "machine": machine_info(), "versions": library_versions(),
         "timing": {"warmup_rounds": settings.warmup_rounds, "min_rounds": settings.min_rounds,
                    "min_time_s": settings.min_time, "max_time_s": settings.max_time,
@@ -43,6 +43,7 @@ def build_report(results: Sequence[Result], settings: Settings) -> dict[str, Any
         "tolerances": settings.tolerances.__dict__,
         "cases": cases,
     })
+    return report
 
 
 def write_report(path: Path, results: Sequence[Result], settings: Settings) -> None:

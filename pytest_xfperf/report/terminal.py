@@ -51,4 +51,4 @@ def write_summary(results: Sequence[Result], write_line: Callable[[str], None]) 
         for row in table:
             write_line("  " + "  ".join(
                 cell.ljust(w) if i == 0 else cell.rjust(w)
-                for i, (cell, w) in enumerate(zip(row, widths))))
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))))

@@ -74,4 +74,5 @@ def test_missing_extra_is_a_skip_naming_it(project: pytest.Pytester, monkeypatch
     result = project.runpytest_subprocess("--xfperf", *FAST, "-rs", "--xfperf-backends",
                                           "torch-cpu,ort-cpu")
     result.assert_outcomes(passed=1, skipped=1)
-    result.stdout.fnmatch_lines(["*ort-cpu needs onnxruntime: pip install 'pytest-xfperf[[]cpu[]]'*"])
+    result.stdout.fnmatch_lines(
+        ["*ort-cpu needs onnxruntime: pip install 'pytest-xfperf[[]cpu[]]'*"])

@@ -33,6 +33,7 @@ def test_memory_needs_both_ratio_and_absolute_growth():
 def test_improvement_is_reported_not_failed():
     out = compare({"p50_ms": 50.0}, BASE, Tolerances())
     assert out.passed and out.improvements
+    assert not compare({"memory_mb": 20.0}, BASE, Tolerances()).improvements
 
 
 def test_timing_off_compares_accuracy_only():

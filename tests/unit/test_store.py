@@ -43,7 +43,8 @@ BAD_DOCUMENTS = {
     "negative": '{"schema": 1, "cases": {"a": {"metrics": {"p50_ms": -1}}}}',
     "bool metric": '{"schema": 1, "cases": {"a": {"metrics": {"p50_ms": true}}}}',
     "samples not list": '{"schema": 1, "cases": {"a": {"metrics": {"x": 1}, "samples_ms": 3}}}',
-    "versions not str": '{"schema": 1, "cases": {"a": {"metrics": {"x": 1}, "versions": {"t": 2}}}}',
+    "versions not str":
+        '{"schema": 1, "cases": {"a": {"metrics": {"x": 1}, "versions": {"t": 2}}}}',
     "deep nesting": "[" * 100000 + "]" * 100000,
 }
 
