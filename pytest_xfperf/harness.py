@@ -146,6 +146,11 @@ class CaseHarness:
             return
         result.baseline_versions_changed = version_changes(
             baseline.get("versions", {}), result.versions)
+        if result.baseline_versions_changed:
+            note = ("xfperf: library versions differ from the baseline's: "
+                    + ", ".join(result.baseline_versions_changed))
+            if note not in self.session.notes:
+                self.session.notes.append(note)
         result.gate = gate_compare(result.metrics(), baseline, self.tolerances,
                                    timing=result.stats is not None)
         if result.verdict == ACCURACY:

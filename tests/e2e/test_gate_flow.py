@@ -78,3 +78,14 @@ def test_benchmark_disable_runs_once_and_checks_accuracy(project: pytest.Pyteste
     cases = {c["backend"]: c for c in read_json(project.path / "r.json")["cases"]}
     assert cases["ort-cpu"]["stats"] is None
     assert cases["ort-cpu"]["accuracy"]["cosine"] > 0.9999
+
+
+def test_version_change_since_baseline_is_shown(project: pytest.Pytester):
+    run(project, "--xfperf-update-baselines").assert_outcomes(passed=1)
+    path = baseline_file(project)
+    document = read_json(path)
+    document["cases"][CASE]["versions"]["torch"] = "0.0.1"
+    path.write_text(json.dumps(document))
+    result = run(project)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*library versions differ from the baseline's: *torch 0.0.1 -> *"])
