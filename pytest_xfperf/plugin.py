@@ -200,6 +200,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is None or state.session is None:
         return
     xsession = state.session
+    for damaged in xsession.cache.rebuilt_corrupt:
+        xsession.notes.append(f"xfperf: damaged cache entry moved aside and rebuilt: {damaged}")
     if state.settings.update_baselines:
         written, refused = xsession.record_baselines()
         xsession.notes.append(f"xfperf: recorded {written} case(s) in {xsession.baseline_file}")

@@ -76,3 +76,17 @@ def test_missing_extra_is_a_skip_naming_it(project: pytest.Pytester, monkeypatch
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(
         ["*ort-cpu needs onnxruntime: pip install 'pytest-xfperf[[]cpu[]]'*"])
+
+
+def test_damaged_cache_entry_is_rebuilt_and_reported(project: pytest.Pytester):
+    args = ["--xfperf", *FAST, "--xfperf-backends", "ort-cpu"]
+    project.runpytest_subprocess(*args).assert_outcomes(passed=1)
+    models = list((project.path / ".xfperf-cache").glob("*/*/model.onnx"))
+    assert len(models) == 2  # the export and the (fusion-less) optimized copy
+    for model in models:
+        data = bytearray(model.read_bytes())
+        data[len(data) // 2] ^= 0xFF  # one byte flipped in the middle
+        model.write_bytes(bytes(data))
+    result = project.runpytest_subprocess(*args)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*damaged cache entry moved aside and rebuilt: *sha256*"])
