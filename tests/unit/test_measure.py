@@ -1,4 +1,5 @@
 import math
+import mmap
 
 import numpy as np
 import pytest
@@ -44,9 +45,14 @@ def test_time_calls_runs_until_min_time_and_stops_at_max_time():
 
 
 def test_peak_memory_sees_an_allocation():
+    size = 64 * 1024 * 1024
     with PeakMemory() as memory:
-        block = np.ones(64 * 1024 * 1024 // 8)  # 64 MiB, touched
-        del block
+        # Fresh anonymous pages, each touched: a malloc'ed block could reuse memory that an
+        # earlier test left resident, which would not raise the peak.
+        block = mmap.mmap(-1, size)
+        for offset in range(0, size, mmap.PAGESIZE):
+            block[offset] = 1
+        block.close()
     if memory.mode == "per-case peak RSS":
         assert memory.peak_delta_mb >= 48
     assert memory.peak_kb > 0
