@@ -77,8 +77,11 @@ PERF_TEST = textwrap.dedent('''
         xfperf.check()
 ''')
 
+# The 2-core CI host drifts by +-25 % between identical runs; these tests check the flow, so
+# the timing tolerance is wide. The gate arithmetic at 10 % is pinned by tests/unit/test_gate.py,
+# and the deliberate slowdown below (12x the layers, +700 % or more) still has to fail.
 FAST = ["--xfperf-min-time", "0.2", "--xfperf-min-rounds", "20", "--xfperf-warmup-rounds", "3",
-        "-p", "no:cacheprovider"]
+        "--xfperf-tolerance", "150%", "-p", "no:cacheprovider"]
 
 
 @pytest.fixture
