@@ -54,7 +54,6 @@ class CaseHarness:
         self.inputs: dict[str, np.ndarray] = {}
         self.runner: Runner | None = None
         self.artifact: BuiltArtifact | None = None
-        self.result: Result | None = None
         self._memory = PeakMemory()
 
     def setup(self) -> None:
@@ -70,7 +69,7 @@ class CaseHarness:
         self.inputs = spec.make_inputs(shape.batch, shape.seq, self.session.settings.seed)
         self.session.reference(spec, self.inputs)  # before the memory window: shared state
         self.artifact = self.session.artifact(case, spec)
-        self._memory.__enter__()
+        self._memory.start()
         self.runner = self.session.make_runner(case, spec, self.artifact)
 
     def close(self) -> None:
@@ -92,6 +91,7 @@ class CaseHarness:
         timing = benchmark is None or not getattr(benchmark, "disabled", False)
         result = Result(case=case, versions=library_versions(),
                         runner_settings=runner.settings())
+        samples: list[float] = []
         if timing:
             policy = TimingPolicy(settings.warmup_rounds, settings.min_rounds,
                                   settings.min_time, settings.max_time)
@@ -99,7 +99,7 @@ class CaseHarness:
             result.stats = summarize(samples, case.shape.batch)
             result.samples_ms = [s * 1000 for s in samples]
         output = runner.run(self.inputs)
-        self._memory.__exit__(None, None, None)
+        self._memory.stop()
         result.memory_mb, result.memory_mode = self._memory.peak_delta_mb, self._memory.mode
         if self.artifact is not None:
             result.graph = self.artifact.graph
@@ -109,11 +109,10 @@ class CaseHarness:
         self._check_accuracy(result, output)
         self._judge(result)
         self.session.results.append(result)
-        self.result = result
         if benchmark is not None and timing:
             from pytest_xfperf.measure.benchmark_bridge import publish
 
-            publish(benchmark, [s / 1000 for s in result.samples_ms], _extra_info(result))
+            publish(benchmark, samples, _extra_info(result))
         if result.failed:
             pytest.fail(result.failure_message(), pytrace=False)
         return result

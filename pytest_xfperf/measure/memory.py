@@ -34,25 +34,34 @@ def _reset_peak() -> bool:
 
 
 class PeakMemory:
-    """Context manager: ``peak_delta_mb`` is the peak RSS reached inside minus RSS at entry."""
+    """``peak_delta_mb``: the peak RSS reached between start() and stop() minus RSS at start.
+
+    Also a context manager, for a window that fits one block.
+    """
 
     def __init__(self) -> None:
         self.start_kb = 0
         self.peak_kb = 0
         self.mode = "unavailable"
 
-    def __enter__(self) -> PeakMemory:
+    def start(self) -> None:
         per_case = _reset_peak()
         self.mode = "per-case peak RSS" if per_case else "process lifetime peak RSS"
         self.start_kb = _status_kb("VmRSS") or 0
-        return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         peak = _status_kb("VmHWM")
         if peak is None:
             scale = 1 if sys.platform != "darwin" else 1 / 1024  # macOS reports bytes
             peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale)
         self.peak_kb = peak
+
+    def __enter__(self) -> PeakMemory:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     @property
     def peak_delta_mb(self) -> float:

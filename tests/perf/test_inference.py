@@ -2,5 +2,6 @@
 
 
 def test_inference(xfperf):
-    result = xfperf.check()
-    assert result.case.id == xfperf.case.id
+    # check() fails this test itself, with the numbers, when the case regressed against its
+    # baseline or missed its accuracy threshold.
+    xfperf.check()
