@@ -16,13 +16,23 @@ from pytest_xfperf.accuracy import (
 )
 from pytest_xfperf.artifacts.pipeline import BuiltArtifact
 from pytest_xfperf.backends.base import BackendUnavailable, Runner
+from pytest_xfperf.baselines.fingerprint import drift, graph_notes
 from pytest_xfperf.baselines.gate import compare as gate_compare
 from pytest_xfperf.matrix import Case
 from pytest_xfperf.measure.memory import PeakMemory
 from pytest_xfperf.measure.stats import summarize
 from pytest_xfperf.measure.timing import TimingPolicy, time_calls
 from pytest_xfperf.models.spec import ModelSpec
-from pytest_xfperf.result import ACCURACY, IMPROVED, NO_BASELINE, PASS, RECORDED, REGRESSED, Result
+from pytest_xfperf.result import (
+    ACCURACY,
+    DRIFT,
+    IMPROVED,
+    NO_BASELINE,
+    PASS,
+    RECORDED,
+    REGRESSED,
+    Result,
+)
 from pytest_xfperf.settings import Tolerances
 from pytest_xfperf.versions import library_versions, version_changes
 
@@ -150,11 +160,16 @@ class CaseHarness:
                     + ", ".join(result.baseline_versions_changed))
             if note not in self.session.notes:
                 self.session.notes.append(note)
+        if result.graph and baseline.get("graph"):
+            result.drift = drift(baseline["graph"], result.graph, baseline.get("versions"))
+            result.graph_notes = graph_notes(baseline["graph"], result.graph)
         result.gate = gate_compare(result.metrics(), baseline, self.tolerances,
                                    timing=result.stats is not None)
         if result.verdict == ACCURACY:
             return
-        if result.gate.regressions:
+        if result.drift:
+            result.verdict = DRIFT
+        elif result.gate.regressions:
             result.verdict = REGRESSED
         elif result.gate.improvements:
             result.verdict = IMPROVED

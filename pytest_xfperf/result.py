@@ -16,6 +16,7 @@ PASS = "pass"
 NO_BASELINE = "no baseline"
 REGRESSED = "REGRESSED"
 ACCURACY = "ACCURACY"
+DRIFT = "DRIFT"  # the graph lost fusions or quantization (see baselines/fingerprint.py)
 IMPROVED = "improved"
 RECORDED = "recorded"
 
@@ -37,6 +38,8 @@ class Result:
     versions: dict[str, str] = field(default_factory=dict)
     gate: GateOutcome | None = None
     baseline_versions_changed: list[str] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)
+    graph_notes: list[str] = field(default_factory=list)
     verdict: str = NO_BASELINE
 
     def metrics(self) -> dict[str, float]:
@@ -54,11 +57,12 @@ class Result:
 
     @property
     def failed(self) -> bool:
-        return self.verdict in (REGRESSED, ACCURACY)
+        return self.verdict in (REGRESSED, ACCURACY, DRIFT)
 
     def failure_message(self) -> str:
         lines = [f"{self.case.id}: {self.verdict}"]
         lines += [f"  accuracy: {p}" for p in self.accuracy_problems]
+        lines += [f"  graph drift: {d}" for d in self.drift]
         if self.gate is not None:
             lines += [f"  regression: {r}" for r in self.gate.regressions]
         if self.baseline_versions_changed:
@@ -95,7 +99,8 @@ class Result:
             "baseline": None if self.gate is None else {
                 "deltas": self.gate.deltas, "regressions": self.gate.regressions,
                 "improvements": self.gate.improvements,
-                "versions_changed": self.baseline_versions_changed},
+                "versions_changed": self.baseline_versions_changed,
+                "graph_drift": self.drift, "graph_notes": self.graph_notes},
             "graph": self.graph, "build_seconds": self.build_seconds,
             "built_now": self.built_now, "prepare_seconds": self.prepare_seconds,
             "settings": self.runner_settings,

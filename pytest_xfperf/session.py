@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_xfperf.accuracy import mean_pooled
 from pytest_xfperf.artifacts.cache import ArtifactCache
-from pytest_xfperf.artifacts.pipeline import ArtifactPipeline, BuiltArtifact
+from pytest_xfperf.artifacts.fusion import fusion_warning
+from pytest_xfperf.artifacts.pipeline import ArtifactPipeline, BuildOptions, BuiltArtifact
 from pytest_xfperf.backends.base import BackendUnavailable, Runner
 from pytest_xfperf.backends.catalog import BACKENDS
 from pytest_xfperf.baselines import store
@@ -47,7 +48,9 @@ class XfperfSession:
         self.cache = ArtifactCache(rootpath / settings.cache_dir)  # an absolute path wins
         if settings.clear_cache:
             self.cache.clear()
-        self.pipeline = ArtifactPipeline(self.cache, settings.seed)
+        self.pipeline = ArtifactPipeline(self.cache, settings.seed, BuildOptions(
+            exporter=settings.exporter, calibration_method=settings.calibration_method,
+            calibration_batches=settings.calibration_batches, per_channel=settings.per_channel))
         self.baseline_file = store.baseline_path(rootpath / settings.baselines_dir, machine_key())
         self.baselines: dict[str, Any] = store.load(self.baseline_file)["cases"]
         self.results: list[Result] = []
@@ -119,18 +122,25 @@ class XfperfSession:
     def artifact(self, case: Case, spec: ModelSpec) -> BuiltArtifact | None:
         if not BACKENDS[case.backend].uses_onnx:
             return None
-        return self.pipeline.build(spec, case.precision, lambda: self.model(spec))
+        artifact = self.pipeline.build(spec, case.precision, lambda: self.model(spec), case.shape)
+        if case.precision != "int8-static":  # QDQ is built unfused on purpose (see quantize)
+            warning = fusion_warning(spec.name, spec.family, spec.num_layers,
+                                     artifact.graph.get("fused", {}))
+            if warning and warning not in self.notes:
+                self.notes.append("xfperf: " + warning)
+        return artifact
 
     def make_runner(self, case: Case, spec: ModelSpec, artifact: BuiltArtifact | None) -> Runner:
         if case.backend == "torch-cpu":
             from pytest_xfperf.backends.pytorch import TorchCpuRunner
 
-            return TorchCpuRunner(self.model(spec))
+            threads = self.settings.backend_options.get("torch-cpu", {}).get("threads", 0)
+            return TorchCpuRunner(self.model(spec), threads)
         if case.backend == "ort-cpu":
             from pytest_xfperf.backends.onnxruntime_cpu import OrtCpuRunner
 
             assert artifact is not None
-            return OrtCpuRunner(artifact.path)
+            return OrtCpuRunner(artifact.path, self.settings.backend_options.get("ort-cpu"))
         raise BackendUnavailable(f"no runner for backend {case.backend!r}")
 
     # -- baselines ----------------------------------------------------------------------

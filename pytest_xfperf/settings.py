@@ -18,6 +18,7 @@ from typing import Any
 
 from pytest_xfperf.values import (
     Shape,
+    parse_choice,
     parse_count,
     parse_positive_float,
     parse_shapes,
@@ -72,6 +73,12 @@ class Settings:
     clear_cache: bool = False
     report_path: Path | None = None
     seed: int = 0
+    exporter: str = "torchscript"
+    calibration_method: str = "minmax"
+    calibration_batches: int = 8
+    per_channel: bool = True
+    # [tool.xfperf.<backend>] tables, validated against the backend's options.
+    backend_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -136,6 +143,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("report", "write the results as JSON to this path", Path),
     Option("seed", "seed for random weights and inputs (default 0)",
            lambda v: parse_count(v, "seed")),
+    Option("exporter", "ONNX exporter: torchscript (default; the form ORT fuses) or dynamo",
+           lambda v: parse_choice(v, "exporter", ("torchscript", "dynamo"))),
+    Option("calibration_method", "int8-static calibration: minmax (default), entropy or "
+           "percentile", lambda v: parse_choice(
+               v, "calibration_method", ("minmax", "entropy", "percentile"))),
+    Option("calibration_batches", "int8-static: number of seeded calibration batches "
+           "(default 8)", lambda v: parse_count(v, "calibration_batches", 1)),
+    Option("per_channel", "per-channel weight scales for INT8 (default true)", _bool),
 )
 OPTIONS_BY_KEY = {o.key: o for o in OPTIONS}
 
@@ -165,13 +180,32 @@ def read_pyproject(rootpath: Path) -> dict[str, Any]:
     table = data.get("tool", {}).get("xfperf", {})
     if not isinstance(table, dict):
         raise ValueError(f"{path}: [tool.xfperf] must be a table")
-    unknown = sorted(set(table) - set(OPTIONS_BY_KEY) - {"tolerances"})
+    from pytest_xfperf.backends.catalog import BACKENDS
+
+    unknown = sorted(set(table) - set(OPTIONS_BY_KEY) - {"tolerances"} - set(BACKENDS))
     if unknown:
         raise ValueError(
             f"{path}: unknown key(s) in [tool.xfperf]: {', '.join(unknown)}; "
-            f"valid keys: {', '.join(sorted(OPTIONS_BY_KEY))}, tolerances"
+            f"valid keys: {', '.join(sorted(OPTIONS_BY_KEY))}, tolerances, and a table per "
+            f"backend ({', '.join(sorted(BACKENDS))})"
         )
     return table
+
+
+def parse_backend_tables(pyproject: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``[tool.xfperf.ort-cpu]`` and friends: session settings per backend."""
+    from pytest_xfperf.backends.catalog import BACKENDS
+
+    tables: dict[str, dict[str, Any]] = {}
+    for name, info in BACKENDS.items():
+        if name not in pyproject:
+            continue
+        table = pyproject[name]
+        origin = f"[tool.xfperf.{name}]"
+        if not isinstance(table, Mapping):
+            raise ValueError(f"{origin} must be a table of session settings")
+        tables[name] = info.parse_options(table, origin)
+    return tables
 
 
 def parse_tolerance_table(value: Any, origin: str) -> dict[str, float]:
@@ -227,4 +261,5 @@ def resolve(
         tolerances = tolerances.with_timing(values.pop("tolerance"))
     renames = {"baselines": "baselines_dir", "report": "report_path"}
     kwargs = {renames.get(k, k): v for k, v in values.items()}
-    return Settings(enabled=enabled, tolerances=tolerances, **kwargs)
+    return Settings(enabled=enabled, tolerances=tolerances,
+                    backend_options=parse_backend_tables(pyproject), **kwargs)

@@ -114,3 +114,10 @@ def check_known(kind: str, names: Sequence[str], known: Iterable[str]) -> None:
             f"unknown {kind} {', '.join(repr(u) for u in unknown)}; "
             f"valid {kind}s: {', '.join(valid)}"
         )
+
+
+def parse_choice(value: str, what: str, choices: Sequence[str]) -> str:
+    text = str(value).strip().lower()
+    if text not in choices:
+        raise ValueError(f"{what} must be one of {', '.join(choices)}, got {value!r}")
+    return text

@@ -15,18 +15,34 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_xfperf.artifacts.cache import ArtifactCache, Entry, cache_key
 from pytest_xfperf.artifacts.export import export_onnx
+from pytest_xfperf.artifacts.fp16 import convert_fp16
 from pytest_xfperf.artifacts.graph import op_histogram, quantization_coverage
 from pytest_xfperf.artifacts.optimize import optimize_onnx
-from pytest_xfperf.artifacts.quantize import quantize_dynamic_int8
+from pytest_xfperf.artifacts.quantize import quantize_dynamic_int8, quantize_static_qdq
 from pytest_xfperf.artifacts.quiet import quiet_build
 from pytest_xfperf.models.spec import ModelSpec
+from pytest_xfperf.values import Shape
 from pytest_xfperf.versions import library_versions
 
 if TYPE_CHECKING:
     import torch
 
 MODEL_FILE = "model.onnx"
-ONNX_PRECISIONS = ("fp32", "int8-dynamic")
+ONNX_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
+# The calibration batches are seeded apart from the timed inputs (seed + this + index).
+CALIBRATION_SEED_OFFSET = 1000
+MAX_CALIBRATION_BATCH = 8
+BUILDER_LIBRARIES = ("torch", "transformers", "onnx", "onnxruntime")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How artifacts are built; every field is part of the cache key of the stages it affects."""
+
+    exporter: str = "torchscript"
+    calibration_method: str = "minmax"
+    calibration_batches: int = 8
+    per_channel: bool = True
 
 
 @dataclass
@@ -52,14 +68,25 @@ def _versions(*names: str) -> dict[str, str]:
 
 
 class ArtifactPipeline:
-    def __init__(self, cache: ArtifactCache, seed: int) -> None:
+    def __init__(
+        self, cache: ArtifactCache, seed: int, options: BuildOptions | None = None
+    ) -> None:
         self.cache = cache
         self.seed = seed
+        self.options = options or BuildOptions()
 
     def build(
-        self, spec: ModelSpec, precision: str, load_model: Callable[[], torch.nn.Module]
+        self,
+        spec: ModelSpec,
+        precision: str,
+        load_model: Callable[[], torch.nn.Module],
+        shape: Shape | None = None,
     ) -> BuiltArtifact:
-        """The ONNX file for ``precision``; ``load_model`` is called only if export must run."""
+        """The ONNX file for ``precision``; ``load_model`` is called only if export must run.
+
+        One exported file serves every shape (dynamic axes); only ``int8-static`` depends on
+        ``shape``, through its calibration batches (the case's sequence length, batch capped).
+        """
         if precision not in ONNX_PRECISIONS:
             raise ValueError(f"no ONNX pipeline for precision {precision!r}")
         started = time.perf_counter()
@@ -80,8 +107,11 @@ class ArtifactPipeline:
                     with quiet_build():
                         info = make(directory)
                     info["ops"] = op_histogram(directory / MODEL_FILE)
-                    info["build_seconds"] = {
-                        **inherited, name: round(time.perf_counter() - started, 3)}
+                    info["coverage"] = quantization_coverage(directory / MODEL_FILE)
+                    # A stage may split its time (calibrate vs quantize) itself.
+                    own = info.pop("stage_seconds", None) or {
+                        name: round(time.perf_counter() - started, 3)}
+                    info["build_seconds"] = {**inherited, **own}
                     return info
 
                 entry = self.cache.get_or_build(parts, build_it)
@@ -91,13 +121,17 @@ class ArtifactPipeline:
 
             return get
 
+        options = self.options
         identity = spec.identity or weights_digest(load_model())
         sample = spec.make_inputs(2, 16, self.seed)
         export_parts = {"stage": "export", "model": spec.name, "identity": identity,
-                        "inputs": sorted(sample), **_versions("torch", "transformers", "onnx")}
+                        "inputs": sorted(sample), "exporter": options.exporter,
+                        **_versions("torch", "transformers", "onnx")}
         exported = stage(
             "export", export_parts,
-            lambda d: export_onnx(load_model(), sample, d / MODEL_FILE, spec.name), None,
+            lambda d: {**export_onnx(load_model(), sample, d / MODEL_FILE, spec.name,
+                                     options.exporter), "fused": {}},
+            None,
         )
         optimize_parts = {"stage": "optimize", "parent": cache_key(export_parts),
                           "family": spec.family, "num_heads": spec.num_heads,
@@ -109,21 +143,49 @@ class ArtifactPipeline:
                        "opset": exported().info["opset"]},
             exported,
         )
+
+        def child_of(parent: Callable[[], Entry], build: Callable[[Path], dict[str, Any]]
+                     ) -> Callable[[Path], dict[str, Any]]:
+            # Fused counts and opset are the parent's: quantizers and converters keep them.
+            return lambda d: {**build(d), "fused": parent().info["fused"],
+                              "opset": parent().info["opset"]}
+
         final_stage = optimized
+        ort_versions = _versions("onnxruntime", "onnx")
         if precision == "int8-dynamic":
-            quant_parts = {"stage": "quantize-dynamic", "parent": cache_key(optimize_parts),
-                           "per_channel": True, **_versions("onnxruntime", "onnx")}
-            final_stage = stage(
-                "quantize", quant_parts,
-                lambda d: {**quantize_dynamic_int8(optimized().file(MODEL_FILE), d / MODEL_FILE),
-                           "fused": optimized().info["fused"], "opset": optimized().info["opset"]},
-                optimized,
-            )
+            parts = {"stage": "quantize-dynamic", "parent": cache_key(optimize_parts),
+                     "per_channel": options.per_channel, **ort_versions}
+            final_stage = stage("quantize", parts, child_of(optimized, lambda d: (
+                quantize_dynamic_int8(optimized().file(MODEL_FILE), d / MODEL_FILE,
+                                      options.per_channel))), optimized)
+        elif precision == "fp16":
+            parts = {"stage": "fp16", "parent": cache_key(optimize_parts), **ort_versions}
+            final_stage = stage("fp16", parts, child_of(optimized, lambda d: (
+                convert_fp16(optimized().file(MODEL_FILE), d / MODEL_FILE))), optimized)
+        elif precision == "int8-static":
+            seq = shape.seq if shape else 128
+            batch = min(shape.batch if shape else 1, MAX_CALIBRATION_BATCH)
+            parts = {"stage": "quantize-static", "parent": cache_key(export_parts),
+                     "method": options.calibration_method,
+                     "batches": options.calibration_batches, "batch": batch, "seq": seq,
+                     "seed": self.seed, "per_channel": options.per_channel, **ort_versions}
+
+            def calibrate_and_quantize(d: Path) -> dict[str, Any]:
+                calibration = [
+                    spec.make_inputs(batch, seq, self.seed + CALIBRATION_SEED_OFFSET + i)
+                    for i in range(options.calibration_batches)]
+                return quantize_static_qdq(exported().file(MODEL_FILE), d / MODEL_FILE,
+                                           calibration, options.calibration_method,
+                                           options.per_channel)
+
+            final_stage = stage("quantize", parts, child_of(exported, calibrate_and_quantize),
+                                exported)
         final = final_stage()
-        graph = {"fused": final.info["fused"], "ops": final.info["ops"],
-                 "opset": final.info["opset"]}
-        if precision != "fp32":
-            graph["quantization"] = quantization_coverage(final.info["ops"])
+        graph: dict[str, Any] = {"fused": final.info["fused"], "ops": final.info["ops"],
+                                 "opset": final.info["opset"],
+                                 "built_with": _versions(*BUILDER_LIBRARIES)}
+        if precision.startswith("int8"):
+            graph["quantization"] = final.info["coverage"]
         return BuiltArtifact(path=final.file(MODEL_FILE),
                              build_seconds=dict(final.info["build_seconds"]),
                              built_now=built_now, graph=graph,

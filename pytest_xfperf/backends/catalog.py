@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-PRECISIONS = ("fp32", "int8-dynamic")
+from pytest_xfperf.values import parse_choice, parse_count
+
+PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
 REFERENCE_BACKEND = "torch-cpu"
 REFERENCE_PRECISION = "fp32"
 
@@ -17,6 +21,22 @@ class BackendInfo:
     modules: tuple[str, ...]  # importable modules it needs
     extra: str  # the pip extra that provides them
     uses_onnx: bool
+    # Session settings a user may set in [tool.xfperf.<backend>]: name -> parser.
+    options: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
+
+    def parse_options(self, table: Mapping[str, Any], origin: str) -> dict[str, Any]:
+        unknown = sorted(set(table) - set(self.options))
+        if unknown:
+            valid = ", ".join(sorted(self.options)) or "none"
+            raise ValueError(f"{origin}: unknown setting(s) {', '.join(unknown)} for backend "
+                             f"{self.name}; valid: {valid}")
+        parsed = {}
+        for key, raw in table.items():
+            try:
+                parsed[key] = self.options[key](raw)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{origin}.{key}: {exc}") from None
+        return parsed
 
     def unsupported_reason(self, precision: str) -> str | None:
         if precision in self.precisions:
@@ -24,13 +44,32 @@ class BackendInfo:
         return f"{self.name} does not run {precision} (it runs {', '.join(self.precisions)})"
 
 
+def _threads(value: Any) -> int:
+    return parse_count(value, "threads (0: the library's default)")
+
+
+ORT_CPU_OPTIONS: dict[str, Callable[[Any], Any]] = {
+    "intra_op_threads": _threads,
+    "inter_op_threads": _threads,
+    "execution_mode": lambda v: parse_choice(v, "execution_mode", ("sequential", "parallel")),
+    "graph_optimization_level": lambda v: parse_choice(
+        v, "graph_optimization_level", ("disable", "basic", "extended", "all")),
+}
+TORCH_CPU_OPTIONS: dict[str, Callable[[Any], Any]] = {
+    # Inter-op threads are not offered: torch fixes them at the first parallel call.
+    "threads": _threads,
+}
+
 BACKENDS: dict[str, BackendInfo] = {
     b.name: b
     for b in (
-        BackendInfo("torch-cpu", ("fp32",), "cpu", ("torch", "transformers"), "cpu", False),
+        BackendInfo("torch-cpu", ("fp32",), "cpu", ("torch", "transformers"), "cpu", False,
+                    TORCH_CPU_OPTIONS),
         BackendInfo(
-            "ort-cpu", ("fp32", "int8-dynamic"), "cpu",
-            ("torch", "transformers", "onnx", "onnxruntime"), "cpu", True,
+            # FP16 runs on the CPU provider (it casts around kernels it lacks in FP16): slower
+            # than FP32 there, but it checks the FP16 artifact's accuracy without a GPU.
+            "ort-cpu", ("fp32", "fp16", "int8-dynamic", "int8-static"), "cpu",
+            ("torch", "transformers", "onnx", "onnxruntime"), "cpu", True, ORT_CPU_OPTIONS,
         ),
     )
 }

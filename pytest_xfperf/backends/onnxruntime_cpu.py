@@ -10,26 +10,38 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+DEFAULTS: dict[str, Any] = {"graph_optimization_level": "all", "intra_op_threads": 0,
+                            "inter_op_threads": 0, "execution_mode": "sequential"}
+
+
 class OrtCpuRunner:
     name = "ort-cpu"
 
-    def __init__(self, model_path: Path, intra_op_threads: int = 0) -> None:
+    def __init__(self, model_path: Path, options: Mapping[str, Any] | None = None) -> None:
+        """``options``: the [tool.xfperf.ort-cpu] settings (see catalog.ORT_CPU_OPTIONS)."""
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = intra_op_threads
+        chosen = {**DEFAULTS, **(options or {})}
+        session_options = ort.SessionOptions()
+        session_options.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[chosen["graph_optimization_level"]]
+        session_options.intra_op_num_threads = chosen["intra_op_threads"]
+        session_options.inter_op_num_threads = chosen["inter_op_threads"]
+        session_options.execution_mode = (
+            ort.ExecutionMode.ORT_PARALLEL if chosen["execution_mode"] == "parallel"
+            else ort.ExecutionMode.ORT_SEQUENTIAL)
         self._session = ort.InferenceSession(
-            str(model_path), options, providers=["CPUExecutionProvider"]
+            str(model_path), session_options, providers=["CPUExecutionProvider"]
         )
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._output = self._session.get_outputs()[0].name
-        self._settings = {
-            "provider": "CPUExecutionProvider",
-            "graph_optimization_level": "ORT_ENABLE_ALL",
-            "intra_op_threads": intra_op_threads or "default",
-            "onnxruntime": ort.__version__,
-        }
+        # Recorded in every result: 0 threads means ORT's default (one per physical core).
+        self._settings = {"provider": "CPUExecutionProvider", **chosen,
+                          "onnxruntime": ort.__version__}
 
     def _feeds(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         # An exported graph may have pruned an input it never reads (token_type_ids of a

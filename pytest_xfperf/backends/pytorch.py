@@ -15,8 +15,14 @@ if TYPE_CHECKING:
 class TorchCpuRunner:
     name = "torch-cpu"
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, threads: int = 0) -> None:
+        import torch
+
         self._model = model
+        # torch's thread count is process-wide: set it for this runner, restore it on close.
+        self._previous_threads = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
 
     def _tensors(self, inputs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         import torch
@@ -51,4 +57,6 @@ class TorchCpuRunner:
         return {"threads": torch.get_num_threads(), "mode": "eager", "grad": "inference_mode"}
 
     def close(self) -> None:
-        pass
+        import torch
+
+        torch.set_num_threads(self._previous_threads)

@@ -26,8 +26,14 @@ def _minilm(seed: int) -> ModelSpec:
     )
 
 
+def _random(
+    family: str, name: str, description: str, **config: int
+) -> Callable[[int], ModelSpec]:
+    return lambda seed: random_weights_spec(name, family, config, seed, description)
+
+
 def _bert(name: str, description: str, **config: int) -> Callable[[int], ModelSpec]:
-    return lambda seed: random_weights_spec(name, "bert", config, seed, description)
+    return _random("bert", name, description, **config)
 
 
 # Factories keyed by name, so that listing names costs nothing and building a spec is lazy.
@@ -42,6 +48,19 @@ BUILTIN: dict[str, Callable[[int], ModelSpec]] = {
     "bert-base": _bert(
         "bert-base", "BERT-base geometry, random weights (latency reference)",
         hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+    ),
+    "bert-large": _bert(
+        "bert-large", "BERT-large geometry, random weights",
+        hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+    ),
+    "roberta-base": _random(
+        "roberta", "roberta-base", "RoBERTa-base geometry, random weights",
+        hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+        vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1,
+    ),
+    "distilbert-base": _random(
+        "distilbert", "distilbert-base", "DistilBERT-base geometry, random weights",
+        dim=768, n_layers=6, n_heads=12, hidden_dim=3072, vocab_size=30522,
     ),
     "minilm-l6": _minilm,
 }

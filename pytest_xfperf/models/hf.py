@@ -37,6 +37,10 @@ def _hf_config(family: str, config: Mapping[str, Any]) -> Any:
     return cls
 
 
+def _layers(config: Mapping[str, Any]) -> int:
+    return int(config.get("num_hidden_layers", config.get("n_layers", 0)))
+
+
 def random_weights_spec(
     name: str, family: str, config: Mapping[str, Any], seed: int, description: str
 ) -> ModelSpec:
@@ -68,6 +72,7 @@ def random_weights_spec(
         family=family,
         num_heads=int(config.get("num_attention_heads", config.get("n_heads", 0))),
         hidden_size=int(config.get("hidden_size", config.get("dim", 0))),
+        num_layers=_layers(config),
         description=description,
     )
 
@@ -141,6 +146,7 @@ def local_dir_spec(path: Path, name: str | None = None, description: str = "") -
         family=family,
         num_heads=int(config.get("num_attention_heads", config.get("n_heads", 0))),
         hidden_size=int(config.get("hidden_size", config.get("dim", 0))),
+        num_layers=_layers(config),
         tokenize=tokenize if has_tokenizer else None,
         description=description or f"local checkpoint {path}",
     )

@@ -33,6 +33,7 @@ class ModelSpec:
 
     ``family`` selects ONNX Runtime's transformer fusions ("bert", "roberta", "distilbert", ...;
     "" for none); ``num_heads``/``hidden_size`` of 0 let the optimizer detect them.
+    ``num_layers`` (0: unknown) sets the fused-operator counts expected of a full fusion.
 
     ``tokenize(texts, seq)``, when given, turns sentences into inputs: it enables the
     retrieval-agreement accuracy check on the bundled sentence corpus.
@@ -45,6 +46,7 @@ class ModelSpec:
     family: str = "bert"
     num_heads: int = 0
     hidden_size: int = 0
+    num_layers: int = 0
     tokenize: Callable[[Sequence[str], int], dict[str, np.ndarray]] | None = None
     description: str = ""
     extra: Mapping[str, Any] | None = None

@@ -52,3 +52,8 @@ def write_summary(results: Sequence[Result], write_line: Callable[[str], None]) 
             write_line("  " + "  ".join(
                 cell.ljust(w) if i == 0 else cell.rjust(w)
                 for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
+    for r in results:
+        for line in r.drift:
+            write_line(f"graph drift in {r.case.id}: {line}")
+        for line in r.graph_notes:
+            write_line(f"graph change in {r.case.id}: {line}")
