@@ -126,7 +126,7 @@ class XfperfSession:
         if case.precision != "int8-static":  # QDQ is built unfused on purpose (see quantize)
             warning = fusion_warning(spec.name, spec.family, spec.num_layers,
                                      artifact.graph.get("fused", {}))
-            if warning and warning not in self.notes:
+            if warning and "xfperf: " + warning not in self.notes:
                 self.notes.append("xfperf: " + warning)
         return artifact
 

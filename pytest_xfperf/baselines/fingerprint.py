@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 ARROW = "→"
+MAX_LISTED = 8
 
 
 def _version_note(then: Mapping[str, str], now: Mapping[str, str]) -> str:
@@ -70,6 +71,9 @@ def graph_notes(baseline_graph: Mapping[str, Any], current_graph: Mapping[str, A
         notes.append(f"opset {before} {ARROW} {after}")
     then_ops = set(baseline_graph.get("ops") or {})
     now_ops = set(current_graph.get("ops") or {})
-    if then_ops and now_ops and now_ops - then_ops:
-        notes.append("new operator types: " + ", ".join(sorted(now_ops - then_ops)))
+    new = sorted(now_ops - then_ops) if then_ops and now_ops else []
+    if new:
+        shown = ", ".join(new[:MAX_LISTED]) + (f" and {len(new) - MAX_LISTED} more"
+                                                if len(new) > MAX_LISTED else "")
+        notes.append("new operator types: " + shown)
     return notes

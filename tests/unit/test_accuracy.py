@@ -55,3 +55,4 @@ def test_retrieval_agreement_detects_reordering_but_tolerates_ties():
     assert retrieval_agreement(scrambled, ref) < 0.5
     tiny_noise = ref + rng.normal(scale=1e-5, size=ref.shape)
     assert retrieval_agreement(tiny_noise, ref) == 1.0
+

@@ -82,3 +82,35 @@ def test_pyproject_unknown_key_and_bad_toml(tmp_path: Path):
         read_pyproject(tmp_path)
     (tmp_path / "pyproject.toml").write_text('[tool.xfperf]\nshapes = ["1x8"]\n')
     assert read_pyproject(tmp_path) == {"shapes": ["1x8"]}
+
+
+def test_backend_session_tables_are_validated_and_parsed():
+    settings = resolve({}, {}, {"ort-cpu": {"intra_op_threads": 2, "execution_mode": "Parallel"},
+                                "torch-cpu": {"threads": "1"}}, environ={})
+    assert settings.backend_options == {
+        "ort-cpu": {"intra_op_threads": 2, "execution_mode": "parallel"},
+        "torch-cpu": {"threads": 1}}
+    with pytest.raises(ValueError, match=r"\[tool.xfperf.ort-cpu\]: unknown setting\(s\) "
+                                         r"threads for backend ort-cpu; valid: execution_mode"):
+        resolve({}, {}, {"ort-cpu": {"threads": 2}}, environ={})
+    with pytest.raises(ValueError, match=r"ort-cpu\]\.execution_mode: execution_mode must be "
+                                         r"one of sequential, parallel"):
+        resolve({}, {}, {"ort-cpu": {"execution_mode": "turbo"}}, environ={})
+    with pytest.raises(ValueError, match="must be a table"):
+        resolve({}, {}, {"ort-cpu": 3}, environ={})
+
+
+def test_pipeline_options_parse_and_reject_bad_values():
+    settings = resolve({}, {}, {"exporter": "dynamo", "calibration_method": "entropy",
+                                "calibration_batches": 2, "per_channel": "false"}, environ={})
+    assert (settings.exporter, settings.calibration_method) == ("dynamo", "entropy")
+    assert settings.calibration_batches == 2 and settings.per_channel is False
+    with pytest.raises(ValueError, match="calibration_batches"):
+        resolve({}, {}, {"calibration_batches": 0}, environ={})
+    with pytest.raises(ValueError, match="calibration_method must be one of minmax"):
+        resolve({}, {}, {"calibration_method": "kl"}, environ={})
+
+
+def test_backend_tables_are_valid_pyproject_keys(tmp_path: Path):
+    (tmp_path / "pyproject.toml").write_text('[tool.xfperf.ort-cpu]\nintra_op_threads = 2\n')
+    assert read_pyproject(tmp_path) == {"ort-cpu": {"intra_op_threads": 2}}
