@@ -16,9 +16,12 @@ from pytest_xfperf.accuracy import (
 )
 from pytest_xfperf.artifacts.pipeline import BuiltArtifact
 from pytest_xfperf.backends.base import BackendUnavailable, Runner
+from pytest_xfperf.backends.catalog import REFERENCE_BACKEND, REFERENCE_PRECISION
+from pytest_xfperf.baselines.decision import Measurement
 from pytest_xfperf.baselines.fingerprint import drift, graph_notes
 from pytest_xfperf.baselines.gate import compare as gate_compare
 from pytest_xfperf.matrix import Case
+from pytest_xfperf.measure import machine_state
 from pytest_xfperf.measure.memory import PeakMemory
 from pytest_xfperf.measure.stats import summarize
 from pytest_xfperf.measure.timing import TimingPolicy, time_calls
@@ -31,6 +34,9 @@ from pytest_xfperf.result import (
     PASS,
     RECORDED,
     REGRESSED,
+    STALE,
+    UNSTABLE,
+    UNSTABLE_FAIL,
     Result,
 )
 from pytest_xfperf.settings import Tolerances
@@ -40,6 +46,10 @@ if TYPE_CHECKING:
     import numpy as np
 
     from pytest_xfperf.session import XfperfSession
+
+
+# Blocks of the confirmation re-measure, alternating case and reference.
+CONFIRM_BLOCKS = 5
 
 
 class CaseHarness:
@@ -103,6 +113,10 @@ class CaseHarness:
                         runner_settings=runner.settings())
         samples: list[float] = []
         if timing:
+            result.machine_state = machine_state.snapshot()
+            for warning in machine_state.warnings(result.machine_state):
+                if "xfperf: " + warning not in self.session.notes:
+                    self.session.notes.append("xfperf: " + warning)
             policy = TimingPolicy(settings.warmup_rounds, settings.min_rounds,
                                   settings.min_time, settings.max_time)
             samples = time_calls(runner.prepare(self.inputs), runner.synchronize, policy)
@@ -163,18 +177,68 @@ class CaseHarness:
         if result.graph and baseline.get("graph"):
             result.drift = drift(baseline["graph"], result.graph, baseline.get("versions"))
             result.graph_notes = graph_notes(baseline["graph"], result.graph)
-        result.gate = gate_compare(result.metrics(), baseline, self.tolerances,
-                                   timing=result.stats is not None)
+        reference_entry = self.session.baselines.get(self._reference_case().id)
+        result.gate = gate_compare(
+            result.metrics(), baseline, self.tolerances, timing=result.stats is not None,
+            samples_ms=result.samples_ms,
+            confirm=self._confirm if settings.confirm and result.samples_ms else None,
+            reference_baseline=None if self.case.is_reference or reference_entry is None
+            else reference_entry.get("samples_ms"),
+        )
+        for note in result.gate.notes:
+            if "xfperf: " + note not in self.session.notes:
+                self.session.notes.append("xfperf: " + note)
         if result.verdict == ACCURACY:
             return
+        gate = result.gate
         if result.drift:
             result.verdict = DRIFT
-        elif result.gate.regressions:
+        elif gate.regressions:
             result.verdict = REGRESSED
-        elif result.gate.improvements:
-            result.verdict = IMPROVED
+        elif gate.unstable:
+            result.verdict = UNSTABLE_FAIL if settings.fail_on_unstable else UNSTABLE
+        elif gate.improvements:
+            result.verdict = STALE if settings.fail_on_improvement else IMPROVED
         else:
             result.verdict = PASS
+
+    def _reference_case(self) -> Case:
+        case = self.case
+        return Case(case.model, REFERENCE_BACKEND, REFERENCE_PRECISION, case.shape,
+                    case.model_ref)
+
+    def _confirm(self) -> Measurement:
+        """Re-measure this case in blocks interleaved with the reference backend (PyTorch FP32
+        eager of the same model), so both see the same machine state; the gate normalizes by
+        the reference when the reference has a baseline too."""
+        import math
+
+        assert self.runner is not None
+        settings = self.session.settings
+        reference: Runner | None = None
+        if not self.case.is_reference:
+            try:
+                self.session.check_backend(REFERENCE_BACKEND)
+                reference = self.session.make_runner(
+                    self._reference_case(), self.spec, None)
+            except (BackendUnavailable, ModuleNotFoundError):
+                reference = None
+        rounds = max(3, math.ceil(max(settings.min_rounds, 10) / CONFIRM_BLOCKS))
+        policy = TimingPolicy(1, rounds, 0.0, settings.max_time / CONFIRM_BLOCKS)
+        case_call = self.runner.prepare(self.inputs)
+        ref_call = reference.prepare(self.inputs) if reference else None
+        case_samples: list[float] = []
+        ref_samples: list[float] = []
+        try:
+            for _ in range(CONFIRM_BLOCKS):
+                case_samples += time_calls(case_call, self.runner.synchronize, policy)
+                if reference is not None and ref_call is not None:
+                    ref_samples += time_calls(ref_call, reference.synchronize, policy)
+        finally:
+            if reference is not None:
+                reference.close()
+        return Measurement([s * 1000 for s in case_samples],
+                           [s * 1000 for s in ref_samples] or None)
 
 
 def _extra_info(result: Result) -> dict[str, Any]:

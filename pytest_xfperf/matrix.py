@@ -9,7 +9,7 @@ from typing import Any
 from pytest_xfperf.backends.catalog import BACKENDS, PRECISIONS, REFERENCE_BACKEND
 from pytest_xfperf.values import Shape, check_known, parse_shapes, parse_tolerance, split_list
 
-MARKER_KEYS = ("models", "backends", "precisions", "shapes", "tolerance")
+MARKER_KEYS = ("models", "backends", "precisions", "shapes", "tolerance", "tolerances")
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,10 @@ def parse_marker(kwargs: Mapping[str, Any], where: str) -> dict[str, Any]:
             parsed["shapes"] = parse_shapes(kwargs["shapes"])
         if "tolerance" in kwargs:
             parsed["tolerance"] = parse_tolerance(kwargs["tolerance"])
+        if "tolerances" in kwargs:
+            from pytest_xfperf.settings import parse_tolerance_table
+
+            parsed["tolerances"] = parse_tolerance_table(kwargs["tolerances"])
     except ValueError as exc:
         raise ValueError(f"{where}: xfperf marker: {exc}") from None
     return parsed

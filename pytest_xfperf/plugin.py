@@ -7,7 +7,7 @@ the plugin is installed, so it imports nothing heavy (no torch, onnx, onnxruntim
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -15,8 +15,8 @@ import pytest
 from pytest_xfperf.settings import OPTIONS, Settings, argparse_type, read_pyproject, resolve
 
 MARKER_HELP = (
-    "xfperf(models=..., backends=..., precisions=..., shapes=..., tolerance=...): "
-    "override the perf matrix or the p50 tolerance for one test"
+    "xfperf(models=..., backends=..., precisions=..., shapes=..., tolerance=..., "
+    "tolerances={...}): override the perf matrix or the tolerances for one test"
 )
 
 
@@ -158,12 +158,15 @@ def xfperf_case() -> None:
 def xfperf(request: pytest.FixtureRequest, xfperf_case: Any) -> Iterator[Any]:
     """The case harness: artifacts and runner ready; call ``xfperf.check()`` in the test."""
     from pytest_xfperf.harness import CaseHarness
+    from pytest_xfperf.settings import parse_tolerance_table
     from pytest_xfperf.values import parse_tolerance
 
     config = request.config
     state = _state(config)
     tolerances = state.settings.tolerances
     marker = request.node.get_closest_marker("xfperf")
+    if marker and "tolerances" in marker.kwargs:  # validated at collection (parse_marker)
+        tolerances = replace(tolerances, **parse_tolerance_table(marker.kwargs["tolerances"]))
     if marker and "tolerance" in marker.kwargs:
         tolerances = tolerances.with_timing(parse_tolerance(marker.kwargs["tolerance"]))
 

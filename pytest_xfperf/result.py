@@ -16,6 +16,9 @@ PASS = "pass"
 NO_BASELINE = "no baseline"
 REGRESSED = "REGRESSED"
 ACCURACY = "ACCURACY"
+UNSTABLE = "unstable"  # noise larger than the tolerance: reported, not failed (by default)
+UNSTABLE_FAIL = "UNSTABLE"  # the same with --xfperf-fail-on-unstable
+STALE = "STALE"  # faster than the baseline past the tolerance, with --xfperf-fail-on-improvement
 DRIFT = "DRIFT"  # the graph lost fusions or quantization (see baselines/fingerprint.py)
 IMPROVED = "improved"
 RECORDED = "recorded"
@@ -39,6 +42,7 @@ class Result:
     gate: GateOutcome | None = None
     baseline_versions_changed: list[str] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
+    machine_state: dict[str, Any] = field(default_factory=dict)
     graph_notes: list[str] = field(default_factory=list)
     verdict: str = NO_BASELINE
 
@@ -57,7 +61,7 @@ class Result:
 
     @property
     def failed(self) -> bool:
-        return self.verdict in (REGRESSED, ACCURACY, DRIFT)
+        return self.verdict in (REGRESSED, ACCURACY, DRIFT, UNSTABLE_FAIL, STALE)
 
     def failure_message(self) -> str:
         lines = [f"{self.case.id}: {self.verdict}"]
@@ -65,6 +69,12 @@ class Result:
         lines += [f"  graph drift: {d}" for d in self.drift]
         if self.gate is not None:
             lines += [f"  regression: {r}" for r in self.gate.regressions]
+            if self.verdict == UNSTABLE_FAIL:
+                lines += [f"  unstable: {u}" for u in self.gate.unstable]
+            if self.verdict == STALE:
+                lines += [f"  faster than the baseline: {i}" for i in self.gate.improvements]
+                lines.append("  the baseline is stale: record it again with "
+                             "--xfperf-update-baselines")
         if self.baseline_versions_changed:
             lines.append("  versions changed since the baseline: "
                          + ", ".join(self.baseline_versions_changed))
@@ -100,7 +110,10 @@ class Result:
                 "deltas": self.gate.deltas, "regressions": self.gate.regressions,
                 "improvements": self.gate.improvements,
                 "versions_changed": self.baseline_versions_changed,
-                "graph_drift": self.drift, "graph_notes": self.graph_notes},
+                "graph_drift": self.drift, "graph_notes": self.graph_notes,
+                "unstable": self.gate.unstable,
+                "timing_decisions": {m: d.as_dict() for m, d in self.gate.decisions.items()}},
+            "machine_state": self.machine_state,
             "graph": self.graph, "build_seconds": self.build_seconds,
             "built_now": self.built_now, "prepare_seconds": self.prepare_seconds,
             "settings": self.runner_settings,

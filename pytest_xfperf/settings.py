@@ -68,6 +68,9 @@ class Settings:
     min_time: float = 2.0
     max_time: float = 30.0
     update_baselines: bool = False
+    confirm: bool = True
+    fail_on_unstable: bool = False
+    fail_on_improvement: bool = False
     baselines_dir: Path = Path("baselines")
     cache_dir: Path = Path(".xfperf-cache")
     clear_cache: bool = False
@@ -128,6 +131,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("shapes", "input shapes BATCHxSEQ, e.g. 1x128,8x128", parse_shapes),
     Option("tolerance", "allowed relative regression of p50 latency and throughput "
            "(default 0.10)", parse_tolerance),
+    Option("tolerances", "per-metric tolerances, e.g. p50=0.1,p99=1.0,throughput=0.1,"
+           "memory=0.25,accuracy=0.005", lambda v: parse_tolerance_table(v)),
     Option("warmup_rounds", "untimed calls before timing (default 3)",
            lambda v: parse_count(v, "warmup_rounds")),
     Option("min_rounds", "minimum timed calls per case (default 10)",
@@ -137,6 +142,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_time", "stop timing a case after this many seconds (default 30)",
            lambda v: parse_positive_float(v, "max_time")),
     Option("update_baselines", "record this run's results as the new baselines", _bool, flag=True),
+    Option("confirm", "re-measure a suspected timing regression, interleaved with the "
+           "reference backend, before failing (default true)", _bool),
+    Option("fail_on_unstable", "fail cases whose own noise exceeds their tolerance "
+           "(default: report them as unstable)", _bool, flag=True),
+    Option("fail_on_improvement", "fail cases faster than their baseline by more than the "
+           "tolerance (a stale baseline)", _bool, flag=True),
     Option("baselines", "directory of baseline files (default: baselines/)", Path),
     Option("cache_dir", "artifact cache directory (default: .xfperf-cache/)", Path),
     Option("clear_cache", "empty the artifact cache before the run", _bool, flag=True),
@@ -182,11 +193,11 @@ def read_pyproject(rootpath: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: [tool.xfperf] must be a table")
     from pytest_xfperf.backends.catalog import BACKENDS
 
-    unknown = sorted(set(table) - set(OPTIONS_BY_KEY) - {"tolerances"} - set(BACKENDS))
+    unknown = sorted(set(table) - set(OPTIONS_BY_KEY) - set(BACKENDS))
     if unknown:
         raise ValueError(
             f"{path}: unknown key(s) in [tool.xfperf]: {', '.join(unknown)}; "
-            f"valid keys: {', '.join(sorted(OPTIONS_BY_KEY))}, tolerances, and a table per "
+            f"valid keys: {', '.join(sorted(OPTIONS_BY_KEY))}, and a table per "
             f"backend ({', '.join(sorted(BACKENDS))})"
         )
     return table
@@ -208,7 +219,15 @@ def parse_backend_tables(pyproject: Mapping[str, Any]) -> dict[str, dict[str, An
     return tables
 
 
-def parse_tolerance_table(value: Any, origin: str) -> dict[str, float]:
+def parse_tolerance_table(value: Any, origin: str = "tolerances") -> dict[str, float]:
+    """A table ``{p50 = 0.1, memory = "30%"}`` or the text ``p50=0.1,memory=30%``."""
+    if isinstance(value, str):
+        pairs = [p.strip() for p in value.split(",") if p.strip()]
+        if not pairs or not all(p.count("=") == 1 for p in pairs):
+            raise ValueError(f"{origin}: write METRIC=VALUE pairs like p50=0.1,memory=30%, "
+                             f"got {value!r}")
+        value = dict(p.split("=") for p in pairs)
+        value = {k.strip(): v.strip() for k, v in value.items()}
     if not isinstance(value, Mapping):
         raise ValueError(f"{origin}: tolerances must be a table like {{p50 = 0.1, memory = 0.25}}")
     known = Tolerances.__dataclass_fields__
@@ -234,11 +253,6 @@ def resolve(
     Raises ValueError naming the source of a bad value.
     """
     values: dict[str, Any] = {}
-    tolerance_overrides: dict[str, float] = {}
-    if "tolerances" in pyproject:
-        tolerance_overrides.update(
-            parse_tolerance_table(pyproject["tolerances"], "[tool.xfperf] tolerances")
-        )
     for option in OPTIONS:
         sources = (
             ("command line " + option.cli, cli.get(option.key)),
@@ -256,7 +270,9 @@ def resolve(
                 raise ValueError(f"{origin}: {exc}") from None
             values[option.key] = value
             break
-    tolerances = Tolerances(**tolerance_overrides)
+    # The strongest source's table is taken whole; the one-number --xfperf-tolerance then
+    # sets p50 and throughput on top of it.
+    tolerances = Tolerances(**values.pop("tolerances", {}))
     if "tolerance" in values:
         tolerances = tolerances.with_timing(values.pop("tolerance"))
     renames = {"baselines": "baselines_dir", "report": "report_path"}

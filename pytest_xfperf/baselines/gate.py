@@ -1,11 +1,17 @@
-"""The verdict: does a case's result fall outside its baseline's tolerances?"""
+"""The verdict: does a case's result fall outside its baseline's tolerances?
+
+Latency (p50) and throughput go through the significance-and-confirmation rule of
+``decision.py`` when both sides have timing samples; p99, memory and accuracy keep simple
+thresholds (p99 of a few dozen samples has no useful interval; the others are not noisy).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_xfperf.baselines import decision
 from pytest_xfperf.settings import Tolerances
 
 # metric -> (tolerance field, direction, unit); direction +1: higher is better.
@@ -26,7 +32,10 @@ MEMORY_SLACK_MB = 16.0
 class GateOutcome:
     regressions: list[str] = field(default_factory=list)
     improvements: list[str] = field(default_factory=list)
+    unstable: list[str] = field(default_factory=list)
     deltas: dict[str, float] = field(default_factory=dict)  # metric -> relative change
+    decisions: dict[str, decision.TimingDecision] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -39,20 +48,89 @@ def _fmt(value: float, unit: str) -> str:
     return f"{value:.3f} {unit}" if value < 100 else f"{value:.1f} {unit}"
 
 
+# Timing metrics decided on samples: metric -> statistic of the latency samples it follows.
+SAMPLED = {"p50_ms": "median", "throughput": "mean"}
+
+
+def _sampled(
+    metric: str,
+    outcome: GateOutcome,
+    current_value: float,
+    samples: Sequence[float],
+    baseline: Mapping[str, Any],
+    reference_baseline: Sequence[float] | None,
+    tolerance: float,
+    confirm: Callable[[], decision.Measurement] | None,
+) -> None:
+    then = list(baseline.get("samples_ms") or [])
+    if len(then) < decision.MIN_SAMPLES:
+        # An older baseline: its stored figure against this run's (throughput inverted, so
+        # that the ratio reads as a latency ratio like the sampled rule's).
+        value, now = float(baseline["metrics"][metric]), float(current_value)
+        then = [value if metric == "p50_ms" else 1.0 / value]
+        samples = [now if metric == "p50_ms" else 1.0 / now]
+        confirm = None  # nothing to re-measure against: the old file holds one figure
+    base = decision.Measurement(then, reference_baseline)
+    result = decision.decide(decision.Measurement(samples), base, tolerance, confirm,
+                             SAMPLED[metric])
+    outcome.decisions[metric] = result
+    final = result.confirmation or result.first
+    change = final.ratio - 1 if metric == "p50_ms" else 1 / final.ratio - 1
+    outcome.deltas[metric] = change
+    then_value = float(baseline["metrics"][metric])
+    now_value = then_value * (1 + change)
+    unit = "ms" if metric == "p50_ms" else "/s"
+    measure = "median latency" if metric == "p50_ms" else "mean latency"
+    detail = (f"{metric} baseline {_fmt(then_value, unit)}, now {_fmt(now_value, unit)}: "
+              f"{measure} {result.first.describe()}")
+    if result.confirmation is not None:
+        detail += f"; confirmation {result.confirmation.describe()}"
+    detail += f" (tolerance {tolerance:.0%})"
+    for note in result.notes:
+        if note not in outcome.notes:
+            outcome.notes.append(note)
+    if result.outcome == decision.REGRESSED:
+        outcome.regressions.append(detail)
+    elif result.outcome == decision.UNSTABLE:
+        outcome.unstable.append(detail)
+    elif result.outcome == decision.IMPROVED:
+        outcome.improvements.append(detail)
+
+
 def compare(
     current: Mapping[str, float],
     baseline: Mapping[str, Any],
     tolerances: Tolerances,
     timing: bool = True,
+    samples_ms: Sequence[float] | None = None,
+    confirm: Callable[[], decision.Measurement] | None = None,
+    reference_baseline: Sequence[float] | None = None,
 ) -> GateOutcome:
     """Check every metric present in both; ``timing=False`` skips latency and throughput
-    (a run with timing disabled measured only accuracy)."""
+    (a run with timing disabled measured only accuracy).
+
+    With ``samples_ms`` (this run's latency samples), p50 and throughput are decided by the
+    sample rule; ``confirm`` re-measures (once, shared by both) for a suspected regression;
+    ``reference_baseline`` holds the reference backend's baseline samples for normalization.
+    """
     outcome = GateOutcome()
     base_metrics = baseline.get("metrics", {})
+    confirmed: list[decision.Measurement] = []
+
+    def confirm_once() -> decision.Measurement:
+        assert confirm is not None
+        if not confirmed:
+            confirmed.append(confirm())
+        return confirmed[0]
+
     for metric, (tol_name, direction, unit) in GATED.items():
         if metric not in current or metric not in base_metrics:
             continue
         if not timing and metric in ("p50_ms", "p99_ms", "throughput", "memory_mb"):
+            continue
+        if samples_ms and metric in SAMPLED:
+            _sampled(metric, outcome, current[metric], samples_ms, baseline, reference_baseline,
+                     getattr(tolerances, tol_name), confirm_once if confirm else None)
             continue
         now, then = float(current[metric]), float(base_metrics[metric])
         tolerance = getattr(tolerances, tol_name)

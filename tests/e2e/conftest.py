@@ -26,6 +26,19 @@ USER_MODELS = textwrap.dedent('''
                 x = torch.relu(layer(x))
             return x
 
+    class Transient(torch.nn.Module):
+        """Slow (12x the work) for its first SLOW_CALLS calls in a process, then normal: a
+        noisy neighbour that has left by the time the gate re-measures."""
+        def __init__(self):
+            super().__init__()
+            self.stack = Stack(2)
+            self.deep = Stack(24)
+            self.calls = 0
+        def forward(self, input_ids, attention_mask):
+            self.calls += 1
+            slow = self.calls <= int(os.environ.get("SLOW_CALLS", "0"))
+            return (self.deep if slow else self.stack)(input_ids, attention_mask)
+
     class Outlier(torch.nn.Module):
         """One huge activation channel: dynamic INT8 crushes the others (a real failure)."""
         def __init__(self):
@@ -65,6 +78,8 @@ USER_MODELS = textwrap.dedent('''
         return [
             ModelSpec(name="stack", build=seeded(lambda: Stack(depth)), make_inputs=inputs,
                       identity=f"stack-{depth}", family=""),
+            ModelSpec(name="transient", build=seeded(Transient), make_inputs=inputs,
+                      identity="transient", family=""),
             ModelSpec(name="outlier", build=seeded(Outlier), make_inputs=inputs,
                       identity="outlier", family=""),
             ModelSpec(name="unexportable", build=seeded(Unexportable), make_inputs=inputs,

@@ -103,3 +103,41 @@ def test_session_settings_are_applied_and_recorded(pipeline, tiny_spec, tiny_mod
     assert settings["intra_op_threads"] == 1 and settings["execution_mode"] == "parallel"
     assert settings["graph_optimization_level"] == "basic"
     assert runner.run(tiny_spec.make_inputs(1, 16, 0)).shape == (1, 16, 128)
+
+
+def test_static_int8_leaves_an_outlier_product_in_fp32(cache_dir):
+    """One activation channel at 1e4 crushes every other channel under a per-tensor U8 scale:
+    the measured error sends that product back to FP32, and the fingerprint shows it."""
+    import torch
+
+    from pytest_xfperf import ModelSpec
+
+    class Outlier(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.embed = torch.nn.Embedding(100, 32)
+            self.clean = torch.nn.Linear(32, 32)
+            self.proj = torch.nn.Linear(32, 32)
+            with torch.no_grad():
+                self.embed.weight[:, 0] = 1e4
+                self.proj.weight[:, 0] = 0
+
+        def forward(self, input_ids, attention_mask):
+            return self.clean(self.proj(self.embed(input_ids)))
+
+    def inputs(batch, seq, seed):
+        rng = np.random.default_rng(seed)
+        return {"input_ids": rng.integers(0, 100, (batch, seq), dtype=np.int64),
+                "attention_mask": np.ones((batch, seq), dtype=np.int64)}
+
+    spec = ModelSpec(name="outlier", build=lambda: Outlier().eval(), make_inputs=inputs,
+                     identity="outlier-static", family="")
+    pipeline = ArtifactPipeline(ArtifactCache(cache_dir), 0, BuildOptions(calibration_batches=2))
+    artifact = pipeline.build(spec, "int8-static", spec.build, Shape(2, 16))
+    coverage = artifact.graph["quantization"]
+    assert coverage == {**coverage, "quantized_matmuls": 1, "float_matmuls": 1}
+    out = OrtCpuRunner(artifact.path).run(inputs(2, 16, 9))
+    with torch.no_grad():
+        ref = spec.build()(**{k: torch.from_numpy(v) for k, v in inputs(2, 16, 9).items()})
+    assert compare(out, ref.numpy(), np.ones((2, 16), bool))["cosine"] > 0.99

@@ -43,3 +43,57 @@ def test_timing_off_compares_accuracy_only():
 
 def test_custom_tolerance():
     assert compare({"p50_ms": 125.0}, BASE, Tolerances(p50=0.3)).passed
+
+
+def _samples(median, n=40, spread=0.02, seed=0):
+    import numpy as np
+
+    return list(median * np.exp(np.random.default_rng(seed).normal(0, spread, n)))
+
+
+SAMPLED_BASE = {"metrics": {"p50_ms": 10.0, "throughput": 100.0}, "samples_ms": _samples(10.0)}
+
+
+def test_sampled_regression_is_confirmed_once_for_both_timing_metrics():
+    from pytest_xfperf.baselines.decision import Measurement
+
+    calls = []
+
+    def confirm():
+        calls.append(1)
+        return Measurement(_samples(13.0, seed=2))
+
+    now = _samples(13.0, seed=1)
+    out = compare({"p50_ms": 13.0, "throughput": 77.0}, SAMPLED_BASE, Tolerances(),
+                  samples_ms=now, confirm=confirm)
+    assert calls == [1] and len(out.regressions) == 2
+    assert out.regressions[0].startswith("p50_ms baseline 10.000 ms, now 13.")
+    assert "confirmation +" in out.regressions[0]
+    assert out.decisions["p50_ms"].confirmation is not None
+
+
+def test_unconfirmed_regression_passes_with_a_note():
+    from pytest_xfperf.baselines.decision import Measurement
+
+    out = compare({"p50_ms": 13.0}, SAMPLED_BASE, Tolerances(), samples_ms=_samples(13.0, seed=3),
+                  confirm=lambda: Measurement(_samples(10.1, seed=4)))
+    assert out.passed and "did not reproduce" in out.notes[0]
+
+
+def test_baseline_without_samples_uses_the_threshold_and_says_so():
+    old = {"metrics": {"p50_ms": 10.0, "throughput": 100.0}}
+    out = compare({"p50_ms": 12.5, "throughput": 80.0}, old, Tolerances(),
+                  samples_ms=_samples(12.5, seed=5))
+    assert len(out.regressions) == 2 and "threshold rule" in out.regressions[0]
+    assert any("no timing samples" in n for n in out.notes)
+
+
+def test_faster_past_the_tolerance_is_an_improvement():
+    out = compare({"p50_ms": 7.0}, SAMPLED_BASE, Tolerances(), samples_ms=_samples(7.0, seed=6))
+    assert out.passed and out.improvements and out.deltas["p50_ms"] < -0.25
+
+
+def test_noisy_case_is_unstable():
+    out = compare({"p50_ms": 12.0}, SAMPLED_BASE, Tolerances(),
+                  samples_ms=_samples(12.0, spread=0.5, seed=7))
+    assert out.passed and out.unstable

@@ -56,3 +56,15 @@ def test_peak_memory_sees_an_allocation():
     if memory.mode == "per-case peak RSS":
         assert memory.peak_delta_mb >= 48
     assert memory.peak_kb > 0
+
+
+def test_machine_state_snapshot_and_warnings():
+    from pytest_xfperf.measure.machine_state import snapshot, warnings
+
+    state = snapshot()
+    assert state["cpus"] >= 1 and "load1" in state
+    assert warnings({"cpus": 2, "load1": 0.3}) == []
+    busy = warnings({"cpus": 2, "load1": 5.0, "governor": "powersave", "cpu_mhz": 800,
+                     "cpu_max_mhz": 3000})
+    assert len(busy) == 3 and "load average 5.0 on 2 CPUs" in busy[0]
+    assert "powersave" in busy[1] and "800 MHz of 3000 MHz" in busy[2]

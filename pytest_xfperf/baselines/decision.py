@@ -1,0 +1,178 @@
+"""The timing decision: material *and* significant, confirmed before a test fails.
+
+Why this rule (the power figures are in docs/measurements.md, from benchmarks/gate_power.py):
+
+* Material: the point estimate, the ratio of medians current/baseline, is past the tolerance.
+  A change inside the tolerance never fails, however significant.
+* Significant: the 95 % bootstrap interval of that ratio lies above 1. A bootstrap of the
+  ratio of medians needs no distribution assumption (timing samples are skewed, heavy-tailed
+  and tied at timer resolution, where Mann-Whitney's ties and location-shift assumptions
+  wobble), and it yields an interval in the unit users reason in ("+12 % to +19 %").
+* Confirmed: a suspected regression is measured again, in blocks interleaved with the
+  reference backend of the same model. When the reference has a baseline too, the ratio is
+  taken of the two normalized speeds, so drift of the whole machine between the baseline run
+  and this one cancels. Only a regression in both measurements fails.
+* Unstable: when the case's own noise (robust CV of its samples) exceeds the tolerance, the
+  case is "unstable" (not pass or fail) unless its interval clears the tolerance outright.
+
+Pure numpy: unit-tested on synthetic samples; no model needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+PASS = "pass"
+REGRESSED = "regressed"
+IMPROVED = "improved"
+UNSTABLE = "unstable"
+
+RESAMPLES = 2000
+CONFIDENCE = 0.95
+MIN_SAMPLES = 5  # below this on either side, the threshold rule decides
+MAD_TO_SIGMA = 1.4826  # MAD of a normal sample times this estimates its standard deviation
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One side of a comparison: timing samples (any unit, same on both sides)."""
+
+    samples: Sequence[float]
+    reference: Sequence[float] | None = None  # the reference backend, measured alongside
+
+
+@dataclass(frozen=True)
+class Estimate:
+    ratio: float  # current / baseline (of medians or means), normalized when references given
+    low: float
+    high: float
+    noise: float  # robust CV of the current samples
+    normalized: bool
+    method: str  # "bootstrap" or "threshold"
+
+    def describe(self) -> str:
+        span = (f" [95% {self.low - 1:+.1%} .. {self.high - 1:+.1%}]"
+                if self.method == "bootstrap" else " (threshold rule: the baseline has no "
+                "samples)")
+        norm = ", normalized by the reference backend" if self.normalized else ""
+        return f"{self.ratio - 1:+.1%}{span}, noise {self.noise:.1%}{norm}"
+
+
+@dataclass
+class TimingDecision:
+    outcome: str
+    first: Estimate
+    confirmation: Estimate | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        def est(e: Estimate | None) -> dict[str, Any] | None:
+            return None if e is None else {
+                "ratio": round(e.ratio, 5), "low": round(e.low, 5), "high": round(e.high, 5),
+                "noise": round(e.noise, 5), "normalized": e.normalized, "method": e.method}
+        return {"outcome": self.outcome, "first": est(self.first),
+                "confirmation": est(self.confirmation), "notes": self.notes}
+
+
+def robust_cv(samples: Sequence[float]) -> float:
+    import numpy as np
+
+    values = np.asarray(samples, dtype=np.float64)
+    median = float(np.median(values))
+    if median <= 0:
+        return 0.0
+    return MAD_TO_SIGMA * float(np.median(np.abs(values - median))) / median
+
+
+def _resampled(values: np.ndarray, rng: np.random.Generator, statistic: str) -> np.ndarray:
+    import numpy as np
+
+    picks = rng.integers(0, len(values), size=(RESAMPLES, len(values)))
+    drawn = values[picks]
+    result: np.ndarray = np.median(drawn, axis=1) if statistic == "median" else drawn.mean(axis=1)
+    return result
+
+
+def estimate(
+    current: Measurement, baseline: Measurement, statistic: str = "median", seed: int = 0
+) -> Estimate:
+    """Ratio current/baseline of ``statistic`` with a percentile-bootstrap interval.
+
+    With references on both sides, the ratio is (current/ref_now) / (baseline/ref_then).
+    """
+    import numpy as np
+
+    def point(values: Sequence[float]) -> float:
+        array = np.asarray(values, dtype=np.float64)
+        return float(np.median(array) if statistic == "median" else array.mean())
+
+    noise = robust_cv(current.samples)
+    normalized = bool(current.reference) and bool(baseline.reference)
+    sides = [current.samples, baseline.samples]
+    if normalized:
+        assert current.reference is not None and baseline.reference is not None
+        sides += [current.reference, baseline.reference]
+    points = [point(s) for s in sides]
+    ratio = points[0] / points[1]
+    if normalized:
+        ratio *= points[3] / points[2]
+    if min(len(s) for s in sides) < MIN_SAMPLES:
+        return Estimate(ratio, ratio, ratio, noise, normalized, "threshold")
+    rng = np.random.default_rng(seed)
+    boot = [_resampled(np.asarray(s, dtype=np.float64), rng, statistic) for s in sides]
+    ratios = boot[0] / boot[1]
+    if normalized:
+        ratios = ratios * boot[3] / boot[2]
+    alpha = (1 - CONFIDENCE) / 2
+    low, high = np.quantile(ratios, [alpha, 1 - alpha])
+    return Estimate(ratio, float(low), float(high), noise, normalized, "bootstrap")
+
+
+def classify(est: Estimate, tolerance: float) -> str:
+    """One measurement's verdict; ``tolerance`` is relative (0.10: 10 % slower allowed)."""
+    limit = 1 + tolerance
+    if est.method == "threshold":
+        if est.ratio > limit:
+            return REGRESSED
+        return IMPROVED if est.ratio < 1 / limit else PASS
+    if est.low > limit:
+        return REGRESSED  # clear even through the noise
+    if est.noise > tolerance:
+        return UNSTABLE  # its own noise is larger than the change it is asked to resolve
+    if est.ratio > limit and est.low > 1:
+        return REGRESSED
+    if est.ratio < 1 / limit and est.high < 1:
+        return IMPROVED
+    return PASS
+
+
+def decide(
+    current: Measurement,
+    baseline: Measurement,
+    tolerance: float,
+    confirm: Callable[[], Measurement] | None = None,
+    statistic: str = "median",
+) -> TimingDecision:
+    """The gate for one timing metric. ``confirm`` re-measures the current side (interleaved
+    with the reference where there is one); it is called only for a suspected regression."""
+    first = estimate(current, baseline, statistic)
+    outcome = classify(first, tolerance)
+    decision = TimingDecision(outcome, first)
+    if first.method == "threshold":
+        decision.notes.append("the baseline has no timing samples (older file): the threshold "
+                              "rule decided; re-record it to get the significance test")
+    if outcome != REGRESSED or confirm is None:
+        return decision
+    second = estimate(confirm(), baseline, statistic, seed=1)
+    decision.confirmation = second
+    confirmed = classify(second, tolerance)
+    if confirmed != REGRESSED:
+        decision.outcome = UNSTABLE if confirmed == UNSTABLE else PASS
+        decision.notes.append(f"a first measurement looked slower ({first.describe()}); the "
+                              f"confirmation did not reproduce it ({second.describe()})")
+    return decision

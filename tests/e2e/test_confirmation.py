@@ -1,0 +1,74 @@
+"""The noise-aware gate end to end: confirmation, stale baselines, per-metric tolerances."""
+
+import pytest
+
+from .conftest import baseline_file, read_json
+
+# Exactly 3 warm-up and 20 timed calls per measurement (no minimum time), so the number of
+# calls in the first measurement is known.
+EXACT = ["--xfperf-min-time", "0", "--xfperf-min-rounds", "20", "--xfperf-warmup-rounds", "3",
+         "-p", "no:cacheprovider", "--xfperf-models", "transient", "--xfperf-report", "r.json"]
+CASE = "transient/torch-cpu/fp32/b8s64"
+
+
+def run(project, *args, slow_calls=0):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SLOW_CALLS", str(slow_calls))
+        return project.runpytest_subprocess("--xfperf", *EXACT, *args)
+
+
+def decisions(project):
+    (case,) = read_json(project.path / "r.json")["cases"]
+    return case["baseline"]["timing_decisions"]
+
+
+def test_a_transient_slowdown_is_re_measured_and_passes(project: pytest.Pytester):
+    run(project, "--xfperf-update-baselines").assert_outcomes(passed=1)
+    # Warm-up, the 20 timed calls and the accuracy call are slow; the confirmation is not.
+    result = run(project, slow_calls=24)
+    result.assert_outcomes(passed=1)
+    p50 = decisions(project)["p50_ms"]
+    assert p50["first"]["ratio"] > 2 and p50["confirmation"]["ratio"] < 1.5
+    assert p50["outcome"] == "pass"
+    result.stdout.fnmatch_lines(["*a first measurement looked slower (+*%*the confirmation "
+                                 "did not reproduce it*"])
+
+
+def test_a_lasting_slowdown_fails_showing_both_measurements(project: pytest.Pytester):
+    run(project, "--xfperf-update-baselines").assert_outcomes(passed=1)
+    result = run(project, slow_calls=10_000)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines([f"{CASE}: REGRESSED",
+                                 "*regression: p50_ms baseline*median latency +*"
+                                 "confirmation +*(tolerance 10%)*"])
+    assert decisions(project)["p50_ms"]["confirmation"]["ratio"] > 2
+
+
+def test_stale_baseline_is_flagged_and_can_fail(project: pytest.Pytester):
+    run(project, "--xfperf-update-baselines", slow_calls=10_000).assert_outcomes(passed=1)
+    before = baseline_file(project).read_bytes()
+    flagged = run(project)
+    flagged.assert_outcomes(passed=1)
+    flagged.stdout.fnmatch_lines(["*transient/torch-cpu/fp32*improved*"])
+    strict = run(project, "--xfperf-fail-on-improvement")
+    assert strict.ret == 1
+    strict.stdout.fnmatch_lines([f"{CASE}: STALE", "*the baseline is stale: record it again*"])
+    assert baseline_file(project).read_bytes() == before
+
+
+def test_per_metric_tolerances_from_the_marker(project: pytest.Pytester):
+    project.makepyfile(test_perf='''
+        import pytest
+
+        @pytest.mark.xfperf(tolerances={"p50": 0.5, "throughput": "70%"})
+        def test_inference(xfperf):
+            xfperf.check()
+    ''')
+    run(project, "--xfperf-update-baselines").assert_outcomes(passed=1)
+    slow = run(project, slow_calls=10_000)
+    slow.assert_outcomes(failed=1)
+    slow.stdout.fnmatch_lines(["*regression: p50_ms *(tolerance 50%)*",
+                               "*regression: throughput *(tolerance 70%)*"])
+    bad = project.runpytest_subprocess("--xfperf", *EXACT, "--xfperf-tolerances", "p50=abc")
+    assert bad.ret == 4
+    bad.stderr.fnmatch_lines(["*tolerance*abc*"])
