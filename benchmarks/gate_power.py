@@ -1,6 +1,7 @@
 """Power of the timing gate on this machine: false alarms and detections, measured.
 
-    python benchmarks/gate_power.py [--trials 100] [--out gate_power.json]
+    python benchmarks/gate_power.py measure [--trials 100] --raw RAW.json
+    python benchmarks/gate_power.py analyze --raw RAW.json [--out TABLE.json]
 
 The slowdowns are real: the same BERT-shaped encoder (hidden 128, seq 64, ORT CPU FP32 through
 the plugin's own pipeline and runner) with more layers. 20 layers is the base; 21, 22, 23,
@@ -8,17 +9,26 @@ the plugin's own pipeline and runner) with more layers. 20 layers is the base; 2
 (fixed per-call costs make it a little less than the layer ratio) is measured up front,
 interleaved over many blocks, and reported next to its nominal value.
 
-One trial is one CI run against a freshly recorded baseline, like the plugin does it:
-1. baseline run: the base model (A) is timed, then the reference (R: another session of
-   the base model, standing in for the reference backend) - the baseline file's samples;
-2. current run: the variant (B) is timed; the gate decides with ``decision.decide``, and a
-   suspected regression is re-measured in blocks interleaved with R (the plugin's
-   confirmation, see harness.CaseHarness._confirm).
-On the same samples, two other rules decide too:
-* fixed rounds: the median of the first 10 calls of B vs of A, past 10 % fails;
-* pytest-benchmark's ``--benchmark-compare-fail=median:10%``: its own check class applied to
-  the medians of the same samples our rule saw first.
+``measure`` records, for every trial and level, everything a gate could look at, and stores
+it raw:
+1. a baseline, recorded afresh every 10 trials with the plugin's default policy (2 s of
+   samples, capped at 256 as a baseline file keeps them): the base model (A), then the
+   reference (R: another session of the base model, standing in for the reference backend).
+   Minutes pass between a baseline and the runs gated against it, as in CI;
+2. the current run: the reference R (the plugin times the reference case of a model and shape
+   before its other backends), then the variant (B), each with the run's policy;
+3. a confirmation: B again in blocks interleaved with R (what harness.CaseHarness._confirm
+   does), measured every time so that every rule can be judged on the same data;
+4. ten calls of B (the fixed-rounds rule).
 Levels are interleaved trial by trial, so slow phases of the host hit every level alike.
+
+``analyze`` applies the rules to the stored data:
+* xfperf (median) and xfperf (q25): ``decision.decide`` with that statistic, normalized by
+  the reference on both sides as the plugin does; the confirmation is used (and its time
+  counted) only when the rule asks for it;
+* fixed rounds: the median of the 10 calls vs the baseline's first 10, past 10 % fails;
+* pytest-benchmark ``--benchmark-compare-fail=median:10%``: its own check class on the
+  medians of the current run and the baseline.
 """
 
 from __future__ import annotations
@@ -33,124 +43,166 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pytest_xfperf.artifacts.cache import ArtifactCache
-from pytest_xfperf.artifacts.pipeline import ArtifactPipeline
-from pytest_xfperf.backends.onnxruntime_cpu import OrtCpuRunner
 from pytest_xfperf.baselines.decision import REGRESSED, UNSTABLE, Measurement, decide
-from pytest_xfperf.baselines.machine import machine_key
-from pytest_xfperf.measure.timing import TimingPolicy, time_calls
-from pytest_xfperf.models.hf import random_weights_spec
 
-BASE_LAYERS = 20
 LEVELS = {0: 20, 5: 21, 10: 22, 15: 23, 20: 24, 30: 26, 50: 30}  # nominal % -> layers
+BASE_LAYERS = 20
 TOLERANCE = 0.10
 FIXED_ROUNDS = 10
 CONFIRM_BLOCKS = 5
+BASELINE_EVERY = 10
+MAX_SAMPLES = 256  # what a baseline file keeps (evenly spread), see Result.baseline_entry
+STATISTIC_RULES = {"xfperf_median": "median", "xfperf_q25": "q25"}
 
 
-def build_runner(pipeline: ArtifactPipeline, layers: int) -> OrtCpuRunner:
-    config = {"hidden_size": 128, "num_hidden_layers": layers, "num_attention_heads": 2,
-              "intermediate_size": 512, "vocab_size": 2048}
-    spec = random_weights_spec(f"power-l{layers}", "bert", config, 0, "gate power")
-    return OrtCpuRunner(pipeline.build(spec, "fp32", spec.build).path)
+def capped(samples: list[float]) -> list[float]:
+    if len(samples) <= MAX_SAMPLES:
+        return samples
+    step = len(samples) / MAX_SAMPLES
+    return [samples[int(i * step)] for i in range(MAX_SAMPLES)]
 
 
-def timed(call: Callable[[], object], policy: TimingPolicy) -> list[float]:
-    return [s * 1000 for s in time_calls(call, lambda: None, policy)]
+def measure(args: argparse.Namespace) -> None:
+    from pytest_xfperf.artifacts.cache import ArtifactCache
+    from pytest_xfperf.artifacts.pipeline import ArtifactPipeline
+    from pytest_xfperf.backends.onnxruntime_cpu import OrtCpuRunner
+    from pytest_xfperf.baselines.machine import machine_key
+    from pytest_xfperf.measure.timing import TimingPolicy, time_calls
+    from pytest_xfperf.models.hf import random_weights_spec
+
+    def timed(call: Callable[[], object], policy: TimingPolicy) -> list[float]:
+        return [round(s * 1000, 4) for s in time_calls(call, lambda: None, policy)]
+
+    pipeline = ArtifactPipeline(ArtifactCache(args.cache_dir), seed=0)
+
+    def runner(layers: int) -> OrtCpuRunner:
+        config = {"hidden_size": 128, "num_hidden_layers": layers, "num_attention_heads": 2,
+                  "intermediate_size": 512, "vocab_size": 2048}
+        spec = random_weights_spec(f"power-l{layers}", "bert", config, 0, "gate power")
+        return OrtCpuRunner(pipeline.build(spec, "fp32", spec.build).path)
+
+    inputs = random_weights_spec("power-inputs", "bert", {"vocab_size": 2048}, 0,
+                                 "").make_inputs(1, 64, 0)
+    calls = {pct: runner(layers).prepare(inputs) for pct, layers in LEVELS.items()}
+    ref_call = runner(BASE_LAYERS).prepare(inputs)  # a separate session: the reference
+    policy = TimingPolicy(3, args.min_rounds, args.min_time, 10.0)
+    block = TimingPolicy(1, max(3, args.min_rounds // CONFIRM_BLOCKS),
+                         args.min_time / CONFIRM_BLOCKS, 5.0)
+    record = TimingPolicy(3, 10, 2.0, 30.0)
+
+    calibration: dict[int, list[float]] = {pct: [] for pct in LEVELS}
+    for _ in range(15):
+        for pct in LEVELS:
+            calibration[pct] += timed(calls[pct], TimingPolicy(2, 30, 0, 10))
+    base_p50 = statistics.median(calibration[0])
+    raw: dict[str, Any] = {
+        "machine": machine_key(), "tolerance": TOLERANCE,
+        "policy": {"min_rounds": args.min_rounds, "min_time_s": args.min_time,
+                   "confirm_blocks": CONFIRM_BLOCKS, "baseline_every_trials": BASELINE_EVERY,
+                   "baseline_min_time_s": record.min_time},
+        "base_p50_ms": base_p50,
+        "true_factor": {pct: statistics.median(v) / base_p50 for pct, v in calibration.items()},
+        "baselines": [], "trials": []}
+    rng = random.Random(0)
+    order = list(LEVELS)
+    started = time.perf_counter()
+    for trial in range(args.trials):
+        if trial % BASELINE_EVERY == 0:
+            raw["baselines"].append({"samples": capped(timed(calls[0], record)),
+                                     "reference": capped(timed(ref_call, record))})
+        rng.shuffle(order)
+        for pct in order:
+            # The reference case of the same run (the plugin times it before the other
+            # backends of its model and shape), then the case itself.
+            current_ref = timed(ref_call, policy)
+            t0 = time.perf_counter()
+            current = timed(calls[pct], policy)
+            t1 = time.perf_counter()
+            case: list[float] = []
+            ref: list[float] = []
+            for _ in range(CONFIRM_BLOCKS):
+                case += timed(calls[pct], block)
+                ref += timed(ref_call, block)
+            t2 = time.perf_counter()
+            fixed = timed(calls[pct], TimingPolicy(3, FIXED_ROUNDS, 0, 10))
+            t3 = time.perf_counter()
+            raw["trials"].append({
+                "trial": trial, "pct": pct, "baseline": len(raw["baselines"]) - 1,
+                "current": current, "current_ref": current_ref, "confirm_case": case,
+                "confirm_ref": ref, "fixed": fixed,
+                "seconds": {"current": t1 - t0, "confirm": t2 - t1, "fixed": t3 - t2}})
+        if (trial + 1) % 10 == 0:
+            print(f"{trial + 1} trials, {time.perf_counter() - started:.0f} s", file=sys.stderr,
+                  flush=True)
+    raw["total_seconds"] = round(time.perf_counter() - started, 1)
+    args.raw.write_text(json.dumps(raw))
+
+
+def analyze(raw: dict[str, Any]) -> dict[str, Any]:
+    from pytest_benchmark.utils import parse_compare_fail
+
+    benchmark_check = parse_compare_fail("median:10%")
+    rules = (*STATISTIC_RULES, "fixed_rounds_10", "pytest_benchmark_median_10pct")
+    levels = sorted({t["pct"] for t in raw["trials"]})
+    fails = {pct: dict.fromkeys(rules, 0) for pct in levels}
+    unstable = {pct: dict.fromkeys(STATISTIC_RULES, 0) for pct in levels}
+    confirmed = {pct: dict.fromkeys(STATISTIC_RULES, 0) for pct in levels}
+    seconds = {pct: dict.fromkeys(rules, 0.0) for pct in levels}
+    counts = dict.fromkeys(levels, 0)
+    for t in raw["trials"]:
+        pct, base = t["pct"], raw["baselines"][t["baseline"]]
+        counts[pct] += 1
+        baseline = Measurement(base["samples"], base["reference"])
+        for rule, statistic in STATISTIC_RULES.items():
+            asked: list[bool] = []
+
+            def confirm(t: dict[str, Any] = t, asked: list[bool] = asked) -> Measurement:
+                asked.append(True)
+                return Measurement(t["confirm_case"], t["confirm_ref"])
+
+            now = Measurement(t["current"], t["current_ref"])
+            result = decide(now, baseline, TOLERANCE, confirm, statistic)
+            fails[pct][rule] += result.outcome == REGRESSED
+            unstable[pct][rule] += result.outcome == UNSTABLE
+            confirmed[pct][rule] += bool(asked)
+            seconds[pct][rule] += t["seconds"]["current"] + (
+                t["seconds"]["confirm"] if asked else 0.0)
+        fixed = statistics.median(t["fixed"]) / statistics.median(base["samples"][:FIXED_ROUNDS])
+        fails[pct]["fixed_rounds_10"] += fixed > 1 + TOLERANCE
+        seconds[pct]["fixed_rounds_10"] += t["seconds"]["fixed"]
+        fails[pct]["pytest_benchmark_median_10pct"] += bool(benchmark_check.fails(
+            {"median": statistics.median(t["current"])},
+            {"median": statistics.median(base["samples"])}))
+        seconds[pct]["pytest_benchmark_median_10pct"] += t["seconds"]["current"]
+    table = []
+    for pct in levels:
+        n = counts[pct]
+        table.append({
+            "nominal_slowdown_pct": pct, "true_factor": round(raw["true_factor"][str(pct)], 4),
+            "trials": n, "fail_rate": {r: round(fails[pct][r] / n, 3) for r in rules},
+            "unstable_rate": {r: round(unstable[pct][r] / n, 3) for r in STATISTIC_RULES},
+            "confirmation_rate": {r: round(confirmed[pct][r] / n, 3) for r in STATISTIC_RULES},
+            "seconds_per_gated_case": {r: round(seconds[pct][r] / n, 3) for r in rules}})
+    return {"machine": raw["machine"], "tolerance": raw["tolerance"], "policy": raw["policy"],
+            "base_p50_ms": round(raw["base_p50_ms"], 3), "levels": table,
+            "measure_seconds": raw.get("total_seconds")}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("what", choices=("measure", "analyze"))
+    parser.add_argument("--raw", type=Path, required=True)
     parser.add_argument("--trials", type=int, default=100)
-    parser.add_argument("--min-time", type=float, default=0.25)
-    parser.add_argument("--min-rounds", type=int, default=20)
+    parser.add_argument("--min-time", type=float, default=0.4)
+    parser.add_argument("--min-rounds", type=int, default=30)
     parser.add_argument("--cache-dir", type=Path, default=Path(".xfperf-cache"))
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-
-    from pytest_benchmark.utils import parse_compare_fail
-
-    benchmark_check = parse_compare_fail("median:10%")
-    pipeline = ArtifactPipeline(ArtifactCache(args.cache_dir), seed=0)
-    base_spec_inputs = random_weights_spec(
-        "power-inputs", "bert", {"vocab_size": 2048}, 0, "").make_inputs(1, 64, 0)
-    runners = {pct: build_runner(pipeline, layers) for pct, layers in LEVELS.items()}
-    reference = build_runner(pipeline, BASE_LAYERS)  # a separate session: the reference
-    calls = {pct: r.prepare(base_spec_inputs) for pct, r in runners.items()}
-    ref_call = reference.prepare(base_spec_inputs)
-    policy = TimingPolicy(warmup_rounds=3, min_rounds=args.min_rounds, min_time=args.min_time,
-                          max_time=10.0)
-    block = TimingPolicy(warmup_rounds=1, min_rounds=max(3, args.min_rounds // CONFIRM_BLOCKS),
-                         min_time=args.min_time / CONFIRM_BLOCKS, max_time=5.0)
-
-    # True factors: every level, interleaved over 15 blocks of 30 calls.
-    calibration: dict[int, list[float]] = {pct: [] for pct in LEVELS}
-    factor_policy = TimingPolicy(warmup_rounds=2, min_rounds=30, min_time=0, max_time=10)
-    for _ in range(15):
-        for pct in LEVELS:
-            calibration[pct] += timed(calls[pct], factor_policy)
-    base_p50 = statistics.median(calibration[0])
-    true_factor = {pct: statistics.median(v) / base_p50 for pct, v in calibration.items()}
-    print(json.dumps({"true_factor": true_factor, "base_p50_ms": base_p50}), file=sys.stderr,
-          flush=True)
-
-    rules = ("xfperf", "fixed_rounds_10", "pytest_benchmark_median_10pct")
-    fails = {pct: dict.fromkeys(rules, 0) for pct in LEVELS}
-    unstable = dict.fromkeys(LEVELS, 0)
-    confirmations = dict.fromkeys(LEVELS, 0)
-    seconds = {pct: {"xfperf": 0.0, "fixed_rounds_10": 0.0} for pct in LEVELS}
-    order = list(LEVELS)
-    rng = random.Random(0)
-    started = time.perf_counter()
-    for trial in range(args.trials):
-        rng.shuffle(order)
-        for pct in order:
-            base = timed(calls[0], policy)
-            base_ref = timed(ref_call, policy)
-            t0 = time.perf_counter()
-            current = timed(calls[pct], policy)
-
-            def confirm(pct: int = pct) -> Measurement:
-                case: list[float] = []
-                ref: list[float] = []
-                for _ in range(CONFIRM_BLOCKS):
-                    case += timed(calls[pct], block)
-                    ref += timed(ref_call, block)
-                return Measurement(case, ref)
-
-            result = decide(Measurement(current), Measurement(base, base_ref), TOLERANCE,
-                            confirm)
-            seconds[pct]["xfperf"] += time.perf_counter() - t0
-            confirmations[pct] += result.confirmation is not None
-            fails[pct]["xfperf"] += result.outcome == REGRESSED
-            unstable[pct] += result.outcome == UNSTABLE
-            t1 = time.perf_counter()
-            fixed = timed(calls[pct], TimingPolicy(3, FIXED_ROUNDS, 0, 10))
-            seconds[pct]["fixed_rounds_10"] += time.perf_counter() - t1
-            fails[pct]["fixed_rounds_10"] += (
-                statistics.median(fixed) / statistics.median(base[:FIXED_ROUNDS]) > 1 + TOLERANCE)
-            fails[pct]["pytest_benchmark_median_10pct"] += bool(benchmark_check.fails(
-                {"median": statistics.median(current)}, {"median": statistics.median(base)}))
-        if (trial + 1) % 10 == 0:
-            print(f"{trial + 1} trials, {time.perf_counter() - started:.0f} s", file=sys.stderr,
-                  flush=True)
-
-    n = args.trials
-    table: list[dict[str, Any]] = []
-    for pct in LEVELS:
-        table.append({
-            "nominal_slowdown_pct": pct, "true_factor": round(true_factor[pct], 4),
-            "fail_rate": {r: round(fails[pct][r] / n, 3) for r in rules},
-            "unstable_rate": round(unstable[pct] / n, 3),
-            "confirmation_rate": round(confirmations[pct] / n, 3),
-            "seconds_per_gated_case": {k: round(v / n, 3) for k, v in seconds[pct].items()},
-        })
-    out = {"machine": machine_key(), "trials_per_level": n, "tolerance": TOLERANCE,
-           "policy": {"min_rounds": args.min_rounds, "min_time_s": args.min_time,
-                      "confirm_blocks": CONFIRM_BLOCKS},
-           "base_p50_ms": round(base_p50, 3), "levels": table,
-           "total_seconds": round(time.perf_counter() - started, 1)}
-    text = json.dumps(out, indent=1)
+    if args.what == "measure":
+        measure(args)
+        return
+    table = analyze(json.loads(args.raw.read_text()))
+    text = json.dumps(table, indent=1)
     print(text)
     if args.out:
         args.out.write_text(text + "\n")

@@ -21,6 +21,8 @@ class Thresholds:
 DEFAULT_THRESHOLDS: Mapping[str, Thresholds] = {
     "fp32": Thresholds(min_cosine=0.9999, max_rel_l2=0.01),
     "fp16": Thresholds(min_cosine=0.999, max_rel_l2=0.05),
+    # BF16 keeps FP32's range with 8 bits of mantissa: about 8x FP16's rounding error.
+    "bf16": Thresholds(min_cosine=0.999, max_rel_l2=0.08),
     "int8-dynamic": Thresholds(min_cosine=0.99, max_rel_l2=0.15),
     "int8-static": Thresholds(min_cosine=0.99, max_rel_l2=0.15),
 }

@@ -16,7 +16,7 @@ from pytest_xfperf.accuracy import (
 )
 from pytest_xfperf.artifacts.pipeline import BuiltArtifact
 from pytest_xfperf.backends.base import BackendUnavailable, Runner
-from pytest_xfperf.backends.catalog import REFERENCE_BACKEND, REFERENCE_PRECISION
+from pytest_xfperf.backends.catalog import BACKENDS, REFERENCE_BACKEND, REFERENCE_PRECISION
 from pytest_xfperf.baselines.decision import Measurement
 from pytest_xfperf.baselines.fingerprint import drift, graph_notes
 from pytest_xfperf.baselines.gate import compare as gate_compare
@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 
 # Blocks of the confirmation re-measure, alternating case and reference.
 CONFIRM_BLOCKS = 5
+# Calls timed by CUDA events after the wall-clock rounds (device time of GPU cases).
+DEVICE_TIME_ROUNDS = 50
 
 
 class CaseHarness:
@@ -75,6 +77,8 @@ class CaseHarness:
         self.runner: Runner | None = None
         self.artifact: BuiltArtifact | None = None
         self._memory = PeakMemory()
+        self._gpu_memory: Any = None  # measure.gpu.GpuMemory for CUDA backends
+        self._call: Callable[[], object] | None = None
 
     def setup(self) -> None:
         case = self.case
@@ -82,6 +86,7 @@ class CaseHarness:
             pytest.skip(case.skip_reason)
         try:
             self.session.check_backend(case.backend)
+            self.session.check_device(case.backend)
             self.spec = self.session.registry.get(case.ref)
         except (BackendUnavailable, ModuleNotFoundError) as exc:
             pytest.skip(str(exc))
@@ -90,12 +95,37 @@ class CaseHarness:
         self.session.reference(spec, self.inputs)  # before the memory window: shared state
         self.artifact = self.session.artifact(case, spec)
         self._memory.start()
-        self.runner = self.session.make_runner(case, spec, self.artifact)
+        if self._on_gpu:
+            from pytest_xfperf.measure.gpu import GpuMemory
+
+            self._gpu_memory = GpuMemory("torch" if case.backend.startswith("torch-") else "nvml")
+            self._gpu_memory.start()
+        try:
+            self.runner = self.session.make_runner(case, spec, self.artifact)
+        except BackendUnavailable as exc:  # e.g. onnxruntime without the CUDA provider
+            pytest.skip(str(exc))
+
+    def _timed_call(self) -> Callable[[], object]:
+        """The runner's prepared call, made once: a CUDA graph (torch's or ORT's) is captured
+        for fixed buffers, so every later timing of the case must replay the same one."""
+        assert self.runner is not None
+        if self._call is None:
+            self._call = self.runner.prepare(self.inputs)
+        return self._call
+
+    @property
+    def _on_gpu(self) -> bool:
+        return BACKENDS[self.case.backend].device == "cuda"
 
     def close(self) -> None:
         if self.runner is not None:
             self.runner.close()
             self.runner = None
+        if self._on_gpu:
+            # Out of memory in one case must not starve the next: return cached blocks.
+            import torch
+
+            torch.cuda.empty_cache()
 
     # -- the test body ------------------------------------------------------------------
     def check(self, benchmark: Any = None) -> Result:
@@ -108,7 +138,7 @@ class CaseHarness:
         if benchmark is None and self._benchmark_provider is not None:
             benchmark = self._benchmark_provider()
         runner, case, settings = self.runner, self.case, self.session.settings
-        timing = benchmark is None or not getattr(benchmark, "disabled", False)
+        timing = not settings.timing_disabled
         result = Result(case=case, versions=library_versions(),
                         runner_settings=runner.settings())
         samples: list[float] = []
@@ -119,12 +149,19 @@ class CaseHarness:
                     self.session.notes.append("xfperf: " + warning)
             policy = TimingPolicy(settings.warmup_rounds, settings.min_rounds,
                                   settings.min_time, settings.max_time)
-            samples = time_calls(runner.prepare(self.inputs), runner.synchronize, policy)
+            with self.session.device_lock(case.backend):
+                samples = time_calls(self._timed_call(), runner.synchronize, policy)
             result.stats = summarize(samples, case.shape.batch)
             result.samples_ms = [s * 1000 for s in samples]
+            if self._on_gpu:
+                self._measure_device_time(result, len(samples))
         output = runner.run(self.inputs)
         self._memory.stop()
         result.memory_mb, result.memory_mode = self._memory.peak_delta_mb, self._memory.mode
+        if self._gpu_memory is not None:
+            self._gpu_memory.stop()
+            result.gpu_memory_mb = self._gpu_memory.peak_mb
+            result.gpu_memory_mode = self._gpu_memory.mode
         if self.artifact is not None:
             result.graph = self.artifact.graph
             result.build_seconds = self.artifact.build_seconds
@@ -133,13 +170,28 @@ class CaseHarness:
         self._check_accuracy(result, output)
         self._judge(result)
         self.session.results.append(result)
-        if benchmark is not None and timing:
+        if benchmark is not None and timing and not getattr(benchmark, "disabled", False):
             from pytest_xfperf.measure.benchmark_bridge import publish
 
             publish(benchmark, samples, _extra_info(result))
         if result.failed:
             pytest.fail(result.failure_message(), pytrace=False)
         return result
+
+    def _measure_device_time(self, result: Result, rounds: int) -> None:
+        """GPU time by CUDA events next to the synced wall clock, and the GPU's state."""
+        from pytest_xfperf.measure.gpu import device_time_ms, gpu_fingerprint, gpu_warnings
+
+        assert self.runner is not None
+        with self.session.device_lock(self.case.backend):
+            device = device_time_ms(self._timed_call(),
+                                    max(5, min(rounds, DEVICE_TIME_ROUNDS)))
+        result.device_stats = summarize([d / 1000 for d in device], self.case.shape.batch)
+        facts = gpu_fingerprint()
+        result.machine_state["gpu"] = facts
+        for warning in gpu_warnings(facts):
+            if "xfperf: " + warning not in self.session.notes:
+                self.session.notes.append("xfperf: " + warning)
 
     def _check_accuracy(self, result: Result, output: np.ndarray) -> None:
         if self.case.is_reference:
@@ -177,13 +229,19 @@ class CaseHarness:
         if result.graph and baseline.get("graph"):
             result.drift = drift(baseline["graph"], result.graph, baseline.get("versions"))
             result.graph_notes = graph_notes(baseline["graph"], result.graph)
-        reference_entry = self.session.baselines.get(self._reference_case().id)
+        reference_id = self._reference_case().id
+        reference_entry = self.session.baselines.get(reference_id)
+        # The reference case of this run, if it ran (cases come grouped by model and shape,
+        # the reference first): its samples normalize the first comparison too.
+        reference_now = next((r.samples_ms for r in self.session.results
+                              if r.case.id == reference_id and r.samples_ms), None)
         result.gate = gate_compare(
             result.metrics(), baseline, self.tolerances, timing=result.stats is not None,
             samples_ms=result.samples_ms,
             confirm=self._confirm if settings.confirm and result.samples_ms else None,
             reference_baseline=None if self.case.is_reference or reference_entry is None
             else reference_entry.get("samples_ms"),
+            reference_current=None if self.case.is_reference else reference_now,
         )
         for note in result.gate.notes:
             if "xfperf: " + note not in self.session.notes:
@@ -225,15 +283,16 @@ class CaseHarness:
                 reference = None
         rounds = max(3, math.ceil(max(settings.min_rounds, 10) / CONFIRM_BLOCKS))
         policy = TimingPolicy(1, rounds, 0.0, settings.max_time / CONFIRM_BLOCKS)
-        case_call = self.runner.prepare(self.inputs)
+        case_call = self._timed_call()
         ref_call = reference.prepare(self.inputs) if reference else None
         case_samples: list[float] = []
         ref_samples: list[float] = []
         try:
-            for _ in range(CONFIRM_BLOCKS):
-                case_samples += time_calls(case_call, self.runner.synchronize, policy)
-                if reference is not None and ref_call is not None:
-                    ref_samples += time_calls(ref_call, reference.synchronize, policy)
+            with self.session.device_lock(self.case.backend):
+                for _ in range(CONFIRM_BLOCKS):
+                    case_samples += time_calls(case_call, self.runner.synchronize, policy)
+                    if reference is not None and ref_call is not None:
+                        ref_samples += time_calls(ref_call, reference.synchronize, policy)
         finally:
             if reference is not None:
                 reference.close()

@@ -26,6 +26,7 @@ class PluginState:
     session: Any = None  # XfperfSession, created on first use (it loads baselines)
     usage_errors: list[str] = field(default_factory=list)
     registry: Any = None
+    worker_outputs: list[dict[str, Any]] = field(default_factory=list)  # xdist controller
 
 
 STATE = pytest.StashKey[PluginState]()
@@ -71,7 +72,29 @@ def pytest_configure(config: pytest.Config) -> None:
         check_known("precision", settings.precisions, PRECISIONS)
     except ValueError as exc:
         raise pytest.UsageError(f"pytest-xfperf: {exc}") from None
+    # --benchmark-disable asks for accuracy only. pytest-benchmark also disables itself under
+    # xdist; that must not turn timing off, so its own flag is read, not its fixture's state.
+    settings = replace(settings, timing_disabled=bool(
+        config.getoption("benchmark_disable", default=False)))
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:
+        _pin_gpu_to_worker(worker)
     config.stash[STATE] = PluginState(settings=settings)
+
+
+def _pin_gpu_to_worker(workerinput: dict[str, Any]) -> None:
+    """With several GPUs, xdist worker gwN sees GPU N mod count only (set before any CUDA
+    initialisation; a CUDA_VISIBLE_DEVICES the user set is respected)."""
+    import os
+    from pathlib import Path
+
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        return
+    gpus_dir = Path("/proc/driver/nvidia/gpus")
+    count = len(list(gpus_dir.iterdir())) if gpus_dir.is_dir() else 0
+    worker_id = str(workerinput.get("workerid", "gw0"))
+    if count > 1 and worker_id[2:].isdigit():
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(int(worker_id[2:]) % count)
 
 
 def _state(config: pytest.Config) -> PluginState:
@@ -177,12 +200,18 @@ def xfperf(request: pytest.FixtureRequest, xfperf_case: Any) -> Iterator[Any]:
         except pytest.FixtureLookupError:
             return None
 
+    from pytest_xfperf.limits import CaseLimits
+
     harness = CaseHarness(_session(config), xfperf_case, tolerances, benchmark_fixture)
-    try:
-        harness.setup()
-        yield harness
-    finally:
-        harness.close()
+    settings = state.settings
+    case_id = xfperf_case.id if xfperf_case is not None else "xfperf"
+    # The limits span setup (artifact builds) and the test body, which runs at the yield.
+    with CaseLimits(case_id, settings.timeout, settings.max_memory_mb):
+        try:
+            harness.setup()
+            yield harness
+        finally:
+            harness.close()
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -198,6 +227,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(note)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist controller: collect a finished worker's results (see pytest_sessionfinish)."""
+    state = node.config.stash.get(STATE, None)
+    output = getattr(node, "workeroutput", {}).get("xfperf")
+    if state is None or not output:
+        return
+    state.worker_outputs.append(output)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(STATE, None)
     if state is None or state.session is None:
@@ -205,8 +244,35 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     xsession = state.session
     for damaged in xsession.cache.rebuilt_corrupt:
         xsession.notes.append(f"xfperf: damaged cache entry moved aside and rebuilt: {damaged}")
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        # An xdist worker hands its results to the controller, which writes one baseline
+        # update and one report for the whole run.
+        entries, refused = (xsession.baseline_entries() if state.settings.update_baselines
+                            else ({}, []))
+        workeroutput["xfperf"] = {"results": [r.as_json() for r in xsession.results],
+                                  "entries": entries, "refused": refused,
+                                  "notes": xsession.notes}
+        return
+    extra_entries: dict[str, Any] = {}
+    extra_refused: list[str] = []
+    if state.worker_outputs:
+        from pytest_xfperf.result import Result
+
+        for output in state.worker_outputs:
+            xsession.results.extend(Result.from_json(r) for r in output["results"])
+            extra_entries.update(output["entries"])
+            extra_refused.extend(output["refused"])
+            xsession.notes.extend(n for n in output["notes"] if n not in xsession.notes)
+        xsession.results.sort(key=lambda r: r.case.id)
+        if not state.settings.parallel_timing:
+            xsession.notes.append(
+                f"xfperf: {len(state.worker_outputs)} xdist workers: cases were built in "
+                "parallel but timed one at a time per device (a lock), since concurrent "
+                "timing measures contention; --xfperf-parallel-timing allows it for "
+                "throughput-only runs")
     if state.settings.update_baselines:
-        written, refused = xsession.record_baselines()
+        written, refused = xsession.record_baselines(extra_entries, extra_refused)
         xsession.notes.append(f"xfperf: recorded {written} case(s) in {xsession.baseline_file}")
         if refused:
             xsession.notes.append(

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_xfperf.baselines.gate import GateOutcome
-from pytest_xfperf.baselines.store import MAX_SAMPLES
+from pytest_xfperf.baselines.store import MAX_SAMPLES, noise_block
 from pytest_xfperf.matrix import Case
 from pytest_xfperf.measure.stats import LatencyStats
+from pytest_xfperf.values import Shape
 
 # Verdicts, as shown in reports.
 PASS = "pass"
@@ -31,6 +32,9 @@ class Result:
     samples_ms: list[float] = field(default_factory=list)
     memory_mb: float | None = None
     memory_mode: str = ""
+    gpu_memory_mb: float | None = None
+    gpu_memory_mode: str = ""
+    device_stats: LatencyStats | None = None  # GPU time by CUDA events (GPU cases)
     accuracy: dict[str, float] = field(default_factory=dict)
     accuracy_problems: list[str] = field(default_factory=list)
     graph: dict[str, Any] = field(default_factory=dict)
@@ -45,6 +49,30 @@ class Result:
     machine_state: dict[str, Any] = field(default_factory=dict)
     graph_notes: list[str] = field(default_factory=list)
     verdict: str = NO_BASELINE
+    raw: dict[str, Any] | None = None  # the JSON it was rebuilt from (results of xdist workers)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Result:
+        """Rebuild what reports need from ``as_json()`` output (sent by xdist workers)."""
+        case = Case(data["model"], data["backend"], data["precision"],
+                    Shape(int(data["batch"]), int(data["seq"])))
+        baseline = data.get("baseline")
+        gate = None
+        if baseline is not None:
+            gate = GateOutcome(regressions=list(baseline.get("regressions", [])),
+                               improvements=list(baseline.get("improvements", [])),
+                               unstable=list(baseline.get("unstable", [])),
+                               deltas=dict(baseline.get("deltas", {})))
+        return cls(
+            case=case, stats=LatencyStats(**data["stats"]) if data.get("stats") else None,
+            samples_ms=list(data.get("samples_ms", [])), memory_mb=data.get("memory_mb"),
+            accuracy=dict(data.get("accuracy", {})),
+            accuracy_problems=list(data.get("accuracy_problems", [])),
+            graph=dict(data.get("graph", {})), gate=gate,
+            drift=list((baseline or {}).get("graph_drift", [])),
+            graph_notes=list((baseline or {}).get("graph_notes", [])),
+            verdict=str(data["verdict"]), raw=data,
+        )
 
     def metrics(self) -> dict[str, float]:
         """The gated figures of this result (see baselines.gate.GATED)."""
@@ -54,6 +82,8 @@ class Result:
                           throughput=self.stats.throughput)
         if self.memory_mb is not None and self.stats is not None:
             values["memory_mb"] = self.memory_mb
+        if self.gpu_memory_mb is not None and self.stats is not None:
+            values["gpu_memory_mb"] = self.gpu_memory_mb
         for key in ("cosine", "retrieval"):
             if key in self.accuracy:
                 values[key] = self.accuracy[key]
@@ -90,6 +120,7 @@ class Result:
             "metrics": {k: round(v, 6) for k, v in self.metrics().items()},
             "stats": {k: round(v, 6) for k, v in stats.items()},
             "samples_ms": [round(s, 4) for s in samples],
+            "noise": noise_block(samples, stats),
             "versions": dict(self.versions),
             "graph": self.graph,
             "settings": self.runner_settings,
@@ -97,6 +128,8 @@ class Result:
         }
 
     def as_json(self) -> dict[str, Any]:
+        if self.raw is not None:
+            return dict(self.raw)
         case = self.case
         return {
             "id": case.id, "model": case.model, "backend": case.backend,
@@ -105,6 +138,8 @@ class Result:
             "stats": self.stats.as_dict() if self.stats else None,
             "samples_ms": self.samples_ms,
             "memory_mb": self.memory_mb, "memory_mode": self.memory_mode,
+            "gpu_memory_mb": self.gpu_memory_mb, "gpu_memory_mode": self.gpu_memory_mode,
+            "device_time": self.device_stats.as_dict() if self.device_stats else None,
             "accuracy": self.accuracy, "accuracy_problems": self.accuracy_problems,
             "baseline": None if self.gate is None else {
                 "deltas": self.gate.deltas, "regressions": self.gate.regressions,

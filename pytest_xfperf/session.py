@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from pytest_xfperf.backends.base import BackendUnavailable, Runner
 from pytest_xfperf.backends.catalog import BACKENDS
 from pytest_xfperf.baselines import store
 from pytest_xfperf.baselines.machine import machine_info, machine_key
+from pytest_xfperf.fileio import locked
 from pytest_xfperf.matrix import Case
 from pytest_xfperf.models.corpus import sentences
 from pytest_xfperf.models.module import primary_output
@@ -39,6 +41,13 @@ def _digest_inputs(inputs: Mapping[str, np.ndarray]) -> str:
         digest.update(str(inputs[name].shape).encode())
         digest.update(inputs[name].tobytes())
     return digest.hexdigest()
+
+
+def _installed(module: str) -> bool:
+    """A real package, not a bare namespace (tensorrt-stubs installs a 'tensorrt' folder of
+    .pyi files that imports as an empty namespace package)."""
+    spec = importlib.util.find_spec(module)
+    return spec is not None and spec.origin not in (None, "namespace")
 
 
 class XfperfSession:
@@ -66,7 +75,7 @@ class XfperfSession:
     @staticmethod
     def check_backend(backend: str) -> None:
         info = BACKENDS[backend]
-        missing = [m for m in info.modules if importlib.util.find_spec(m) is None]
+        missing = [m for m in info.modules if not _installed(m)]
         if missing:
             raise BackendUnavailable(
                 f"{backend} needs {', '.join(missing)}: pip install 'pytest-xfperf[{info.extra}]'"
@@ -119,11 +128,31 @@ class XfperfSession:
         return self._corpus_reference[key]
 
     # -- runners ------------------------------------------------------------------------
+    @staticmethod
+    def check_device(backend: str) -> None:
+        """Skip early (before any artifact is built) when the backend's device is missing."""
+        if BACKENDS[backend].device != "cuda":
+            return
+        from pytest_xfperf.backends.torch_cuda import require_cuda
+
+        require_cuda()
+        if backend in ("tensorrt", "ort-trt"):
+            from pytest_xfperf.backends.tensorrt import load_tensorrt
+
+            trt = load_tensorrt()
+            if not hasattr(trt, "Builder"):  # tensorrt-stubs alone installs a bare package
+                raise BackendUnavailable(
+                    "only TensorRT's type stubs are installed, not TensorRT: "
+                    "pip install 'pytest-xfperf[tensorrt]'")
+
     def artifact(self, case: Case, spec: ModelSpec) -> BuiltArtifact | None:
-        if not BACKENDS[case.backend].uses_onnx:
+        info = BACKENDS[case.backend]
+        if not info.uses_onnx:
             return None
-        artifact = self.pipeline.build(spec, case.precision, lambda: self.model(spec), case.shape)
-        if case.precision != "int8-static":  # QDQ is built unfused on purpose (see quantize)
+        artifact = self.pipeline.build(spec, case.precision, lambda: self.model(spec), case.shape,
+                                       info.onnx_target)
+        # QDQ and portable files are unfused on purpose (see quantize.py, pipeline.py).
+        if case.precision != "int8-static" and info.onnx_target != "portable":
             warning = fusion_warning(spec.name, spec.family, spec.num_layers,
                                      artifact.graph.get("fused", {}))
             if warning and "xfperf: " + warning not in self.notes:
@@ -141,19 +170,80 @@ class XfperfSession:
 
             assert artifact is not None
             return OrtCpuRunner(artifact.path, self.settings.backend_options.get("ort-cpu"))
+        options = dict(self.settings.backend_options.get(case.backend, {}))
+        if case.backend.startswith("torch-"):
+            from pytest_xfperf.backends.torch_cuda import TorchCudaRunner
+
+            mode = {"torch-cuda": "eager", "torch-cuda-graph": "graph",
+                    "torch-compile": "compile"}[case.backend]
+            return TorchCudaRunner(self.model(spec), case.precision, mode,
+                                   tf32=bool(options.get("tf32", False)),
+                                   compile_mode=str(options.get("compile_mode",
+                                                                "reduce-overhead")))
+        assert artifact is not None
+        if case.backend in ("ort-cuda", "ort-cuda-graph", "ort-trt"):
+            from pytest_xfperf.backends.onnxruntime_cuda import OrtCudaRunner
+
+            provider = ("TensorrtExecutionProvider" if case.backend == "ort-trt"
+                        else "CUDAExecutionProvider")
+            return OrtCudaRunner(artifact.path, case.precision,
+                                 cuda_graph=case.backend == "ort-cuda-graph", provider=provider)
+        if case.backend == "tensorrt":
+            return self._tensorrt_runner(case, artifact)
         raise BackendUnavailable(f"no runner for backend {case.backend!r}")
 
+    def _tensorrt_runner(self, case: Case, artifact: BuiltArtifact) -> Runner:
+        """An engine for this ONNX file, TensorRT version, GPU and profile, from the cache."""
+        import torch
+
+        from pytest_xfperf.backends import tensorrt as trt_backend
+
+        trt = trt_backend.load_tensorrt()
+        version = str(trt.__version__)
+        if trt_backend.onnx_variant(version, case.precision) != case.precision:
+            # TensorRT 10 builds FP16 from the FP32 file with its FP16 flag.
+            variant = trt_backend.onnx_variant(version, case.precision)
+            artifact = self.pipeline.build(self.registry.get(case.ref), variant,
+                                           lambda: self.model(self.registry.get(case.ref)),
+                                           case.shape, "portable")
+        profile = trt_backend.profile_shapes(self.settings.shapes)
+        parts = trt_backend.engine_cache_parts(artifact.path.parent.name, version,
+                                               torch.cuda.get_device_name(), case.precision,
+                                               profile)
+        entry = self.cache.get_or_build(parts, lambda d: trt_backend.build_engine(
+            artifact.path, d, case.precision, profile))
+        return trt_backend.TensorRTRunner(entry.file(trt_backend.ENGINE_FILE), case.precision)
+
+    def device_lock(self, backend: str) -> contextlib.AbstractContextManager[None]:
+        """Held while a case is timed: xdist workers (and parallel jobs sharing this cache)
+        never time two cases on one device at once, unless parallel timing was asked for."""
+        if self.settings.parallel_timing:
+            return contextlib.nullcontext()
+        device = BACKENDS[backend].device
+        return locked(self.cache.root / "locks" / f"device-{device}.lock")
+
     # -- baselines ----------------------------------------------------------------------
-    def record_baselines(self) -> tuple[int, list[str]]:
-        """Write results into the baseline file; cases that failed accuracy are refused."""
+    def baseline_entries(self) -> tuple[dict[str, Any], list[str]]:
+        """This run's entries; cases that failed accuracy are refused unless forced."""
         entries, refused = {}, []
         for result in self.results:
             if result.stats is None:
                 continue
-            if result.accuracy_problems:
+            if result.accuracy_problems and not self.settings.force_record:
                 refused.append(result.case.id)
                 continue
             entries[result.case.id] = result.baseline_entry()
+            if result.accuracy_problems:
+                entries[result.case.id]["forced"] = True  # recorded despite failed accuracy
+        return entries, refused
+
+    def record_baselines(
+        self, extra: Mapping[str, Any] | None = None, extra_refused: Sequence[str] = ()
+    ) -> tuple[int, list[str]]:
+        """Write this run's entries (and those of xdist workers) in one locked update."""
+        entries, refused = self.baseline_entries()
+        entries.update(extra or {})
+        refused += list(extra_refused)
         if entries:
             store.merge_and_write(self.baseline_file, entries, machine_info())
         return len(entries), refused

@@ -18,6 +18,7 @@ from typing import Any
 
 from pytest_xfperf.values import (
     Shape,
+    parse_bool,
     parse_choice,
     parse_count,
     parse_positive_float,
@@ -71,6 +72,11 @@ class Settings:
     confirm: bool = True
     fail_on_unstable: bool = False
     fail_on_improvement: bool = False
+    force_record: bool = False
+    parallel_timing: bool = False
+    timeout: float = 0.0
+    max_memory_mb: float = 0.0
+    timing_disabled: bool = False  # --benchmark-disable: accuracy only
     baselines_dir: Path = Path("baselines")
     cache_dir: Path = Path(".xfperf-cache")
     clear_cache: bool = False
@@ -113,17 +119,6 @@ def _tuple(value: Any) -> tuple[str, ...]:
     return names
 
 
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"expected true or false, got {value!r}")
-
-
 OPTIONS: tuple[Option, ...] = (
     Option("models", "models: builtin names, local HF model dirs, or conftest models", _tuple),
     Option("backends", "backends to run, e.g. torch-cpu,ort-cpu", _tuple),
@@ -141,16 +136,25 @@ OPTIONS: tuple[Option, ...] = (
            lambda v: parse_positive_float(v, "min_time")),
     Option("max_time", "stop timing a case after this many seconds (default 30)",
            lambda v: parse_positive_float(v, "max_time")),
-    Option("update_baselines", "record this run's results as the new baselines", _bool, flag=True),
+    Option("update_baselines", "record this run's results as the new baselines", parse_bool,
+           flag=True),
     Option("confirm", "re-measure a suspected timing regression, interleaved with the "
-           "reference backend, before failing (default true)", _bool),
+           "reference backend, before failing (default true)", parse_bool),
     Option("fail_on_unstable", "fail cases whose own noise exceeds their tolerance "
-           "(default: report them as unstable)", _bool, flag=True),
+           "(default: report them as unstable)", parse_bool, flag=True),
+    Option("force_record", "with --xfperf-update-baselines, record cases that failed their "
+           "accuracy check too (marked as forced)", parse_bool, flag=True),
+    Option("parallel_timing", "let xdist workers time cases at the same time on one device "
+           "(throughput-only runs; latencies then include contention)", parse_bool, flag=True),
+    Option("timeout", "fail a case that runs longer than this many seconds (0: no limit)",
+           lambda v: parse_positive_float(v, "timeout")),
+    Option("max_memory_mb", "fail a case whose memory grows by more than this many MB "
+           "(0: no limit)", lambda v: parse_positive_float(v, "max_memory_mb")),
     Option("fail_on_improvement", "fail cases faster than their baseline by more than the "
-           "tolerance (a stale baseline)", _bool, flag=True),
+           "tolerance (a stale baseline)", parse_bool, flag=True),
     Option("baselines", "directory of baseline files (default: baselines/)", Path),
     Option("cache_dir", "artifact cache directory (default: .xfperf-cache/)", Path),
-    Option("clear_cache", "empty the artifact cache before the run", _bool, flag=True),
+    Option("clear_cache", "empty the artifact cache before the run", parse_bool, flag=True),
     Option("report", "write the results as JSON to this path", Path),
     Option("seed", "seed for random weights and inputs (default 0)",
            lambda v: parse_count(v, "seed")),
@@ -161,7 +165,7 @@ OPTIONS: tuple[Option, ...] = (
                v, "calibration_method", ("minmax", "entropy", "percentile"))),
     Option("calibration_batches", "int8-static: number of seeded calibration batches "
            "(default 8)", lambda v: parse_count(v, "calibration_batches", 1)),
-    Option("per_channel", "per-channel weight scales for INT8 (default true)", _bool),
+    Option("per_channel", "per-channel weight scales for INT8 (default true)", parse_bool),
 )
 OPTIONS_BY_KEY = {o.key: o for o in OPTIONS}
 

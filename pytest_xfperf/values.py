@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 _SHAPE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 MAX_BATCH = 4096
@@ -121,3 +122,15 @@ def parse_choice(value: str, what: str, choices: Sequence[str]) -> str:
     if text not in choices:
         raise ValueError(f"{what} must be one of {', '.join(choices)}, got {value!r}")
     return text
+
+
+
+def parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")

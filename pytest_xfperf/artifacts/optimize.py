@@ -19,7 +19,8 @@ OPTIMIZER_TYPES = {"bert": "bert", "roberta": "bert", "distilbert": "bert", "xlm
 
 
 def optimize_onnx(
-    in_path: Path, out_path: Path, family: str, num_heads: int, hidden_size: int
+    in_path: Path, out_path: Path, family: str, num_heads: int, hidden_size: int,
+    use_gpu: bool = False,
 ) -> dict[str, Any]:
     optimizer_type = OPTIMIZER_TYPES.get(family)
     if optimizer_type is None:
@@ -31,9 +32,10 @@ def optimize_onnx(
 
     optimized = optimizer.optimize_model(
         str(in_path), model_type=optimizer_type, num_heads=num_heads, hidden_size=hidden_size,
-        opt_level=0, use_gpu=False,
+        opt_level=0, use_gpu=use_gpu,
     )
     stats = optimized.get_fused_operator_statistics()
     optimized.save_model_to_file(str(out_path))
     fused = {op: int(stats[op]) for op in FUSED_OPERATORS if stats.get(op)}
-    return {"fused": fused, "optimizer": f"onnxruntime.transformers model_type={optimizer_type}"}
+    return {"fused": fused, "optimizer": f"onnxruntime.transformers model_type={optimizer_type}"
+            + (" use_gpu" if use_gpu else "")}

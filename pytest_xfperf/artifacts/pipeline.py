@@ -35,6 +35,7 @@ MAX_CALIBRATION_BATCH = 8
 # int8-static leaves groups of products in FP32 until its calibration output reaches this.
 STATIC_MIN_COSINE = 0.99
 BUILDER_LIBRARIES = ("torch", "transformers", "onnx", "onnxruntime")
+TARGETS = ("cpu", "gpu", "portable")
 
 
 @dataclass(frozen=True)
@@ -83,12 +84,19 @@ class ArtifactPipeline:
         precision: str,
         load_model: Callable[[], torch.nn.Module],
         shape: Shape | None = None,
+        target: str = "cpu",
     ) -> BuiltArtifact:
         """The ONNX file for ``precision``; ``load_model`` is called only if export must run.
 
         One exported file serves every shape (dynamic axes); only ``int8-static`` depends on
         ``shape``, through its calibration batches (the case's sequence length, batch capped).
+
+        ``target``: "cpu" or "gpu" fuse with ORT's optimizer for that device; "portable"
+        keeps standard ONNX operators only (FP32 is the export itself, FP16 its conversion),
+        for TensorRT's parser, which reads none of ORT's fused contrib operators.
         """
+        if target not in TARGETS:
+            raise ValueError(f"unknown artifact target {target!r}")
         if precision not in ONNX_PRECISIONS:
             raise ValueError(f"no ONNX pipeline for precision {precision!r}")
         started = time.perf_counter()
@@ -126,7 +134,7 @@ class ArtifactPipeline:
         options = self.options
         identity = spec.identity or weights_digest(load_model())
         sample = spec.make_inputs(2, 16, self.seed)
-        export_parts = {"stage": "export", "model": spec.name, "identity": identity,
+        export_parts: dict[str, Any] = {"stage": "export", "model": spec.name, "identity": identity,
                         "inputs": sorted(sample), "exporter": options.exporter,
                         **_versions("torch", "transformers", "onnx")}
         exported = stage(
@@ -135,16 +143,21 @@ class ArtifactPipeline:
                                      options.exporter), "fused": {}},
             None,
         )
-        optimize_parts = {"stage": "optimize", "parent": cache_key(export_parts),
+        use_gpu = target == "gpu"
+        optimize_parts: dict[str, Any] = {"stage": "optimize", "parent": cache_key(export_parts),
                           "family": spec.family, "num_heads": spec.num_heads,
                           "hidden_size": spec.hidden_size, **_versions("onnxruntime", "onnx")}
+        if use_gpu:
+            optimize_parts["use_gpu"] = True
         optimized = stage(
             "optimize", optimize_parts,
             lambda d: {**optimize_onnx(exported().file(MODEL_FILE), d / MODEL_FILE, spec.family,
-                                       spec.num_heads, spec.hidden_size),
+                                       spec.num_heads, spec.hidden_size, use_gpu),
                        "opset": exported().info["opset"]},
             exported,
         )
+        if target == "portable":  # no ORT fusions: the export is the FP32 parent
+            optimized, optimize_parts = exported, export_parts
 
         def child_of(parent: Callable[[], Entry], build: Callable[[Path], dict[str, Any]]
                      ) -> Callable[[Path], dict[str, Any]]:
@@ -153,6 +166,8 @@ class ArtifactPipeline:
                               "opset": parent().info["opset"]}
 
         final_stage = optimized
+        if precision == "int8-dynamic" and target != "cpu":
+            raise ValueError("int8-dynamic is an ONNX Runtime CPU artifact")
         ort_versions = _versions("onnxruntime", "onnx")
         if precision == "int8-dynamic":
             parts = {"stage": "quantize-dynamic", "parent": cache_key(optimize_parts),

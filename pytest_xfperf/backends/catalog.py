@@ -6,9 +6,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_xfperf.values import parse_choice, parse_count
+from pytest_xfperf.values import parse_bool, parse_choice, parse_count
 
-PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-static")
 REFERENCE_BACKEND = "torch-cpu"
 REFERENCE_PRECISION = "fp32"
 
@@ -21,6 +21,9 @@ class BackendInfo:
     modules: tuple[str, ...]  # importable modules it needs
     extra: str  # the pip extra that provides them
     uses_onnx: bool
+    # Which ONNX artifacts it runs: "cpu" (fused for the CPU), "gpu" (fused for the GPU),
+    # "portable" (standard operators only, for TensorRT's parser).
+    onnx_target: str = "cpu"
     # Session settings a user may set in [tool.xfperf.<backend>]: name -> parser.
     options: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
 
@@ -55,6 +58,12 @@ ORT_CPU_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "graph_optimization_level": lambda v: parse_choice(
         v, "graph_optimization_level", ("disable", "basic", "extended", "all")),
 }
+TORCH_CUDA_OPTIONS: dict[str, Callable[[Any], Any]] = {
+    # TF32 trades FP32 matmul precision for speed; off unless asked, and always recorded.
+    "tf32": parse_bool,
+    "compile_mode": lambda v: parse_choice(
+        v, "compile_mode", ("default", "reduce-overhead", "max-autotune")),
+}
 TORCH_CPU_OPTIONS: dict[str, Callable[[Any], Any]] = {
     # Inter-op threads are not offered: torch fixes them at the first parallel call.
     "threads": _threads,
@@ -64,12 +73,31 @@ BACKENDS: dict[str, BackendInfo] = {
     b.name: b
     for b in (
         BackendInfo("torch-cpu", ("fp32",), "cpu", ("torch", "transformers"), "cpu", False,
-                    TORCH_CPU_OPTIONS),
+                    "cpu", TORCH_CPU_OPTIONS),
         BackendInfo(
             # FP16 runs on the CPU provider (it casts around kernels it lacks in FP16): slower
             # than FP32 there, but it checks the FP16 artifact's accuracy without a GPU.
             "ort-cpu", ("fp32", "fp16", "int8-dynamic", "int8-static"), "cpu",
-            ("torch", "transformers", "onnx", "onnxruntime"), "cpu", True, ORT_CPU_OPTIONS,
+            ("torch", "transformers", "onnx", "onnxruntime"), "cpu", True, "cpu",
+            ORT_CPU_OPTIONS,
         ),
+        BackendInfo("torch-cuda", ("fp32", "fp16", "bf16"), "cuda", ("torch", "transformers"),
+                    "gpu", False, "cpu", TORCH_CUDA_OPTIONS),
+        BackendInfo("torch-cuda-graph", ("fp32", "fp16", "bf16"), "cuda",
+                    ("torch", "transformers"), "gpu", False, "cpu", TORCH_CUDA_OPTIONS),
+        BackendInfo("torch-compile", ("fp32", "fp16", "bf16"), "cuda",
+                    ("torch", "transformers"), "gpu", False, "cpu", TORCH_CUDA_OPTIONS),
+        # INT8 on the CUDA provider is the QDQ file: ORT runs its Q/DQ nodes, but the CUDA
+        # provider has no INT8 matmul kernels; TensorRT (below) has.
+        BackendInfo("ort-cuda", ("fp32", "fp16", "int8-static"), "cuda",
+                    ("torch", "transformers", "onnx", "onnxruntime"), "gpu", True, "gpu"),
+        BackendInfo("ort-cuda-graph", ("fp32", "fp16"), "cuda",
+                    ("torch", "transformers", "onnx", "onnxruntime"), "gpu", True, "gpu"),
+        BackendInfo("ort-trt", ("fp32", "fp16", "int8-static"), "cuda",
+                    ("torch", "transformers", "onnx", "onnxruntime", "tensorrt"), "tensorrt",
+                    True, "portable"),
+        BackendInfo("tensorrt", ("fp32", "fp16", "int8-static"), "cuda",
+                    ("torch", "transformers", "onnx", "tensorrt"), "tensorrt", True,
+                    "portable"),
     )
 }

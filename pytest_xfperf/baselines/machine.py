@@ -33,10 +33,20 @@ def slug(text: str) -> str:
 
 @lru_cache(maxsize=1)
 def machine_info() -> dict[str, str | int]:
+    """CPU model and usable cores, plus the GPU model and count where NVIDIA GPUs are visible
+    (read from the driver without starting CUDA): results compare only on like hardware."""
+    from pytest_xfperf.measure.gpu import gpu_names_without_cuda, gpu_slug
+
     model = cpu_model()
     cores = usable_cores()
-    return {"key": f"cpu-{slug(model)}-{cores}c", "cpu": model, "cores": cores,
-            "system": platform.system(), "arch": platform.machine()}
+    key = f"cpu-{slug(model)}-{cores}c"
+    info: dict[str, str | int] = {"cpu": model, "cores": cores, "system": platform.system(),
+                                  "arch": platform.machine()}
+    gpus = gpu_names_without_cuda()
+    if gpus:
+        key = f"gpu-{gpu_slug(gpus[0])}-x{len(gpus)}-{key}"
+        info.update(gpu=gpus[0], gpus=len(gpus))
+    return {"key": key, **info}
 
 
 def machine_key() -> str:

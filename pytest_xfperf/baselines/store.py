@@ -16,7 +16,10 @@ from typing import Any
 
 from pytest_xfperf.fileio import atomic_write_bytes, locked
 
-SCHEMA = 1
+# Schema 2 adds a per-entry "noise" block (robust CV and CV of the recording run). Schema 1
+# files are migrated on load (the block is derived from their samples and stats) and written
+# back as schema 2 by the next update.
+SCHEMA = 2
 MAX_BYTES = 64 * 1024 * 1024
 MAX_SAMPLES = 256
 _SAFE_KEY = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
@@ -71,7 +74,7 @@ def validate_entry(case_id: str, entry: Any) -> None:
         isinstance(k, str) and isinstance(v, str) for k, v in versions.items()
     ):
         raise ValueError(f"{where}.versions must map library names to version strings")
-    for optional in ("graph", "settings", "stats"):
+    for optional in ("graph", "settings", "stats", "noise"):
         if optional in entry and not isinstance(entry[optional], dict):
             raise ValueError(f"{where}.{optional} must be an object")
 
@@ -79,7 +82,8 @@ def validate_entry(case_id: str, entry: Any) -> None:
 def parse(text: str) -> dict[str, Any]:
     """Parse and validate a baseline document; ValueError says what is wrong."""
     try:
-        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+        data: Any = json.loads(text, object_pairs_hook=_no_duplicates,
+                               parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not valid JSON ({exc})") from None
     if not isinstance(data, dict):
@@ -99,7 +103,34 @@ def parse(text: str) -> dict[str, Any]:
         raise ValueError("'cases' must be an object keyed by case id")
     for case_id, entry in cases.items():
         validate_entry(case_id, entry)
-    return data
+    if schema == 1:
+        return migrate_v1(data)
+    document: dict[str, Any] = data
+    return document
+
+
+def noise_block(samples: list[float], stats: Mapping[str, Any]) -> dict[str, float]:
+    """The recording run's noise: robust CV (MAD-based) of its samples, and its CV."""
+    robust = 0.0
+    if samples:
+        ordered = sorted(samples)
+        median = ordered[len(ordered) // 2]
+        deviations = sorted(abs(x - median) for x in ordered)
+        mad = deviations[len(deviations) // 2]
+        robust = round(1.4826 * mad / median, 6) if median > 0 else 0.0
+    cv = stats.get("cv", 0.0)
+    return {"robust_cv": robust, "cv": round(float(cv), 6) if isinstance(cv, (int, float))
+            else 0.0}
+
+
+def migrate_v1(data: dict[str, Any]) -> dict[str, Any]:
+    cases = {}
+    for case_id, entry in data["cases"].items():
+        entry = dict(entry)
+        entry.setdefault("noise", noise_block(list(entry.get("samples_ms", [])),
+                                              entry.get("stats", {})))
+        cases[case_id] = entry
+    return {**data, "schema": SCHEMA, "cases": cases, "migrated_from": 1}
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -128,6 +159,11 @@ def merge_and_write(
     path.parent.mkdir(parents=True, exist_ok=True)
     with locked(path.parent):
         document = load(path)  # refuses (raises) rather than overwrite a corrupt file
+        document.pop("migrated_from", None)
+        # A writer killed mid-write leaves its private temp file; under the lock no other
+        # writer is active, so any left for this file is stale.
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
         document["schema"] = SCHEMA
         document["machine"] = dict(machine)
         cases = dict(document["cases"])

@@ -44,14 +44,25 @@ def rows(results: Sequence[Result]) -> dict[str, list[tuple[str, ...]]]:
 
 
 def write_summary(results: Sequence[Result], write_line: Callable[[str], None]) -> None:
+    gpu = any(r.device_stats is not None for r in results)
+    device = {r.case.id: f"{r.device_stats.p50_ms:.3f}" for r in results
+              if r.device_stats is not None}
+    header = HEADER if not gpu else (*HEADER[:3], "device p50", *HEADER[3:])
     for group, lines in rows(results).items():
-        table = [HEADER, *lines]
-        widths = [max(len(row[i]) for row in table) for i in range(len(HEADER))]
+        if gpu:  # GPU cases: device time (CUDA events) next to the synced wall clock
+            ids = [r.case.id for r in results if f"{r.case.model} {r.case.shape.label}" == group]
+            lines = [(*line[:3], device.get(case_id, "-"), *line[3:])
+                     for line, case_id in zip(lines, ids, strict=True)]
+        table = [header, *lines]
+        widths = [max(len(row[i]) for row in table) for i in range(len(header))]
         write_line(f"{group}:")
         for row in table:
             write_line("  " + "  ".join(
                 cell.ljust(w) if i == 0 else cell.rjust(w)
                 for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
+    if gpu:
+        write_line("p50/p99: wall clock of one synchronized call, inputs already on the device, "
+                   "output left there; device p50: GPU time by CUDA events")
     for r in results:
         for line in r.drift:
             write_line(f"graph drift in {r.case.id}: {line}")

@@ -30,8 +30,8 @@ def test_record_pass_regress_update_pass(project: pytest.Pytester):
     assert slower.ret == 1
     slower.assert_outcomes(failed=1)
     slower.stdout.fnmatch_lines([f"{CASE}: REGRESSED",
-                                 "*p50_ms baseline * ms, now * ms: median latency +*% [[]95% +*%"
-                                 "confirmation +*% [[]95%*(tolerance 150%)*",
+                                 "*p50_ms baseline * ms, now * ms: q25 latency +*% [[]95% +*%*"
+                                 "; confirmation +*% [[]95%*(tolerance 150%)*",
                                  f"FAILED*test_inference[[]{CASE}[]]*"])
     assert read_json(path)["cases"][CASE] == entry  # a failing run never writes
 

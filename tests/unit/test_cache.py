@@ -23,24 +23,6 @@ def test_built_once_then_loaded(tmp_path: Path):
     assert not any((tmp_path / "tmp").iterdir())
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip", "meta"])
-def test_damaged_entry_is_detected_and_rebuilt(tmp_path: Path, damage: str):
-    calls: list = []
-    entry = ArtifactCache(tmp_path).get_or_build({"k": 1}, writer(calls))
-    target = entry.file("model.onnx")
-    if damage == "truncate":
-        target.write_bytes(b"x" * 10)
-    elif damage == "flip":
-        target.write_bytes(b"x" * 999 + b"y")
-    else:
-        entry.file("meta.json").write_text("{")
-    cache = ArtifactCache(tmp_path)
-    rebuilt = cache.get_or_build({"k": 1}, writer(calls))
-    assert rebuilt.built_now and len(calls) == 2
-    assert rebuilt.file("model.onnx").read_bytes() == b"x" * 1000
-    assert len(cache.rebuilt_corrupt) == 1
-
-
 def test_failed_build_leaves_no_entry(tmp_path: Path):
     def broken(directory: Path) -> dict:
         (directory / "model.onnx").write_bytes(b"half")

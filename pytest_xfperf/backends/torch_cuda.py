@@ -1,0 +1,167 @@
+"""PyTorch on a CUDA GPU: eager, CUDA-graph replay, or torch.compile; FP32, FP16 or BF16.
+
+Inputs are copied to the device once in ``prepare``; the timed call launches the model and the
+harness synchronizes after each call, so a sample is the wall-clock time of one complete
+inference with no host copies in it. The output stays on the device (copied only by ``run``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from pytest_xfperf.backends.base import BackendUnavailable
+from pytest_xfperf.models.module import primary_output
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+MODES = ("eager", "graph", "compile")
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+GRAPH_WARMUP = 3  # eager calls on a side stream before capture, as torch's docs require
+
+
+def require_cuda() -> None:
+    try:
+        import torch
+    except ModuleNotFoundError:
+        raise BackendUnavailable("CUDA backends need torch: pip install torch") from None
+    if not torch.cuda.is_available():
+        raise BackendUnavailable("no CUDA device: CUDA backends run only on a machine with an "
+                                 "NVIDIA GPU and a CUDA build of torch")
+
+
+def device_tensors(inputs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    import torch
+
+    return {k: torch.from_numpy(v).to("cuda", non_blocking=False) for k, v in inputs.items()}
+
+
+class TorchCudaRunner:
+    def __init__(self, model: torch.nn.Module, precision: str, mode: str = "eager",
+                 tf32: bool = False, compile_mode: str = "reduce-overhead") -> None:
+        import torch
+
+        require_cuda()
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}")
+        self.name = {"eager": "torch-cuda", "graph": "torch-cuda-graph",
+                     "compile": "torch-compile"}[mode]
+        self._mode = mode
+        self._dtype = getattr(torch, DTYPES[precision])
+        # TF32 changes FP32 matmul results and speed: set explicitly, restored on close.
+        self._previous_tf32 = (torch.backends.cuda.matmul.allow_tf32,
+                               torch.backends.cudnn.allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        self._tf32 = tf32
+        # A copy: the CPU model stays the FP32 reference of the session.
+        self._model = copy.deepcopy(model).to("cuda", self._dtype).eval()
+        self._compiled: Callable[..., Any] | None = None
+        self._compile_mode = compile_mode
+        if mode == "compile":
+            self._compiled = torch.compile(self._model, mode=compile_mode, dynamic=False)
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._static_inputs: dict[str, torch.Tensor] = {}
+        self._static_output: torch.Tensor | None = None
+
+    def _forward(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        import torch
+
+        # Not `or`: a compiled module proxies len() to the model, which has none.
+        target = self._compiled if self._compiled is not None else self._model
+        with torch.inference_mode():
+            return primary_output(target(**tensors))
+
+    def _capture(self, tensors: dict[str, torch.Tensor]) -> None:
+        import torch
+
+        stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(GRAPH_WARMUP):
+                self._forward(tensors)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._static_output = self._forward(tensors)
+        self._graph, self._static_inputs = graph, tensors
+
+    def _graph_matches(self, inputs: Mapping[str, np.ndarray]) -> bool:
+        static = self._static_inputs
+        return bool(static) and all(k in static and static[k].shape[0] == v.shape[0]
+                                    and static[k].shape[-1] == v.shape[-1]
+                                    for k, v in inputs.items())
+
+    def _graph_inputs(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Hugging Face models build their additive mask from the 2-D attention mask with a
+        host-made scalar (a host-to-device copy, which CUDA graph capture forbids). They take a
+        ready 4-D mask as is, so the same mask is built here, before capture."""
+        import torch
+
+        mask = tensors.get("attention_mask")
+        if mask is None or mask.ndim != 2 or getattr(self._model, "config", None) is None:
+            return tensors
+        minimum = torch.finfo(self._dtype).min
+        additive = (1.0 - mask[:, None, None, :].to(self._dtype)) * minimum
+        return {**tensors, "attention_mask": additive}
+
+    def prepare(self, inputs: Mapping[str, np.ndarray]) -> Callable[[], object]:
+        tensors = device_tensors(inputs)
+        if self._mode == "graph":
+            tensors = self._graph_inputs(tensors)
+            self._capture(tensors)
+            graph = self._graph
+            assert graph is not None
+            return graph.replay
+        return lambda: self._forward(tensors)
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        import torch
+
+        if self._mode == "graph" and self._graph_matches(inputs):
+            # The captured graph itself, on these inputs: what was timed is what is checked.
+            fresh = self._graph_inputs(device_tensors(inputs))
+            for name, value in fresh.items():
+                self._static_inputs[name].copy_(value)
+            assert self._graph is not None and self._static_output is not None
+            self._graph.replay()
+            out = self._static_output
+        else:
+            out = self._forward(device_tensors(inputs))
+        torch.cuda.synchronize()
+        result: np.ndarray = out.float().cpu().numpy()
+        return result
+
+    def synchronize(self) -> None:
+        import torch
+
+        torch.cuda.synchronize()
+
+    def settings(self) -> dict[str, Any]:
+        import torch
+
+        settings: dict[str, Any] = {
+            "device": torch.cuda.get_device_name(), "dtype": str(self._dtype).split(".")[-1],
+            "mode": self._mode, "tf32": self._tf32, "torch": torch.__version__,
+            "attention": str(getattr(getattr(self._model, "config", None),
+                                     "_attn_implementation", "")),
+            "cuda_runtime": torch.version.cuda, "inputs": "on device, copied before timing",
+            "timed": "one call, synchronized (wall clock); device time by CUDA events"}
+        if self._mode == "compile":
+            settings["compile_mode"] = self._compile_mode
+        return settings
+
+    def close(self) -> None:
+        import torch
+
+        self._graph = None
+        self._static_inputs.clear()
+        self._static_output = None
+        self._compiled = None
+        del self._model
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = (
+            self._previous_tf32)
+        torch.cuda.empty_cache()
