@@ -58,6 +58,10 @@ def speed(pipeline: ArtifactPipeline, blocks: int, rounds: int) -> dict[str, Any
         graphs[precision] = {"fused": artifact.graph["fused"],
                              "quantization": artifact.graph.get("quantization"),
                              "build_seconds": artifact.build_seconds}
+    # The static QDQ file with per-tensor weight scales too (the default is per-channel).
+    per_tensor = ArtifactPipeline(pipeline.cache, 0, BuildOptions(per_channel=False)).build(
+        spec, "int8-static", lambda: model, SHAPE)
+    runners["ort-cpu/int8-static-per-tensor"] = OrtCpuRunner(per_tensor.path)
     inputs = spec.make_inputs(SHAPE.batch, SHAPE.seq, 0)
     reference = runners["torch-cpu/fp32"].run(inputs)
     cosine = {}

@@ -12,7 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_xfperf.backends.base import BackendUnavailable
-from pytest_xfperf.backends.torch_cuda import device_tensors, require_cuda
+from pytest_xfperf.backends.torch_cuda import (
+    cuda_synchronize,
+    device_tensors,
+    host_array,
+    require_cuda,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -146,15 +151,11 @@ class OrtCudaRunner:
                 if name in self._keep:
                     self._keep[name].copy_(torch.from_numpy(value))
             self._session.run_with_iobinding(self._binding)
-            torch.cuda.synchronize()
-            result: np.ndarray = self._output_buffer.cpu().numpy()
-            return result
+            return host_array(self._output_buffer)
         return self._plain_run(inputs)
 
     def synchronize(self) -> None:
-        import torch
-
-        torch.cuda.synchronize()
+        cuda_synchronize()
 
     def settings(self) -> dict[str, Any]:
         return {"provider": self._provider, "cuda_graph": self._cuda_graph_note,

@@ -23,7 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_xfperf.backends.base import BackendUnavailable
-from pytest_xfperf.backends.torch_cuda import device_tensors, require_cuda
+from pytest_xfperf.backends.torch_cuda import (
+    cuda_synchronize,
+    device_tensors,
+    host_array,
+    require_cuda,
+)
 from pytest_xfperf.values import Shape
 
 if TYPE_CHECKING:
@@ -212,14 +217,10 @@ class TensorRTRunner:
         if not self._context.execute_async_v3(torch.cuda.current_stream().cuda_stream):
             raise EngineBuildError("TensorRT execution failed:\n" + "\n".join(
                 self._log.messages))
-        torch.cuda.synchronize()
-        result: np.ndarray = out.float().cpu().numpy()
-        return result
+        return host_array(out)
 
     def synchronize(self) -> None:
-        import torch
-
-        torch.cuda.synchronize()
+        cuda_synchronize()
 
     def settings(self) -> dict[str, Any]:
         return {"tensorrt": str(self._trt.__version__), "precision": self._precision,

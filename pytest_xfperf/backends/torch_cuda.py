@@ -39,6 +39,21 @@ def device_tensors(inputs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(v).to("cuda", non_blocking=False) for k, v in inputs.items()}
 
 
+def host_array(out: torch.Tensor) -> np.ndarray:
+    """Wait for the device, then the output as FP32 on the host (outside any timed region)."""
+    import torch
+
+    torch.cuda.synchronize()
+    result: np.ndarray = out.float().cpu().numpy()
+    return result
+
+
+def cuda_synchronize() -> None:
+    import torch
+
+    torch.cuda.synchronize()
+
+
 class TorchCudaRunner:
     def __init__(self, model: torch.nn.Module, precision: str, mode: str = "eager",
                  tf32: bool = False, compile_mode: str = "reduce-overhead") -> None:
@@ -119,7 +134,6 @@ class TorchCudaRunner:
         return lambda: self._forward(tensors)
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        import torch
 
         if self._mode == "graph" and self._graph_matches(inputs):
             # The captured graph itself, on these inputs: what was timed is what is checked.
@@ -131,14 +145,10 @@ class TorchCudaRunner:
             out = self._static_output
         else:
             out = self._forward(device_tensors(inputs))
-        torch.cuda.synchronize()
-        result: np.ndarray = out.float().cpu().numpy()
-        return result
+        return host_array(out)
 
     def synchronize(self) -> None:
-        import torch
-
-        torch.cuda.synchronize()
+        cuda_synchronize()
 
     def settings(self) -> dict[str, Any]:
         import torch
