@@ -84,7 +84,7 @@ def _sampled(
     change = final.ratio - 1 if metric == "p50_ms" else 1 / final.ratio - 1
     outcome.deltas[metric] = change
     then_value = float(baseline["metrics"][metric])
-    now_value = then_value * (1 + change)
+    now_value = float(current_value)  # this run's figure (the ratios below are the decision)
     unit = "ms" if metric == "p50_ms" else "/s"
     measure = f"{SAMPLED[metric]} latency"
     detail = (f"{metric} baseline {_fmt(then_value, unit)}, now {_fmt(now_value, unit)}: "
