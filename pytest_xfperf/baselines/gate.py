@@ -26,8 +26,11 @@ GATED: dict[str, tuple[str, int, str]] = {
     "retrieval": ("accuracy", +1, ""),
 }
 ABSOLUTE_METRICS = {"cosine", "retrieval"}  # compared by absolute drop, not ratio
-# Memory deltas of a few MB are allocator noise; below this growth nothing is flagged.
-MEMORY_SLACK_MB = 16.0
+# Growth below these is not flagged. GPU memory is exact to a few MB. Host memory is the
+# growth of the process's peak RSS over a case, which depends on what earlier cases and builds
+# left in the allocators: on the CPU suite the same case measured 0.7 MB in one run and 89 MB
+# in the next (bert-base INT8), so only growth past 128 MB is a signal there.
+MEMORY_SLACK_MB = {"memory_mb": 128.0, "gpu_memory_mb": 16.0}
 
 
 @dataclass
@@ -156,7 +159,7 @@ def compare(
             change = now / then - 1.0
             outcome.deltas[metric] = change
             worse = direction * change < -tolerance
-            if metric in ("memory_mb", "gpu_memory_mb") and now - then < MEMORY_SLACK_MB:
+            if metric in MEMORY_SLACK_MB and now - then < MEMORY_SLACK_MB[metric]:
                 worse = False
             detail = (f"{metric} baseline {_fmt(then, unit)}, now {_fmt(now, unit)} "
                       f"({change:+.1%}, tolerance {tolerance:.0%})")
