@@ -25,9 +25,11 @@ def decisions(project):
 def test_a_transient_slowdown_is_re_measured_and_passes(project: pytest.Pytester):
     run(project, "--xfperf-update-baselines").assert_outcomes(passed=1)
     # Warm-up, the 20 timed calls and the accuracy call are slow (12x the work); the
-    # confirmation is not. 50 %: a shared CI host drifts by tens of percent between runs,
-    # which this test is not about.
-    result = run(project, "--xfperf-tolerance", "50%", slow_calls=24)
+    # confirmation is not. 50 % (p99: 990 %): a shared CI host drifts by tens of percent
+    # between runs, and the first confirmation call after the switch can land in the tail of
+    # 20 samples; this test is about the p50 decision.
+    result = run(project, "--xfperf-tolerances", "p99=9.9", "--xfperf-tolerance", "50%",
+                 slow_calls=24)
     result.assert_outcomes(passed=1)
     p50 = decisions(project)["p50_ms"]
     assert p50["first"]["ratio"] > 2 and p50["confirmation"]["ratio"] < 1.5
