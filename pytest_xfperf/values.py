@@ -99,7 +99,7 @@ def parse_positive_float(value: str | float, what: str) -> float:
 def parse_count(value: str | int, what: str, minimum: int = 0) -> int:
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
         raise ValueError(f"{what} must be a whole number, got {value!r}") from None
     if number < minimum:
         raise ValueError(f"{what} must be >= {minimum}, got {value!r}")
