@@ -111,13 +111,9 @@ def parse(text: str) -> dict[str, Any]:
 
 def noise_block(samples: list[float], stats: Mapping[str, Any]) -> dict[str, float]:
     """The recording run's noise: robust CV (MAD-based) of its samples, and its CV."""
-    robust = 0.0
-    if samples:
-        ordered = sorted(samples)
-        median = ordered[len(ordered) // 2]
-        deviations = sorted(abs(x - median) for x in ordered)
-        mad = deviations[len(deviations) // 2]
-        robust = round(1.4826 * mad / median, 6) if median > 0 else 0.0
+    from pytest_xfperf.baselines.decision import robust_cv
+
+    robust = round(robust_cv(samples), 6) if samples else 0.0
     cv = stats.get("cv", 0.0)
     return {"robust_cv": robust, "cv": round(float(cv), 6) if isinstance(cv, (int, float))
             else 0.0}
