@@ -14,6 +14,11 @@ Why this rule (the power figures are in docs/measurements.md, from benchmarks/ga
   reference backend of the same model. When the reference has a baseline too, the ratio is
   taken of the two normalized speeds, so drift of the whole machine between the baseline run
   and this one cancels. Only a regression in both measurements fails.
+* Both views agree: normalizing assumes the reference moved with the machine. When the
+  reference backend itself changed speed since its baseline (a torch upgrade, a stale
+  reference entry), normalization turns that change into a false one of the case. So a
+  regression (or improvement) must show in the case's own, unnormalized ratio too; where the
+  two views disagree the case passes with a note naming the reference's move.
 * Unstable: the case's own noise is how finely its measurement can resolve a change: the
   half-width of the ratio's interval. When that exceeds the tolerance and the measurement is
   neither a material and significant regression nor an improvement, the case cannot tell a
@@ -176,6 +181,27 @@ def classify(est: Estimate, tolerance: float) -> str:
     return PASS
 
 
+def _agreed(est: Estimate, current: Measurement, baseline: Measurement, tolerance: float,
+            statistic: str, seed: int = 0) -> tuple[str, list[str]]:
+    """``classify``, with a normalized regression or improvement kept only when the case's
+    own (unnormalized) ratio says the same."""
+    outcome = classify(est, tolerance)
+    if not est.normalized or outcome not in (REGRESSED, IMPROVED):
+        return outcome, []
+    raw = estimate(Measurement(current.samples), Measurement(baseline.samples), statistic, seed)
+    if classify(raw, tolerance) == outcome:
+        return outcome, []
+    assert current.reference is not None and baseline.reference is not None
+    reference = estimate(Measurement(current.reference), Measurement(baseline.reference),
+                         statistic, seed)
+    word = "slower" if outcome == REGRESSED else "faster"
+    return PASS, [f"normalized by the reference backend the case looks {word} "
+                  f"({est.ratio - 1:+.1%}), but its own time changed {raw.ratio - 1:+.1%} "
+                  f"while the reference itself moved {reference.ratio - 1:+.1%} since its "
+                  "baseline: not counted; if the reference's move is real, re-record the "
+                  "baselines"]
+
+
 def decide(
     current: Measurement,
     baseline: Measurement,
@@ -186,16 +212,18 @@ def decide(
     """The gate for one timing metric. ``confirm`` re-measures the current side (interleaved
     with the reference where there is one); it is called only for a suspected regression."""
     first = estimate(current, baseline, statistic)
-    outcome = classify(first, tolerance)
-    decision = TimingDecision(outcome, first)
+    outcome = _agreed(first, current, baseline, tolerance, statistic)
+    decision = TimingDecision(outcome[0], first, notes=outcome[1])
     if first.method == "threshold":
         decision.notes.append("the baseline has no timing samples (older file): the threshold "
                               "rule decided; re-record it to get the significance test")
-    if outcome != REGRESSED or confirm is None:
+    if decision.outcome != REGRESSED or confirm is None:
         return decision
-    second = estimate(confirm(), baseline, statistic, seed=1)
+    again = confirm()
+    second = estimate(again, baseline, statistic, seed=1)
     decision.confirmation = second
-    confirmed = classify(second, tolerance)
+    confirmed, notes = _agreed(second, again, baseline, tolerance, statistic, seed=1)
+    decision.notes += notes
     if confirmed != REGRESSED:
         decision.outcome = UNSTABLE if confirmed == UNSTABLE else PASS
         decision.notes.append(f"a first measurement looked slower ({first.describe()}); the "

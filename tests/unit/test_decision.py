@@ -122,3 +122,19 @@ def test_mean_statistic_for_throughput():
 def test_robust_cv():
     assert robust_cv([10.0] * 9) == 0.0
     assert 0.08 < robust_cv(lognormal(10.0, 0.1, 2000, 17)) < 0.12
+
+
+def test_a_reference_that_moved_alone_does_not_make_a_regression():
+    # The shipped suite's case: PyTorch (the reference) got 37 % faster since its baseline,
+    # the INT8 case itself 5 % faster. Normalized, the case looks +50 % slower: not counted.
+    base = Measurement(lognormal(7.9, 0.02, 40, 1), lognormal(37.6, 0.02, 40, 2))
+    now = Measurement(lognormal(7.5, 0.02, 40, 3), lognormal(23.7, 0.02, 40, 4))
+    decision = decide(now, base, 0.10, statistic="q25")
+    assert decision.first.ratio > 1.4 and decision.outcome == PASS
+    assert "reference itself moved -37" in decision.notes[0]
+    # A real regression shows in both views and still fails.
+    slower = Measurement(lognormal(11.0, 0.02, 40, 5), lognormal(37.6, 0.02, 40, 6))
+    assert decide(slower, base, 0.10, statistic="q25").outcome == REGRESSED
+    # ... also when the confirmation is the one where the views disagree.
+    decision = decide(slower, base, 0.10, confirm=lambda: now, statistic="q25")
+    assert decision.outcome == PASS and decision.confirmation is not None
