@@ -28,6 +28,7 @@ from pytest_xfperf.measure.timing import TimingPolicy, time_calls
 from pytest_xfperf.models.spec import ModelSpec
 from pytest_xfperf.result import (
     ACCURACY,
+    BOUND_UNMET,
     DRIFT,
     IMPROVED,
     NO_BASELINE,
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
 CONFIRM_BLOCKS = 5
 # Calls timed by CUDA events after the wall-clock rounds (device time of GPU cases).
 DEVICE_TIME_ROUNDS = 50
+# Distinct token rows the requests of a serving workload draw from (see serving/workload.py).
+SERVING_POOL_ROWS = 64
 
 
 class CaseHarness:
@@ -67,8 +70,10 @@ class CaseHarness:
         case: Case,
         tolerances: Tolerances,
         benchmark_provider: Callable[[], Any] | None = None,
+        record_property: Callable[[str, object], None] | None = None,
     ) -> None:
         self.session = session
+        self._record_property = record_property
         self._benchmark_provider = benchmark_provider
         self.case = case
         self.tolerances = tolerances
@@ -92,7 +97,8 @@ class CaseHarness:
             pytest.skip(str(exc))
         spec, shape = self.spec, case.shape
         self.inputs = spec.make_inputs(shape.batch, shape.seq, self.session.settings.seed)
-        self.session.reference(spec, self.inputs)  # before the memory window: shared state
+        if not case.serving:  # serving cases check each request against its own reference
+            self.session.reference(spec, self.inputs)  # before the memory window: shared
         self.artifact = self.session.artifact(case, spec)
         self._memory.start()
         if self._on_gpu:
@@ -135,6 +141,8 @@ class CaseHarness:
         to it, and ``--benchmark-disable`` turns this into a single accuracy-only run.
         """
         assert self.runner is not None, "setup() did not run"
+        if self.case.serving:
+            return self._check_serving()
         if benchmark is None and self._benchmark_provider is not None:
             benchmark = self._benchmark_provider()
         runner, case, settings = self.runner, self.case, self.session.settings
@@ -167,9 +175,11 @@ class CaseHarness:
             result.build_seconds = self.artifact.build_seconds
             result.built_now = self.artifact.built_now
             result.prepare_seconds = self.artifact.prepare_seconds
+        result.model_mb = self._model_size_mb()
         self._check_accuracy(result, output)
         self._judge(result)
         self.session.results.append(result)
+        self._publish_properties(result)
         if benchmark is not None and timing and not getattr(benchmark, "disabled", False):
             from pytest_xfperf.measure.benchmark_bridge import publish
 
@@ -177,6 +187,123 @@ class CaseHarness:
         if result.failed:
             pytest.fail(result.failure_message(), pytrace=False)
         return result
+
+    def _check_serving(self) -> Result:
+        """The offline or server scenario: a seeded workload of varied lengths through the
+        dynamic batcher on this runner; its figures are gated by the threshold rule."""
+        from pytest_xfperf.serving.case import ServingConfig, serve
+        from pytest_xfperf.serving.workload import LengthDistribution, TokenPool
+
+        assert self.runner is not None
+        runner, case, settings = self.runner, self.case, self.session.settings
+        result = Result(case=case, versions=library_versions(),
+                        runner_settings=runner.settings())
+        pool = TokenPool(self.spec.make_inputs(SERVING_POOL_ROWS, case.shape.seq,
+                                               settings.seed))
+        config = ServingConfig(
+            LengthDistribution.parse(settings.lengths), settings.padding, settings.buckets,
+            settings.max_queue_delay_ms,
+            # --benchmark-disable: a short accuracy-only pass, no load.
+            settings.serving_requests if not settings.timing_disabled else 16,
+            settings.p99_bound_ms, settings.server_budget, settings.seed,
+            settings.server_trial)
+        result.machine_state = machine_state.snapshot()
+        with self.session.device_lock(case.backend):
+            if settings.timing_disabled:
+                from pytest_xfperf.serving.scenarios import BatchPolicy, run
+
+                lengths = config.lengths.sample(config.requests, case.shape.seq, config.seed)
+                policy = BatchPolicy(case.shape.batch, 0.0, config.padding, config.buckets)
+                _, kept = run(runner.run, pool, lengths, None, policy,
+                              keep_outputs=range(len(lengths)))
+            else:
+                outcome = serve(case.scenario, runner.run, pool, case.shape.batch, config,
+                                self.session.progress(case.id))
+                kept, lengths = outcome.kept, outcome.lengths
+                result.serving = outcome.details
+                result.serving_metrics = outcome.metrics
+                result.bound_unmet = outcome.bound_unmet
+        self._memory.stop()
+        result.memory_mb, result.memory_mode = self._memory.peak_delta_mb, self._memory.mode
+        if self._gpu_memory is not None:
+            self._gpu_memory.stop()
+            result.gpu_memory_mb = self._gpu_memory.peak_mb
+            result.gpu_memory_mode = self._gpu_memory.mode
+        if self.artifact is not None:
+            result.graph = self.artifact.graph
+            result.build_seconds = self.artifact.build_seconds
+            result.built_now = self.artifact.built_now
+        result.model_mb = self._model_size_mb()
+        self._check_request_accuracy(result, pool, kept, lengths)
+        self._judge(result)
+        if result.bound_unmet and result.verdict not in (ACCURACY, REGRESSED, DRIFT):
+            result.verdict = BOUND_UNMET
+        self.session.results.append(result)
+        self._publish_properties(result)
+        if result.failed:
+            pytest.fail(result.failure_message(), pytrace=False)
+        return result
+
+    def _model_size_mb(self) -> float | None:
+        """Size of the weights the backend runs: the ONNX file(s) for ONNX backends, the
+        torch module's parameters and buffers at the case's precision otherwise (the memory
+        reduction of quantization and FP16, independent of allocator noise)."""
+        if self.case.backend == "tensorrt":
+            return None  # its engine file is built apart from the ONNX artifact
+        if self.artifact is not None:
+            directory = self.artifact.path.parent
+            size = sum(f.stat().st_size for f in directory.iterdir()
+                       if f.is_file() and f.suffix != ".json")
+            return size / 2**20
+        model = self.session.model(self.spec)
+        count = sum(t.numel() for t in (*model.parameters(), *model.buffers())
+                    if t.is_floating_point())
+        return count * (2 if self.case.precision in ("fp16", "bf16") else 4) / 2**20
+
+    def _publish_properties(self, result: Result) -> None:
+        """The case's key figures as JUnit XML properties (pytest's record_property), which CI
+        systems show next to the test."""
+        if self._record_property is None:
+            return
+        record = self._record_property
+        record("xfperf_verdict", result.verdict)
+        for name, value in result.metrics().items():
+            record(f"xfperf_{name}", round(value, 6))
+        if result.gate is not None:
+            for name, change in result.gate.deltas.items():
+                record(f"xfperf_{name}_vs_baseline", f"{change:+.4f}")
+
+    def _check_request_accuracy(self, result: Result, pool: Any, kept: dict[int, Any],
+                                lengths: list[int]) -> None:
+        """Each kept request's unbatched output against the same backend's output for that
+        request alone, unpadded: what batching changes (padding, masks, unbatching order, and
+        dynamic INT8's scales, which it takes from the whole padded batch). The precision's
+        own drop against FP32 is the single-stream case's check."""
+        import numpy as np
+
+        assert self.runner is not None
+        if not kept:
+            return
+        outputs, alone_outputs = [], []
+        for request_id, output in sorted(kept.items()):
+            length = lengths[request_id]
+            alone = self.runner.run(pool.pad([request_id], [length], length))[0]
+            if alone.ndim == 2:  # per token: the request's own rows
+                alone = alone[:length]
+            outputs.append(np.asarray(output, dtype=np.float32).reshape(alone.shape))
+            alone_outputs.append(np.asarray(alone, dtype=np.float32))
+        joined = np.concatenate([o.reshape(-1) for o in outputs])
+        expected = np.concatenate([r.reshape(-1) for r in alone_outputs])
+        result.accuracy = compare(joined, expected, np.ones(joined.shape, dtype=bool))
+        if result.serving:
+            result.serving["accuracy_versus"] = "same backend, each request alone, unpadded"
+        thresholds = DEFAULT_THRESHOLDS.get(self.case.precision, DEFAULT_THRESHOLDS["fp32"])
+        problems = [p.replace(" vs FP32", "") for p in violations(result.accuracy, thresholds)]
+        why = (" (dynamic INT8 takes its activation scales from the whole padded batch, so "
+               "batch-mates and padding change each request's result)"
+               if self.case.precision == "int8-dynamic" else "")
+        result.accuracy_problems = [f"batched vs the same request alone: {p}{why}"
+                                    for p in problems]
 
     def _measure_device_time(self, result: Result, rounds: int) -> None:
         """GPU time by CUDA events next to the synced wall clock, and the GPU's state."""
@@ -236,7 +363,8 @@ class CaseHarness:
         reference_now = next((r.samples_ms for r in self.session.results
                               if r.case.id == reference_id and r.samples_ms), None)
         result.gate = gate_compare(
-            result.metrics(), baseline, self.tolerances, timing=result.stats is not None,
+            result.metrics(), baseline, self.tolerances,
+            timing=result.stats is not None or bool(result.serving_metrics),
             samples_ms=result.samples_ms,
             confirm=self._confirm if settings.confirm and result.samples_ms else None,
             reference_baseline=None if self.case.is_reference or reference_entry is None

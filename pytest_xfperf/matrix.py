@@ -9,7 +9,9 @@ from typing import Any
 from pytest_xfperf.backends.catalog import BACKENDS, PRECISIONS, REFERENCE_BACKEND
 from pytest_xfperf.values import Shape, check_known, parse_shapes, parse_tolerance, split_list
 
-MARKER_KEYS = ("models", "backends", "precisions", "shapes", "tolerance", "tolerances")
+MARKER_KEYS = ("models", "backends", "precisions", "shapes", "scenarios", "tolerance",
+               "tolerances")
+SINGLE_STREAM = "single-stream"
 
 
 @dataclass(frozen=True)
@@ -22,10 +24,20 @@ class Case:
     shape: Shape
     model_ref: str = ""  # what the user wrote (a name or a directory); defaults to model
     skip_reason: str | None = None
+    # single-stream: one request at a time (shape = the batch of each call); offline/server:
+    # serving scenarios (shape = the batcher's maximum batch and sequence length).
+    scenario: str = SINGLE_STREAM
 
     @property
     def id(self) -> str:
-        return f"{self.model}/{self.backend}/{self.precision}/{self.shape.label}"
+        # Single-stream ids carry no suffix: baselines recorded before scenarios existed
+        # keep matching.
+        suffix = "" if self.scenario == SINGLE_STREAM else f"/{self.scenario}"
+        return f"{self.model}/{self.backend}/{self.precision}/{self.shape.label}{suffix}"
+
+    @property
+    def serving(self) -> bool:
+        return self.scenario != SINGLE_STREAM
 
     @property
     def ref(self) -> str:
@@ -41,19 +53,23 @@ def expand(
     backends: Sequence[str],
     precisions: Sequence[str],
     shapes: Sequence[Shape],
+    scenarios: Sequence[str] = (SINGLE_STREAM,),
 ) -> list[Case]:
     """All combinations; those a backend cannot run carry a skip reason instead of vanishing."""
     check_known("backend", backends, BACKENDS)
     check_known("precision", precisions, PRECISIONS)
     cases = []
     for model_ref, model_name in models:
-        for shape in shapes:
-            for backend in backends:
-                for precision in precisions:
-                    reason = BACKENDS[backend].unsupported_reason(precision)
-                    cases.append(
-                        Case(model_name, backend, precision, shape, model_ref, reason)
-                    )
+        for scenario in scenarios:
+            for shape in shapes:
+                for backend in backends:
+                    for precision in precisions:
+                        info = BACKENDS[backend]
+                        reason = info.unsupported_reason(precision)
+                        if reason is None and scenario != SINGLE_STREAM:
+                            reason = info.serving_unsupported_reason()
+                        cases.append(Case(model_name, backend, precision, shape, model_ref,
+                                          reason, scenario))
     return cases
 
 
@@ -67,9 +83,13 @@ def parse_marker(kwargs: Mapping[str, Any], where: str) -> dict[str, Any]:
         )
     parsed: dict[str, Any] = {}
     try:
-        for key in ("models", "backends", "precisions"):
+        for key in ("models", "backends", "precisions", "scenarios"):
             if key in kwargs:
                 parsed[key] = tuple(split_list(kwargs[key]))
+        if "scenarios" in kwargs:
+            from pytest_xfperf.settings import OPTIONS_BY_KEY
+
+            parsed["scenarios"] = OPTIONS_BY_KEY["scenarios"].parse(kwargs["scenarios"])
         if "shapes" in kwargs:
             parsed["shapes"] = parse_shapes(kwargs["shapes"])
         if "tolerance" in kwargs:

@@ -15,7 +15,7 @@ import pytest
 from pytest_xfperf.settings import OPTIONS, Settings, argparse_type, read_pyproject, resolve
 
 MARKER_HELP = (
-    "xfperf(models=..., backends=..., precisions=..., shapes=..., tolerance=..., "
+    "xfperf(models=..., backends=..., precisions=..., shapes=..., scenarios=..., tolerance=..., "
     "tolerances={...}): override the perf matrix or the tolerances for one test"
 )
 
@@ -129,7 +129,20 @@ def _registry(config: pytest.Config) -> Any:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     if _state(session.config).settings.enabled:
-        _session(session.config)  # a corrupt baseline file stops the run before any work
+        xsession = _session(session.config)  # a corrupt baseline stops the run before work
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        capture = session.config.pluginmanager.get_plugin("capturemanager")
+        if session.config.get_verbosity() > 0 and reporter is not None:
+            # Long steps (builds, calibration, serving passes) say what they are doing, past
+            # output capture (which holds the test's own output until it ends).
+            def announce(line: str) -> None:
+                if capture is None:
+                    reporter.write_line(line)
+                    return
+                with capture.global_and_fixture_disabled():
+                    reporter.write_line(line)
+
+            xsession.announce = announce
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -155,6 +168,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             overrides.get("backends", settings.backends),
             overrides.get("precisions", settings.precisions),
             overrides.get("shapes", settings.shapes),
+            overrides.get("scenarios", settings.scenarios),
         )
     except ValueError as exc:
         # Raised from here it would become a collection error; a usage error (exit 4) is
@@ -202,7 +216,11 @@ def xfperf(request: pytest.FixtureRequest, xfperf_case: Any) -> Iterator[Any]:
 
     from pytest_xfperf.limits import CaseLimits
 
-    harness = CaseHarness(_session(config), xfperf_case, tolerances, benchmark_fixture)
+    def record_property(name: str, value: object) -> None:  # what the record_property fixture does
+        request.node.user_properties.append((name, value))
+
+    harness = CaseHarness(_session(config), xfperf_case, tolerances, benchmark_fixture,
+                          record_property)
     settings = state.settings
     case_id = xfperf_case.id if xfperf_case is not None else "xfperf"
     # The limits span setup (artifact builds) and the test body, which runs at the yield.
@@ -276,13 +294,43 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         xsession.notes.append(f"xfperf: recorded {written} case(s) in {xsession.baseline_file}")
         if refused:
             xsession.notes.append(
-                "xfperf: NOT recorded (failed their accuracy check): " + ", ".join(refused))
+                "xfperf: NOT recorded (failed their accuracy check, or no rate met the latency "
+                "bound): " + ", ".join(refused))
     if state.settings.report_path is not None and xsession.results:
         from pytest_xfperf.report.json_report import write_report
 
         path = state.settings.report_path
         try:
-            write_report(path, xsession.results, state.settings)
+            write_report(path, xsession.results, state.settings, xsession.baselines,
+                         xsession.notes)
             xsession.notes.append(f"xfperf: JSON report written to {path}")
         except OSError as exc:
             xsession.notes.append(f"xfperf: could not write the JSON report {path}: {exc}")
+    _write_human_reports(state.settings, xsession)
+
+
+def _write_human_reports(settings: Settings, xsession: Any) -> None:
+    """Markdown / step summary, plots and HTML. A failure here is a note: the run's verdict
+    is the tests' alone."""
+    import os
+    import time
+
+    wanted = (settings.markdown_path, settings.html_path, settings.plots_dir)
+    if not xsession.results or not (any(wanted) or os.environ.get("GITHUB_STEP_SUMMARY")):
+        return
+    started = time.perf_counter()
+    try:
+        from pytest_xfperf.baselines.machine import machine_info
+        from pytest_xfperf.report.render import render_outputs
+        from pytest_xfperf.versions import library_versions
+
+        samples = {case_id: entry.get("samples_ms", [])
+                   for case_id, entry in xsession.baselines.items()}
+        messages = render_outputs(
+            xsession.results, {"machine": machine_info(), "versions": library_versions()},
+            samples, settings.prices, *wanted, notes=list(xsession.notes))
+    except Exception as exc:  # noqa: BLE001 - a broken report must not change the verdict
+        messages = [f"xfperf: the human-readable reports failed ({type(exc).__name__}: "
+                    f"{exc}); the test results above are unaffected"]
+    xsession.notes.extend(messages)
+    xsession.notes.append(f"xfperf: reports generated in {time.perf_counter() - started:.2f} s")

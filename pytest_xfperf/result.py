@@ -22,6 +22,7 @@ UNSTABLE_FAIL = "UNSTABLE"  # the same with --xfperf-fail-on-unstable
 STALE = "STALE"  # faster than the baseline past the tolerance, with --xfperf-fail-on-improvement
 DRIFT = "DRIFT"  # the graph lost fusions or quantization (see baselines/fingerprint.py)
 IMPROVED = "improved"
+BOUND_UNMET = "BOUND UNMET"  # server scenario: no arrival rate kept p99 under the bound
 RECORDED = "recorded"
 
 
@@ -32,6 +33,7 @@ class Result:
     samples_ms: list[float] = field(default_factory=list)
     memory_mb: float | None = None
     memory_mode: str = ""
+    model_mb: float | None = None  # size of the weights the backend runs (see harness)
     gpu_memory_mb: float | None = None
     gpu_memory_mode: str = ""
     device_stats: LatencyStats | None = None  # GPU time by CUDA events (GPU cases)
@@ -48,6 +50,10 @@ class Result:
     drift: list[str] = field(default_factory=list)
     machine_state: dict[str, Any] = field(default_factory=dict)
     graph_notes: list[str] = field(default_factory=list)
+    # Serving scenarios (offline/server): their details and gated figures (see serving/).
+    serving: dict[str, Any] = field(default_factory=dict)
+    serving_metrics: dict[str, float] = field(default_factory=dict)
+    bound_unmet: str = ""
     verdict: str = NO_BASELINE
     raw: dict[str, Any] | None = None  # the JSON it was rebuilt from (results of xdist workers)
 
@@ -55,7 +61,8 @@ class Result:
     def from_json(cls, data: dict[str, Any]) -> Result:
         """Rebuild what reports need from ``as_json()`` output (sent by xdist workers)."""
         case = Case(data["model"], data["backend"], data["precision"],
-                    Shape(int(data["batch"]), int(data["seq"])))
+                    Shape(int(data["batch"]), int(data["seq"])),
+                    scenario=str(data.get("scenario", "single-stream")))
         baseline = data.get("baseline")
         gate = None
         if baseline is not None:
@@ -66,11 +73,18 @@ class Result:
         return cls(
             case=case, stats=LatencyStats(**data["stats"]) if data.get("stats") else None,
             samples_ms=list(data.get("samples_ms", [])), memory_mb=data.get("memory_mb"),
+            gpu_memory_mb=data.get("gpu_memory_mb"), model_mb=data.get("model_mb"),
+            device_stats=LatencyStats(**data["device_time"]) if data.get("device_time")
+            else None,
+            baseline_versions_changed=list((baseline or {}).get("versions_changed", [])),
             accuracy=dict(data.get("accuracy", {})),
             accuracy_problems=list(data.get("accuracy_problems", [])),
             graph=dict(data.get("graph", {})), gate=gate,
             drift=list((baseline or {}).get("graph_drift", [])),
             graph_notes=list((baseline or {}).get("graph_notes", [])),
+            serving=dict(data.get("serving") or {}),
+            serving_metrics=dict(data.get("serving_metrics") or {}),
+            bound_unmet=str(data.get("bound_unmet", "")),
             verdict=str(data["verdict"]), raw=data,
         )
 
@@ -84,6 +98,11 @@ class Result:
             values["memory_mb"] = self.memory_mb
         if self.gpu_memory_mb is not None and self.stats is not None:
             values["gpu_memory_mb"] = self.gpu_memory_mb
+        values.update(self.serving_metrics)
+        if self.memory_mb is not None and self.serving_metrics:
+            values["memory_mb"] = self.memory_mb
+        if self.gpu_memory_mb is not None and self.serving_metrics:
+            values["gpu_memory_mb"] = self.gpu_memory_mb
         for key in ("cosine", "retrieval"):
             if key in self.accuracy:
                 values[key] = self.accuracy[key]
@@ -91,12 +110,14 @@ class Result:
 
     @property
     def failed(self) -> bool:
-        return self.verdict in (REGRESSED, ACCURACY, DRIFT, UNSTABLE_FAIL, STALE)
+        return self.verdict in (REGRESSED, ACCURACY, DRIFT, UNSTABLE_FAIL, STALE, BOUND_UNMET)
 
     def failure_message(self) -> str:
         lines = [f"{self.case.id}: {self.verdict}"]
         lines += [f"  accuracy: {p}" for p in self.accuracy_problems]
         lines += [f"  graph drift: {d}" for d in self.drift]
+        if self.bound_unmet:
+            lines.append(f"  server: {self.bound_unmet}")
         if self.gate is not None:
             lines += [f"  regression: {r}" for r in self.gate.regressions]
             if self.verdict == UNSTABLE_FAIL:
@@ -124,6 +145,7 @@ class Result:
             "versions": dict(self.versions),
             "graph": self.graph,
             "settings": self.runner_settings,
+            **({"serving": self.serving} if self.serving else {}),
             "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
 
@@ -134,13 +156,16 @@ class Result:
         return {
             "id": case.id, "model": case.model, "backend": case.backend,
             "precision": case.precision, "batch": case.shape.batch, "seq": case.shape.seq,
-            "verdict": self.verdict,
+            "scenario": case.scenario, "verdict": self.verdict,
             "stats": self.stats.as_dict() if self.stats else None,
             "samples_ms": self.samples_ms,
             "memory_mb": self.memory_mb, "memory_mode": self.memory_mode,
+            "model_mb": self.model_mb,
             "gpu_memory_mb": self.gpu_memory_mb, "gpu_memory_mode": self.gpu_memory_mode,
             "device_time": self.device_stats.as_dict() if self.device_stats else None,
             "accuracy": self.accuracy, "accuracy_problems": self.accuracy_problems,
+            "serving": self.serving or None, "serving_metrics": self.serving_metrics,
+            "bound_unmet": self.bound_unmet,
             "baseline": None if self.gate is None else {
                 "deltas": self.gate.deltas, "regressions": self.gate.regressions,
                 "improvements": self.gate.improvements,

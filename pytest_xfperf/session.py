@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,12 +64,28 @@ class XfperfSession:
         self.baselines: dict[str, Any] = store.load(self.baseline_file)["cases"]
         self.results: list[Result] = []
         self.notes: list[str] = []  # shown under the summary table
+        # Set by the plugin in verbose mode: long steps announce themselves through it.
+        self.announce: Callable[[str], None] | None = None
         # One torch model at a time: cases arrive grouped by model, and BERT-large in FP32
         # next to its references would not fit small CI machines twice over.
         self._model_name = ""
         self._model: torch.nn.Module | None = None
         self._references: dict[tuple[str, str], np.ndarray] = {}
         self._corpus_reference: dict[tuple[str, int], np.ndarray] = {}
+
+    def progress(self, subject: str) -> Callable[[str], None]:
+        """A reporter of ``subject``'s steps with the time since it was made (verbose mode
+        only; otherwise it does nothing)."""
+        import time
+
+        announce, started = self.announce, time.perf_counter()
+
+        def report(message: str) -> None:
+            if announce is not None:
+                announce(f"xfperf: {subject}: {message} "
+                         f"[{time.perf_counter() - started:.1f} s]")
+
+        return report
 
     # -- availability -------------------------------------------------------------------
     @staticmethod
@@ -150,7 +166,7 @@ class XfperfSession:
         if not info.uses_onnx:
             return None
         artifact = self.pipeline.build(spec, case.precision, lambda: self.model(spec), case.shape,
-                                       info.onnx_target)
+                                       info.onnx_target, self.progress(case.id))
         # QDQ and portable files are unfused on purpose (see quantize.py, pipeline.py).
         if case.precision != "int8-static" and info.onnx_target != "portable":
             warning = fusion_warning(spec.name, spec.family, spec.num_layers,
@@ -187,7 +203,8 @@ class XfperfSession:
             provider = ("TensorrtExecutionProvider" if case.backend == "ort-trt"
                         else "CUDAExecutionProvider")
             return OrtCudaRunner(artifact.path, case.precision,
-                                 cuda_graph=case.backend == "ort-cuda-graph", provider=provider)
+                                 cuda_graph=case.backend == "ort-cuda-graph", provider=provider,
+                                 options=options)
         if case.backend == "tensorrt":
             return self._tensorrt_runner(case, artifact)
         raise BackendUnavailable(f"no runner for backend {case.backend!r}")
@@ -206,13 +223,25 @@ class XfperfSession:
             artifact = self.pipeline.build(self.registry.get(case.ref), variant,
                                            lambda: self.model(self.registry.get(case.ref)),
                                            case.shape, "portable")
-        profile = trt_backend.profile_shapes(self.settings.shapes)
+        # Serving batches range from one short request to the case's shape.
+        profile = trt_backend.profile_shapes(self.settings.shapes, serving=case.serving)
+        level = self.settings.backend_options.get("tensorrt", {}).get(
+            "builder_optimization_level")
         parts = trt_backend.engine_cache_parts(artifact.path.parent.name, version,
                                                torch.cuda.get_device_name(), case.precision,
-                                               profile)
-        entry = self.cache.get_or_build(parts, lambda d: trt_backend.build_engine(
-            artifact.path, d, case.precision, profile))
-        return trt_backend.TensorRTRunner(entry.file(trt_backend.ENGINE_FILE), case.precision)
+                                               profile, level)
+        progress = self.progress(case.id)
+
+        def build(directory: Path) -> dict[str, Any]:
+            progress("building the TensorRT engine...")
+            info = trt_backend.build_engine(artifact.path, directory, case.precision, profile,
+                                            optimization_level=level)
+            progress("built the TensorRT engine")
+            return info
+
+        entry = self.cache.get_or_build(parts, build)
+        return trt_backend.TensorRTRunner(entry.file(trt_backend.ENGINE_FILE), case.precision,
+                                          level)
 
     def device_lock(self, backend: str) -> contextlib.AbstractContextManager[None]:
         """Held while a case is timed: xdist workers (and parallel jobs sharing this cache)
@@ -224,12 +253,13 @@ class XfperfSession:
 
     # -- baselines ----------------------------------------------------------------------
     def baseline_entries(self) -> tuple[dict[str, Any], list[str]]:
-        """This run's entries; cases that failed accuracy are refused unless forced."""
+        """This run's entries; cases that failed accuracy are refused unless forced, and a
+        server case whose bound no rate met has no figure to record."""
         entries, refused = {}, []
         for result in self.results:
-            if result.stats is None:
-                continue
-            if result.accuracy_problems and not self.settings.force_record:
+            if result.stats is None and not result.serving_metrics:
+                continue  # timing disabled: nothing measured to record
+            if result.bound_unmet or result.accuracy_problems and not self.settings.force_record:
                 refused.append(result.case.id)
                 continue
             entries[result.case.id] = result.baseline_entry()

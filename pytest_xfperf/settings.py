@@ -81,11 +81,26 @@ class Settings:
     cache_dir: Path = Path(".xfperf-cache")
     clear_cache: bool = False
     report_path: Path | None = None
+    markdown_path: Path | None = None
+    html_path: Path | None = None
+    plots_dir: Path | None = None
+    # Price per hour of each machine key: the reports' cost per million requests.
+    prices: Mapping[str, float] = field(default_factory=dict)
     seed: int = 0
     exporter: str = "torchscript"
     calibration_method: str = "minmax"
     calibration_batches: int = 8
     per_channel: bool = True
+    # Serving scenarios (serving/): which ones, and the workload and batcher they use.
+    scenarios: tuple[str, ...] = ("single-stream",)
+    lengths: str = "lognormal:48:0.6"
+    padding: str = "buckets"
+    buckets: tuple[int, ...] = ()  # () = powers of two up to the case's sequence length
+    max_queue_delay_ms: float = 10.0
+    serving_requests: int = 400
+    p99_bound_ms: float = 100.0
+    server_budget: float = 60.0
+    server_trial: float = 5.0
     # [tool.xfperf.<backend>] tables, validated against the backend's options.
     backend_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
@@ -110,6 +125,29 @@ class Option:
     @property
     def env(self) -> str:
         return "XFPERF_" + self.key.upper()
+
+
+def _scenarios(value: Any) -> tuple[str, ...]:
+    from pytest_xfperf.serving.scenarios import SCENARIOS
+
+    names = _tuple(value)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; valid: "
+                         f"{', '.join(SCENARIOS)}")
+    return names
+
+
+def _lengths(value: Any) -> str:
+    from pytest_xfperf.serving.workload import LengthDistribution
+
+    return str(LengthDistribution.parse(str(value)))
+
+
+def _buckets(value: Any) -> tuple[int, ...]:
+    from pytest_xfperf.serving.batcher import parse_buckets
+
+    return parse_buckets(value)
 
 
 def _tuple(value: Any) -> tuple[str, ...]:
@@ -156,6 +194,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("cache_dir", "artifact cache directory (default: .xfperf-cache/)", Path),
     Option("clear_cache", "empty the artifact cache before the run", parse_bool, flag=True),
     Option("report", "write the results as JSON to this path", Path),
+    Option("markdown", "write a Markdown report to this path (also appended to "
+           "$GITHUB_STEP_SUMMARY when that is set)", Path),
+    Option("html", "write a single-file HTML report (tables and plots) to this path", Path),
+    Option("plots", "write PNG plots (matplotlib) into this directory", Path),
+    Option("prices", "price per hour of machines, for cost per million requests: "
+           "MACHINE_KEY=PRICE,... (the key names the baseline file)",
+           lambda v: parse_prices(v)),
     Option("seed", "seed for random weights and inputs (default 0)",
            lambda v: parse_count(v, "seed")),
     Option("exporter", "ONNX exporter: torchscript (default; the form ORT fuses) or dynamo",
@@ -166,6 +211,29 @@ OPTIONS: tuple[Option, ...] = (
     Option("calibration_batches", "int8-static: number of seeded calibration batches "
            "(default 8)", lambda v: parse_count(v, "calibration_batches", 1)),
     Option("per_channel", "per-channel weight scales for INT8 (default true)", parse_bool),
+    Option("scenarios", "serving scenarios: single-stream (default: one request at a time), "
+           "offline (all requests at once, dynamic batching), server (Poisson arrivals, "
+           "highest rate meeting the p99 bound); the shape's batch is the batcher's maximum",
+           _scenarios),
+    Option("lengths", "request lengths of offline/server: lognormal:MEDIAN:SIGMA (default "
+           "lognormal:48:0.6), uniform:LOW:HIGH or fixed:N, clipped to the shape's length",
+           _lengths),
+    Option("padding", "offline/server batches: buckets (default: pad to the length bucket), "
+           "longest (pad to the batch's longest request) or fixed (pad to the shape's length)",
+           lambda v: parse_choice(v, "padding", ("buckets", "longest", "fixed"))),
+    Option("buckets", "length buckets of --xfperf-padding=buckets, e.g. 32,64,128 (default "
+           "auto: powers of two from 16)", _buckets),
+    Option("max_queue_delay_ms", "dynamic batcher: longest a request waits for its batch to "
+           "fill (default 10)", lambda v: parse_positive_float(v, "max_queue_delay_ms")),
+    Option("serving_requests", "requests per offline pass (default 400)",
+           lambda v: parse_count(v, "serving_requests", 10)),
+    Option("p99_bound_ms", "server scenario: the p99 latency bound, queueing included "
+           "(default 100)", lambda v: parse_positive_float(v, "p99_bound_ms", strict=True)),
+    Option("server_budget", "server scenario: seconds the rate search may take (default 60)",
+           lambda v: parse_positive_float(v, "server_budget", strict=True)),
+    Option("server_trial", "server scenario: seconds of arrivals per tried rate (default 5; "
+           "at least 200 requests)", lambda v: parse_positive_float(v, "server_trial",
+                                                                    strict=True)),
 )
 OPTIONS_BY_KEY = {o.key: o for o in OPTIONS}
 
@@ -245,6 +313,23 @@ def parse_tolerance_table(value: Any, origin: str = "tolerances") -> dict[str, f
     return out
 
 
+def parse_prices(value: Any, origin: str = "prices") -> dict[str, float]:
+    """``{"cpu-amd-epyc-2c" = 0.10}`` in TOML, or ``KEY=PRICE,KEY=PRICE`` text."""
+    if isinstance(value, str):
+        pairs = [p.strip() for p in value.split(",") if p.strip()]
+        if not pairs or not all(p.count("=") == 1 for p in pairs):
+            raise ValueError(f"{origin}: write MACHINE_KEY=PRICE_PER_HOUR pairs like "
+                             f"cpu-amd-epyc-2c=0.10, got {value!r}")
+        value = {k.strip(): v.strip() for k, v in (p.split("=") for p in pairs)}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{origin}: a table of machine key = price per hour, e.g. "
+                         "{\"cpu-amd-epyc-2c\" = 0.10}")
+    out = {}
+    for key, raw in value.items():
+        out[str(key)] = parse_positive_float(raw, f"{origin}: price of {key}", strict=True)
+    return out
+
+
 def resolve(
     cli: Mapping[str, Any],
     ini: Mapping[str, Any],
@@ -279,7 +364,8 @@ def resolve(
     tolerances = Tolerances(**values.pop("tolerances", {}))
     if "tolerance" in values:
         tolerances = tolerances.with_timing(values.pop("tolerance"))
-    renames = {"baselines": "baselines_dir", "report": "report_path"}
+    renames = {"baselines": "baselines_dir", "report": "report_path",
+               "markdown": "markdown_path", "html": "html_path", "plots": "plots_dir"}
     kwargs = {renames.get(k, k): v for k, v in values.items()}
     return Settings(enabled=enabled, tolerances=tolerances,
                     backend_options=parse_backend_tables(pyproject), **kwargs)

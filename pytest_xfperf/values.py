@@ -86,13 +86,15 @@ def parse_tolerance(value: str | float) -> float:
     return number
 
 
-def parse_positive_float(value: str | float, what: str) -> float:
+def parse_positive_float(value: str | float, what: str, strict: bool = False) -> float:
+    """A finite number >= 0 (``strict``: > 0)."""
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{what} must be a number, got {value!r}") from None
-    if not math.isfinite(number) or number < 0:
-        raise ValueError(f"{what} must be a finite number >= 0, got {value!r}")
+    if not math.isfinite(number) or number < 0 or strict and number == 0:
+        bound = "> 0" if strict else ">= 0"
+        raise ValueError(f"{what} must be a finite number {bound}, got {value!r}")
     return number
 
 

@@ -85,6 +85,7 @@ class ArtifactPipeline:
         load_model: Callable[[], torch.nn.Module],
         shape: Shape | None = None,
         target: str = "cpu",
+        progress: Callable[[str], None] | None = None,
     ) -> BuiltArtifact:
         """The ONNX file for ``precision``; ``load_model`` is called only if export must run.
 
@@ -94,6 +95,9 @@ class ArtifactPipeline:
         ``target``: "cpu" or "gpu" fuse with ORT's optimizer for that device; "portable"
         keeps standard ONNX operators only (FP32 is the export itself, FP16 its conversion),
         for TensorRT's parser, which reads none of ORT's fused contrib operators.
+
+        ``progress`` is told when a stage starts and ends building (not on cache hits): a slow
+        first run says what it is doing.
         """
         if target not in TARGETS:
             raise ValueError(f"unknown artifact target {target!r}")
@@ -114,8 +118,12 @@ class ArtifactPipeline:
                     if parent is not None:
                         inherited = dict(parent().info["build_seconds"])
                     started = time.perf_counter()  # after parent(): its build is not ours
+                    if progress is not None:
+                        progress(f"building {name} ({precision}, {target})...")
                     with quiet_build():
                         info = make(directory)
+                    if progress is not None:
+                        progress(f"built {name} in {time.perf_counter() - started:.1f} s")
                     info["ops"] = op_histogram(directory / MODEL_FILE)
                     info["coverage"] = quantization_coverage(directory / MODEL_FILE)
                     # A stage may split its time (calibrate vs quantize) itself.

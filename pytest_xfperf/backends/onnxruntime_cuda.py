@@ -39,15 +39,18 @@ def load_ort_gpu() -> Any:
 
 
 def provider_options(provider: str, cuda_graph: bool, stream: int,
-                     precision: str) -> tuple[str, dict[str, str]]:
+                     precision: str, tunable_op: bool = False) -> tuple[str, dict[str, str]]:
     """The provider and its options, as ORT's Python API takes them (all strings)."""
     if provider == "TensorrtExecutionProvider":
         return provider, {"device_id": "0", "trt_fp16_enable": str(precision != "fp32"),
                           "trt_int8_enable": str(precision == "int8-static"),
                           "trt_engine_cache_enable": "True",
                           "user_compute_stream": str(stream)}
-    return provider, {"device_id": "0", "enable_cuda_graph": "1" if cuda_graph else "0",
-                      "user_compute_stream": str(stream), "do_copy_in_default_stream": "1"}
+    options = {"device_id": "0", "enable_cuda_graph": "1" if cuda_graph else "0",
+               "user_compute_stream": str(stream), "do_copy_in_default_stream": "1"}
+    if tunable_op:  # kernel tuning: each GEMM shape's kernels are timed at its first run
+        options.update(tunable_op_enable="1", tunable_op_tuning_enable="1")
+    return provider, options
 
 
 class OrtCudaRunner:
@@ -70,6 +73,7 @@ class OrtCudaRunner:
         self._precision = precision
         self._stream = torch.cuda.current_stream().cuda_stream
         self._session_options = dict(options or {})
+        self._tunable_op = bool(self._session_options.get("tunable_op", False))
         self._cuda_graph_note = "off"
         self._provider = provider
         self._session = self._open(cuda_graph)
@@ -88,7 +92,8 @@ class OrtCudaRunner:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = [provider_options(self._provider, cuda_graph, self._stream,
-                                      self._precision), "CPUExecutionProvider"]
+                                      self._precision, self._tunable_op),
+                     "CPUExecutionProvider"]
         session = ort.InferenceSession(str(self._path), options, providers=providers)
         if session.get_providers()[0] != self._provider:
             raise BackendUnavailable(f"{self._provider} could not be enabled for {self._path}")
@@ -135,7 +140,8 @@ class OrtCudaRunner:
             if self._plain is None:
                 self._plain = self._ort.InferenceSession(
                     str(self._path), providers=[provider_options(
-                        self._provider, False, self._stream, self._precision)])
+                        self._provider, False, self._stream, self._precision,
+                        self._tunable_op)])
             result: np.ndarray = self._plain.run([self._output], feeds)[0]
             return result
         result = self._session.run([self._output], feeds)[0]
@@ -158,7 +164,8 @@ class OrtCudaRunner:
         cuda_synchronize()
 
     def settings(self) -> dict[str, Any]:
-        return {"provider": self._provider, "cuda_graph": self._cuda_graph_note,
+        tuning = {"tunable_op": "on"} if self._tunable_op else {}
+        return {"provider": self._provider, "cuda_graph": self._cuda_graph_note, **tuning,
                 "io_binding": "inputs and output on the device (torch-owned buffers)",
                 "stream": "torch's current stream", "onnxruntime": self._ort.__version__,
                 "timed": "run_with_iobinding, synchronized (wall clock); device time by CUDA "

@@ -78,26 +78,32 @@ def onnx_variant(version: str, precision: str) -> str:
     return "fp32"  # TRT 10: FP32 ONNX plus the FP16 builder flag
 
 
-def profile_shapes(shapes: Sequence[Shape]) -> dict[str, tuple[int, int]]:
+def profile_shapes(shapes: Sequence[Shape], serving: bool = False
+                   ) -> dict[str, tuple[int, int]]:
     """min / opt / max (batch, seq) over the matrix's shapes; opt is the largest batch at the
-    most common sequence length (the case a profile is most often tuned for)."""
+    most common sequence length (the case a profile is most often tuned for). ``serving``:
+    batches of the offline/server scenarios go down to one request of one token."""
     if not shapes:
         raise ValueError("no shapes to build an optimization profile for")
     batches = [s.batch for s in shapes]
     seqs = [s.seq for s in shapes]
     common_seq = max(set(seqs), key=lambda q: (seqs.count(q), q))
     opt_batch = max(s.batch for s in shapes if s.seq == common_seq)
-    return {"min": (min(batches), min(seqs)), "opt": (opt_batch, common_seq),
-            "max": (max(batches), max(seqs))}
+    low = (1, 1) if serving else (min(batches), min(seqs))
+    return {"min": low, "opt": (opt_batch, common_seq), "max": (max(batches), max(seqs))}
 
 
 def engine_cache_parts(onnx_key: str, version: str, gpu_name: str, precision: str,
-                       profile: Mapping[str, tuple[int, int]]) -> dict[str, Any]:
+                       profile: Mapping[str, tuple[int, int]],
+                       optimization_level: int | None = None) -> dict[str, Any]:
     """Everything an engine depends on; a change in any of it means another engine."""
-    return {"stage": "tensorrt-engine", "onnx": onnx_key, "tensorrt": version,
-            "gpu": gpu_name, "precision": precision,
-            "profile": {k: list(v) for k, v in sorted(profile.items())},
-            "strongly_typed": strongly_typed(version), "workspace": WORKSPACE_BYTES}
+    parts = {"stage": "tensorrt-engine", "onnx": onnx_key, "tensorrt": version,
+             "gpu": gpu_name, "precision": precision,
+             "profile": {k: list(v) for k, v in sorted(profile.items())},
+             "strongly_typed": strongly_typed(version), "workspace": WORKSPACE_BYTES}
+    if optimization_level is not None:  # absent: TensorRT's default, and older cache keys
+        parts["builder_optimization_level"] = optimization_level
+    return parts
 
 
 class _Log:
@@ -120,7 +126,8 @@ class _Log:
 
 def build_engine(onnx_path: Path, out_dir: Path, precision: str,
                  profile: Mapping[str, tuple[int, int]],
-                 timing_cache: bytes | None = None) -> dict[str, Any]:
+                 timing_cache: bytes | None = None,
+                 optimization_level: int | None = None) -> dict[str, Any]:
     """Parse ``onnx_path``, build a serialized engine into ``out_dir``; returns build info."""
     trt_module = load_tensorrt()
     version = str(trt_module.__version__)
@@ -137,6 +144,8 @@ def build_engine(onnx_path: Path, out_dir: Path, precision: str,
                                + "\n".join(errors + log.messages))
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt_module.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+    if optimization_level is not None:  # kernel tuning: more tactics searched at build time
+        config.builder_optimization_level = optimization_level
     if not strongly_typed(version):
         if precision in ("fp16", "int8-static"):
             config.set_flag(trt_module.BuilderFlag.FP16)
@@ -157,14 +166,16 @@ def build_engine(onnx_path: Path, out_dir: Path, precision: str,
     (out_dir / TIMING_CACHE_FILE).write_bytes(bytes(config.get_timing_cache().serialize()))
     return {"tensorrt": version, "strongly_typed": strongly_typed(version),
             "precision": precision, "profile": {k: list(v) for k, v in profile.items()},
-            "warnings": log.messages[-20:]}
+            "builder_optimization_level": optimization_level, "warnings": log.messages[-20:]}
 
 
 class TensorRTRunner:
     name = "tensorrt"
 
-    def __init__(self, engine_path: Path, precision: str) -> None:
+    def __init__(self, engine_path: Path, precision: str,
+                 optimization_level: int | None = None) -> None:
         require_cuda()
+        self._optimization_level = optimization_level
         trt_module = load_tensorrt()
         self._trt = trt_module
         self._log = _Log(trt_module)
@@ -226,6 +237,8 @@ class TensorRTRunner:
         return {"tensorrt": str(self._trt.__version__), "precision": self._precision,
                 "strongly_typed": strongly_typed(str(self._trt.__version__)),
                 "note": NOT_EXECUTED_NOTE,
+                **({"builder_optimization_level": self._optimization_level}
+                   if self._optimization_level is not None else {}),
                 "timed": "execute_async_v3 on torch's stream, synchronized (wall clock)"}
 
     def close(self) -> None:

@@ -20,6 +20,9 @@ GATED: dict[str, tuple[str, int, str]] = {
     "p50_ms": ("p50", -1, "ms"),
     "p99_ms": ("p99", -1, "ms"),
     "throughput": ("throughput", +1, "/s"),
+    # Serving scenarios: offline tokens/s, and the server's highest rate meeting its p99 bound.
+    "tokens_per_s": ("throughput", +1, "tok/s"),
+    "max_rate": ("throughput", +1, "req/s"),
     "memory_mb": ("memory", -1, "MB"),
     "gpu_memory_mb": ("memory", -1, "MB"),
     "cosine": ("accuracy", +1, ""),
@@ -139,7 +142,7 @@ def compare(
         if metric not in current or metric not in base_metrics:
             continue
         if not timing and metric in ("p50_ms", "p99_ms", "throughput", "memory_mb",
-                                     "gpu_memory_mb"):
+                                     "gpu_memory_mb", "tokens_per_s", "max_rate"):
             continue
         if samples_ms and metric in SAMPLED:
             _sampled(metric, outcome, current[metric], samples_ms, baseline, reference_baseline,
@@ -155,6 +158,11 @@ def compare(
             detail = f"{metric} {then:.4f} -> {now:.4f} (allowed drop {tolerance})"
         else:
             if then <= 0:
+                continue
+            if now <= 0 < then and metric == "max_rate":  # no rate met the bound this time
+                outcome.deltas[metric] = -1.0
+                outcome.regressions.append(f"max_rate baseline {_fmt(then, unit)}, now no "
+                                           "rate meets the p99 bound")
                 continue
             change = now / then - 1.0
             outcome.deltas[metric] = change

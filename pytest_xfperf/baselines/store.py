@@ -74,7 +74,7 @@ def validate_entry(case_id: str, entry: Any) -> None:
         isinstance(k, str) and isinstance(v, str) for k, v in versions.items()
     ):
         raise ValueError(f"{where}.versions must map library names to version strings")
-    for optional in ("graph", "settings", "stats", "noise"):
+    for optional in ("graph", "settings", "stats", "noise", "serving"):
         if optional in entry and not isinstance(entry[optional], dict):
             raise ValueError(f"{where}.{optional} must be an object")
 
@@ -167,3 +167,19 @@ def merge_and_write(
         document["cases"] = dict(sorted(cases.items()))
         text = json.dumps(document, indent=1, sort_keys=False, allow_nan=False) + "\n"
         atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def remove_cases(path: Path, case_ids: set[str]) -> list[str]:
+    """Drop ``case_ids`` from the file under the lock, atomically; returns those removed."""
+    with locked(path.parent):
+        if not path.exists():
+            raise BaselineError(f"baseline file {path} does not exist")
+        document = load(path)
+        removed = sorted(set(document["cases"]) & case_ids)
+        if removed:
+            document.pop("migrated_from", None)
+            document["schema"] = SCHEMA
+            document["cases"] = {k: v for k, v in document["cases"].items() if k not in removed}
+            text = json.dumps(document, indent=1, allow_nan=False) + "\n"
+            atomic_write_bytes(path, text.encode("utf-8"))
+        return removed

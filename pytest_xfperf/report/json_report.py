@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pytest_xfperf.baselines.machine import machine_info
 from pytest_xfperf.fileio import atomic_write_bytes
 from pytest_xfperf.report.terminal import speedups
-from pytest_xfperf.result import Result
+from pytest_xfperf.result import REGRESSED, Result
 from pytest_xfperf.settings import Settings
 from pytest_xfperf.versions import library_versions
 
@@ -27,12 +27,18 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def build_report(results: Sequence[Result], settings: Settings) -> dict[str, Any]:
+def build_report(results: Sequence[Result], settings: Settings,
+                 baselines: Mapping[str, Any] | None = None,
+                 notes: Sequence[str] = ()) -> dict[str, Any]:
     ups = speedups(results)
     cases = []
     for r in results:
         entry = r.as_json()
         entry["speedup_vs_torch_fp32"] = ups.get(r.case.id)
+        entry["failure_message"] = r.failure_message() if r.failed else None
+        if r.verdict == REGRESSED and baselines and r.case.id in baselines:
+            # What the regression was judged against: the report's distribution plot.
+            entry["baseline_samples_ms"] = baselines[r.case.id].get("samples_ms", [])
         cases.append(entry)
     report: dict[str, Any] = _finite({
         "machine": machine_info(), "versions": library_versions(),
@@ -41,11 +47,15 @@ def build_report(results: Sequence[Result], settings: Settings) -> dict[str, Any
                    "mode": "wall clock per synchronized call (perf_counter), host inputs "
                            "pre-bound outside the timed region"},
         "tolerances": settings.tolerances.__dict__,
+        "prices": dict(settings.prices),
+        "notes": list(notes),
         "cases": cases,
     })
     return report
 
 
-def write_report(path: Path, results: Sequence[Result], settings: Settings) -> None:
-    text = json.dumps(build_report(results, settings), indent=1, allow_nan=False) + "\n"
+def write_report(path: Path, results: Sequence[Result], settings: Settings,
+                 baselines: Mapping[str, Any] | None = None, notes: Sequence[str] = ()) -> None:
+    text = json.dumps(build_report(results, settings, baselines, notes), indent=1,
+                      allow_nan=False) + "\n"
     atomic_write_bytes(path, text.encode("utf-8"))

@@ -1,0 +1,230 @@
+"""Baselines and reports without running the suite.
+
+    python -m pytest_xfperf baselines show FILE [--case GLOB]
+    python -m pytest_xfperf baselines diff OLD NEW [--case GLOB]
+    python -m pytest_xfperf baselines prune FILE (--case GLOB | --older-than DAYS |
+                                                  --not-in REPORT.json)... [--dry-run]
+    python -m pytest_xfperf report REPORT.json [--markdown PATH] [--html PATH] [--plots DIR]
+
+Exit status: 0 done, 2 bad input (a message names the file and the problem). Nothing here
+imports an ML library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import fnmatch
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pytest_xfperf.baselines import store
+
+# Columns of `show`/`diff`: metric -> (label, format).
+COLUMNS = {"p50_ms": ("p50 ms", "{:.3f}"), "p99_ms": ("p99 ms", "{:.3f}"),
+           "throughput": ("thru/s", "{:.1f}"), "tokens_per_s": ("tok/s", "{:.0f}"),
+           "max_rate": ("max req/s", "{:.1f}"), "memory_mb": ("mem MB", "{:.1f}"),
+           "gpu_memory_mb": ("gpu MB", "{:.1f}"), "cosine": ("cosine", "{:.5f}"),
+           "retrieval": ("retrieval", "{:.3f}")}
+
+
+class CliError(Exception):
+    pass
+
+
+def _load(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CliError(f"{path}: no such baseline file")
+    try:
+        return store.load(path)
+    except store.BaselineError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _select(cases: dict[str, Any], patterns: Sequence[str] | None) -> dict[str, Any]:
+    if not patterns:
+        return cases
+    return {k: v for k, v in cases.items() if any(fnmatch.fnmatchcase(k, p) for p in patterns)}
+
+
+def _table(rows: list[list[str]], out: Any) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.write("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                            for i, (c, w) in enumerate(zip(row, widths, strict=True))) + "\n")
+
+
+def show(path: Path, patterns: Sequence[str] | None, out: Any) -> int:
+    document = _load(path)
+    cases = _select(document["cases"], patterns)
+    machine = document.get("machine", {})
+    out.write(f"{path}: schema {document['schema']}, {len(document['cases'])} case(s)"
+              f"{'' if not patterns else f', {len(cases)} shown'}\n")
+    if machine:
+        out.write("machine: " + ", ".join(f"{k}={v}" for k, v in machine.items()
+                                          if isinstance(v, (str, int, float))) + "\n")
+    if not cases:
+        return 0
+    used = [m for m in COLUMNS if any(m in e["metrics"] for e in cases.values())]
+    rows = [["case", *(COLUMNS[m][0] for m in used), "samples", "noise", "recorded"]]
+    for case_id, entry in cases.items():
+        metrics = entry["metrics"]
+        noise = entry.get("noise", {}).get("robust_cv")
+        rows.append([case_id, *(COLUMNS[m][1].format(metrics[m]) if m in metrics else "-"
+                                for m in used),
+                     str(len(entry.get("samples_ms", []))),
+                     f"{noise:.1%}" if isinstance(noise, (int, float)) and noise else "-",
+                     str(entry.get("recorded", "-"))[:10]])
+    _table(rows, out)
+    return 0
+
+
+def diff(old_path: Path, new_path: Path, patterns: Sequence[str] | None, out: Any) -> int:
+    old = _select(_load(old_path)["cases"], patterns)
+    new = _select(_load(new_path)["cases"], patterns)
+    out.write(f"{old_path} -> {new_path}\n")
+    common = sorted(set(old) & set(new))
+    if common:
+        used = [m for m in COLUMNS if any(m in old[c]["metrics"] and m in new[c]["metrics"]
+                                          for c in common)]
+        rows = [["case", *(COLUMNS[m][0] for m in used), "versions changed"]]
+        for case_id in common:
+            a, b = old[case_id]["metrics"], new[case_id]["metrics"]
+            cells = []
+            for metric in used:
+                if metric not in a or metric not in b:
+                    cells.append("-")
+                elif metric in ("cosine", "retrieval"):
+                    cells.append(f"{b[metric] - a[metric]:+.5f}")
+                elif a[metric] > 0:
+                    cells.append(f"{b[metric] / a[metric] - 1:+.1%}")
+                else:
+                    cells.append("-")
+            va, vb = old[case_id].get("versions", {}), new[case_id].get("versions", {})
+            changed = [f"{k} {va.get(k, '-')}->{vb.get(k, '-')}" for k in sorted(set(va) | set(vb))
+                       if va.get(k) != vb.get(k)]
+            rows.append([case_id, *cells, ", ".join(changed) or "-"])
+        _table(rows, out)
+        out.write("changes are new relative to old (latency/memory: + is slower/larger; "
+                  "throughput: + is faster; cosine/retrieval: absolute)\n")
+    for label, only in (("only in " + str(old_path), sorted(set(old) - set(new))),
+                        ("only in " + str(new_path), sorted(set(new) - set(old)))):
+        if only:
+            out.write(f"{label}: {', '.join(only)}\n")
+    return 0
+
+
+def prune(path: Path, patterns: Sequence[str] | None, older_than: float | None,
+          not_in: Path | None, dry_run: bool, out: Any) -> int:
+    if not patterns and older_than is None and not_in is None:
+        raise CliError("prune needs a criterion: --case GLOB, --older-than DAYS or "
+                       "--not-in REPORT.json")
+    cases = _load(path)["cases"]
+    doomed = set(_select(cases, patterns)) if patterns else set(cases)
+    if older_than is not None:
+        cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=older_than)
+        doomed &= {k for k, v in cases.items() if _recorded(v) < cutoff}
+    if not_in is not None:
+        doomed &= set(cases) - _report_ids(not_in)
+    if dry_run:
+        out.write(f"would remove {len(doomed)} of {len(cases)} case(s) from {path}"
+                  + "".join(f"\n  {c}" for c in sorted(doomed)) + "\n")
+        return 0
+    removed = store.remove_cases(path, doomed) if doomed else []
+    out.write(f"removed {len(removed)} of {len(cases)} case(s) from {path}"
+              + "".join(f"\n  {c}" for c in removed) + "\n")
+    return 0
+
+
+def _recorded(entry: dict[str, Any]) -> dt.datetime:
+    """When an entry was recorded; an entry without a readable date counts as very old."""
+    text = str(entry.get("recorded", ""))
+    try:
+        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        return dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+
+
+def _report_ids(path: Path) -> set[str]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {str(c["id"]) for c in data["cases"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CliError(f"{path}: not a readable xfperf JSON report (--xfperf-report): "
+                       f"{exc}") from None
+
+
+def report(args: argparse.Namespace, out: Any) -> int:
+    from pytest_xfperf.report.render import render_outputs, results_from_report
+
+    if not (args.markdown or args.html or args.plots):
+        raise CliError("report needs at least one output: --markdown PATH, --html PATH or "
+                       "--plots DIR")
+    results, meta = results_from_report(args.report)
+    # Regressed cases carry their baseline's samples in the report (for the distribution
+    # plot); --baselines supplies them for the others too.
+    samples = {r.case.id: (r.raw or {}).get("baseline_samples_ms") or [] for r in results}
+    if args.baselines:
+        for case_id, entry in _load(args.baselines)["cases"].items():
+            samples.setdefault(case_id, entry.get("samples_ms", []))
+            samples[case_id] = samples[case_id] or entry.get("samples_ms", [])
+    prices = dict(meta.get("prices") or {})
+    if args.price_per_hour is not None:
+        prices[str(meta.get("machine", {}).get("key", ""))] = args.price_per_hour
+    messages = render_outputs(results, meta, samples, prices, args.markdown, args.html,
+                              args.plots, notes=meta.get("notes", []), github_summary=False)
+    for message in messages:
+        out.write(message + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pytest_xfperf", description=__doc__.split(
+        "\n")[0])
+    top = parser.add_subparsers(dest="command", required=True)
+    baselines = top.add_parser("baselines", help="inspect, compare and prune baseline files")
+    sub = baselines.add_subparsers(dest="action", required=True)
+    p_show = sub.add_parser("show", help="the cases of a baseline file and their figures")
+    p_show.add_argument("file", type=Path)
+    p_show.add_argument("--case", action="append", help="only case ids matching this glob")
+    p_diff = sub.add_parser("diff", help="compare two baseline files case by case")
+    p_diff.add_argument("old", type=Path)
+    p_diff.add_argument("new", type=Path)
+    p_diff.add_argument("--case", action="append", help="only case ids matching this glob")
+    p_prune = sub.add_parser("prune", help="drop cases (all criteria given must match)")
+    p_prune.add_argument("file", type=Path)
+    p_prune.add_argument("--case", action="append", help="case ids matching this glob")
+    p_prune.add_argument("--older-than", type=float, metavar="DAYS",
+                         help="recorded more than DAYS days ago")
+    p_prune.add_argument("--not-in", type=Path, metavar="REPORT",
+                         help="absent from this JSON report (cases no longer in the matrix)")
+    p_prune.add_argument("--dry-run", action="store_true", help="list, do not remove")
+    p_report = top.add_parser("report", help="Markdown, HTML and plots from a JSON report")
+    p_report.add_argument("report", type=Path, help="a file written by --xfperf-report")
+    p_report.add_argument("--markdown", type=Path)
+    p_report.add_argument("--html", type=Path)
+    p_report.add_argument("--plots", type=Path, metavar="DIR")
+    p_report.add_argument("--baselines", type=Path,
+                          help="baseline file: plots compare regressed cases with its samples")
+    p_report.add_argument("--price-per-hour", type=float,
+                          help="price of the machine per hour, for cost per million requests")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
+    out = out or sys.stdout
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "report":
+            return report(args, out)
+        if args.action == "show":
+            return show(args.file, args.case, out)
+        if args.action == "diff":
+            return diff(args.old, args.new, args.case, out)
+        return prune(args.file, args.case, args.older_than, args.not_in, args.dry_run, out)
+    except CliError as exc:
+        sys.stderr.write(f"pytest-xfperf: {exc}\n")
+        return 2

@@ -1,0 +1,103 @@
+"""Writes the human-readable reports of a run: Markdown (and the GitHub step summary), PNG
+plots, single-file HTML. A report that cannot be written is a message, never a failed run."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pytest_xfperf.fileio import atomic_write_bytes
+from pytest_xfperf.report import html as html_report
+from pytest_xfperf.report import markdown
+from pytest_xfperf.report.tables import build_groups, recommendations
+from pytest_xfperf.result import Result
+
+
+def price_for(prices: Mapping[str, float], machine_key: str) -> tuple[str, float] | None:
+    if machine_key in prices:
+        return machine_key, prices[machine_key]
+    return None
+
+
+def render_outputs(
+    results: Sequence[Result],
+    meta: Mapping[str, Any],
+    baseline_samples: Mapping[str, Sequence[float]],
+    prices: Mapping[str, float],
+    markdown_path: Path | None,
+    html_path: Path | None,
+    plots_dir: Path | None,
+    notes: Sequence[str] = (),
+    github_summary: bool = True,
+) -> list[str]:
+    """Write what was asked; return one message per output (written, or why not)."""
+    messages: list[str] = []
+    key = str(meta.get("machine", {}).get("key", ""))
+    price = price_for(prices, key)
+    if prices and price is None:
+        messages.append(f"xfperf: no price for this machine `{key}` (prices are set for "
+                        f"{', '.join(sorted(prices))}): the cost column is empty")
+    groups = build_groups(results, price[1] if price else None)
+    picks = recommendations(groups)
+    charts: dict[str, tuple[str, bytes]] = {}
+    plots_note = ""
+    if plots_dir is not None or html_path is not None:
+        from pytest_xfperf.report.plots import PlotsUnavailable, make_plots
+
+        try:
+            charts = make_plots(groups, results, baseline_samples)
+        except PlotsUnavailable as exc:
+            plots_note = f"plots skipped: {exc}"
+            messages.append(f"xfperf: {plots_note}")
+    if plots_dir is not None and charts:
+        try:
+            plots_dir.mkdir(parents=True, exist_ok=True)
+            for name, png in charts.values():
+                atomic_write_bytes(plots_dir / name, png)
+            messages.append(f"xfperf: {len(charts)} plot(s) written to {plots_dir}")
+        except OSError as exc:
+            messages.append(f"xfperf: could not write the plots to {plots_dir}: {exc}")
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY") if github_summary else None
+    if markdown_path is not None or step_summary:
+        links = ({g: str(Path(plots_dir.name) / charts[g][0]) for g in charts}
+                 if plots_dir is not None and markdown_path is not None else {})
+        text = markdown.render(results, groups, picks, meta, price, notes, links)
+        if markdown_path is not None:
+            _write(markdown_path, text.encode("utf-8"), "Markdown report", messages)
+        if step_summary:
+            try:  # appended, as GitHub asks: other steps write to the same file
+                with open(step_summary, "a", encoding="utf-8") as handle:
+                    handle.write(text)
+                messages.append("xfperf: Markdown report appended to $GITHUB_STEP_SUMMARY")
+            except OSError as exc:
+                messages.append(f"xfperf: could not append to $GITHUB_STEP_SUMMARY "
+                                f"({step_summary}): {exc}")
+    if html_path is not None:
+        page = html_report.render(results, groups, picks, meta, price, notes, charts, plots_note)
+        _write(html_path, page.encode("utf-8"), "HTML report", messages)
+    return messages
+
+
+def _write(path: Path, data: bytes, what: str, messages: list[str]) -> None:
+    try:
+        atomic_write_bytes(path, data)
+        messages.append(f"xfperf: {what} written to {path}")
+    except OSError as exc:
+        messages.append(f"xfperf: could not write the {what} {path}: {exc}")
+
+
+def results_from_report(path: Path) -> tuple[list[Result], dict[str, Any]]:
+    """The results and run facts of a JSON report (``--xfperf-report``)."""
+    from pytest_xfperf.cli import CliError
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        results = [Result.from_json(case) for case in data["cases"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CliError(f"{path}: not a readable xfperf JSON report (--xfperf-report): "
+                       f"{exc}") from None
+    meta = {k: v for k, v in data.items() if k != "cases"}
+    return results, meta

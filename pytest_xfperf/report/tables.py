@@ -1,0 +1,217 @@
+"""What the human-readable reports show, computed once from the results: rows per model,
+shape and scenario (failures first), cost per million requests, and recommendations.
+
+Markdown and HTML render these same rows, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_xfperf.report.terminal import serving_figures, speedups
+from pytest_xfperf.result import Result
+
+# The recommendation "best accuracy within a drop": the reference study fails an INT8 model
+# whose accuracy drops by more than 1 %.
+MAX_ACCURACY_DROP = 0.01
+
+
+@dataclass
+class Row:
+    result: Result
+    label: str  # backend/precision
+    p50_ms: float | None
+    p99_ms: float | None
+    throughput: float | None  # samples/s (single-stream) or requests/s (serving)
+    speedup: float | None
+    memory_mb: float | None
+    gpu_memory_mb: float | None
+    model_mb: float | None
+    cosine: float | None
+    retrieval: float | None
+    delta: float | None  # relative change of the gated speed figure vs the baseline
+    delta_metric: str
+    cost_per_million: float | None
+    padding_share: float | None = None
+    tokens_per_s: float | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.result.failed
+
+
+@dataclass
+class Group:
+    title: str  # "bert-base b1s128" or "minilm-l6 b16s128 server"
+    scenario: str
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(r.failed for r in self.rows)
+
+
+@dataclass
+class Recommendation:
+    goal: str
+    row: Row
+    figures: str
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def cost_per_million(price_per_hour: float | None, requests_per_s: float | None) -> float | None:
+    """Price of a million requests on a machine kept busy at this throughput."""
+    if price_per_hour is None or not requests_per_s or requests_per_s <= 0:
+        return None
+    return price_per_hour / 3600 / requests_per_s * 1_000_000
+
+
+def build_groups(results: Sequence[Result], price_per_hour: float | None) -> list[Group]:
+    ups = speedups(results)
+    groups: dict[str, Group] = {}
+    for r in results:
+        case = r.case
+        title = f"{case.model} {case.shape.label}" + (f" {case.scenario}" if case.serving
+                                                        else "")
+        group = groups.setdefault(title, Group(title, case.scenario))
+        if case.serving:
+            figures, gated = serving_figures(r)
+            throughput = _finite(r.serving_metrics.get(gated))
+            # Offline latencies count from a start where every request is queued at once:
+            # not a request latency anyone sees, so not shown.
+            server = case.scenario == "server"
+            row = Row(r, f"{case.backend}/{case.precision}",
+                      _finite(figures.get("p50_ms")) if server else None,
+                      _finite(figures.get("p99_ms")) if server else None, throughput, None,
+                      r.memory_mb, r.gpu_memory_mb, r.model_mb,
+                      _finite(r.accuracy.get("cosine")),
+                      _finite(r.accuracy.get("retrieval")),
+                      r.gate.deltas.get(gated) if r.gate else None, gated,
+                      cost_per_million(price_per_hour, throughput),
+                      _finite(figures.get("padding_share")), _finite(figures.get("tokens_per_s")))
+        else:
+            s = r.stats
+            row = Row(r, f"{case.backend}/{case.precision}", s.p50_ms if s else None,
+                      s.p99_ms if s else None, s.throughput if s else None, ups.get(case.id),
+                      r.memory_mb, r.gpu_memory_mb, r.model_mb,
+                      None if case.is_reference else _finite(r.accuracy.get("cosine")),
+                      _finite(r.accuracy.get("retrieval")),
+                      r.gate.deltas.get("p50_ms") if r.gate else None, "p50_ms",
+                      cost_per_million(price_per_hour, s.throughput if s else None))
+        group.rows.append(row)
+    ordered = sorted(groups.values(), key=lambda g: (not g.failed, g.scenario != "single-stream",
+                                                     g.title))
+    for group in ordered:
+        group.rows.sort(key=lambda row: not row.failed)
+    return ordered
+
+
+def recommendations(groups: Sequence[Group]) -> dict[str, list[Recommendation]]:
+    """Per model, from this run's numbers: lowest latency, highest throughput, smallest
+    memory, and the fastest setup within MAX_ACCURACY_DROP of FP32."""
+    by_model: dict[str, list[Row]] = {}
+    for group in groups:
+        for row in group.rows:
+            by_model.setdefault(row.result.case.model, []).append(row)
+    out: dict[str, list[Recommendation]] = {}
+    for model, rows in by_model.items():
+        picks: list[Recommendation] = []
+        single = [r for r in rows if not r.result.case.serving and r.p50_ms is not None]
+        if single:
+            smallest = min(r.result.case.shape.batch for r in single)
+            at_one = [r for r in single if r.result.case.shape.batch == smallest]
+            best = min(at_one, key=lambda r: r.p50_ms or math.inf)
+            picks.append(Recommendation(
+                "lowest latency", best,
+                f"p50 {best.p50_ms:.2f} ms, p99 {best.p99_ms:.2f} ms at "
+                f"{best.result.case.shape}" + (f", {best.speedup:.2f}x PyTorch FP32"
+                                               if best.speedup else "")))
+        with_rate = [r for r in rows if r.throughput]
+        if with_rate:
+            best = max(with_rate, key=lambda r: r.throughput or 0.0)
+            what = ("requests/s" if best.result.case.serving else "samples/s")
+            scenario = (f" ({best.result.case.scenario}, max batch {best.result.case.shape.batch})"
+                        if best.result.case.serving else f" at {best.result.case.shape}")
+            picks.append(Recommendation("highest throughput", best,
+                                        f"{best.throughput:.1f} {what}{scenario}"))
+        # GPU memory where measured; otherwise the weights' size (host RSS growth depends on
+        # what earlier cases left in the allocators: no basis for a recommendation).
+        gpu = [r for r in rows if r.gpu_memory_mb is not None]
+        weights = [r for r in rows if r.model_mb is not None]
+        if gpu:
+            best = min(gpu, key=lambda r: r.gpu_memory_mb or 0.0)
+            picks.append(Recommendation("smallest memory", best,
+                                        f"{best.gpu_memory_mb:.1f} MB peak GPU memory"))
+        elif weights:
+            best = min(weights, key=lambda r: r.model_mb or 0.0)
+            largest = max(r.model_mb or 0.0 for r in weights)
+            picks.append(Recommendation(
+                "smallest memory", best,
+                f"{best.model_mb:.1f} MB of weights ({largest / (best.model_mb or 1):.1f}x "
+                f"smaller than the largest, {largest:.1f} MB)"))
+        accurate = [r for r in single if (r.result.case.is_reference or (
+            r.cosine is not None and r.cosine >= 1 - MAX_ACCURACY_DROP))
+            and (r.retrieval is None or r.retrieval >= 1 - MAX_ACCURACY_DROP)]
+        if accurate:
+            smallest = min(r.result.case.shape.batch for r in accurate)
+            best = min((r for r in accurate if r.result.case.shape.batch == smallest),
+                       key=lambda r: r.p50_ms or math.inf)
+            cosine = "reference" if best.result.case.is_reference else f"cosine {best.cosine:.5f}"
+            picks.append(Recommendation(
+                f"fastest within a {MAX_ACCURACY_DROP:.0%} accuracy drop", best,
+                f"p50 {best.p50_ms:.2f} ms, {cosine}"
+                + (f", retrieval {best.retrieval:.3f}" if best.retrieval is not None else "")))
+        out[model] = picks
+    return out
+
+
+def summary_counts(results: Sequence[Result]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.verdict] = counts.get(r.verdict, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def fmt(value: float | None, spec: str, missing: str = "-") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def delta_text(row: Row) -> str:
+    """The change vs the baseline with its direction in words (arrows alone are ambiguous:
+    up is bad for latency and good for throughput)."""
+    if row.delta is None:
+        return "-"
+    if abs(row.delta) < 0.0005:
+        return "±0.0%"
+    if row.delta_metric == "p50_ms":
+        word = "slower" if row.delta > 0 else "faster"
+    else:
+        word = "faster" if row.delta > 0 else "slower"
+    return f"{row.delta:+.1%} {word}"
+
+
+def header_facts(meta: Mapping[str, Any]) -> list[str]:
+    machine = meta.get("machine", {})
+    versions = meta.get("versions", {})
+    lines = [f"machine `{machine.get('key', '?')}`: {machine.get('cpu', '?')}, "
+             f"{machine.get('cores', '?')} cores"
+             + (f", {machine.get('gpus')} x {machine.get('gpu')}" if machine.get("gpu") else "")]
+    if versions:
+        lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    return lines
+
+
+def drop_empty_columns(columns: Sequence[str], rows: Sequence[Sequence[str]],
+                       empty: str = "-") -> tuple[list[str], list[list[str]]]:
+    """Columns with no value in any row (GPU memory on a CPU run) are left out."""
+    keep = [i for i in range(len(columns))
+            if i in (0, len(columns) - 1) or any(row[i] != empty for row in rows)]
+    return [columns[i] for i in keep], [[row[i] for i in keep] for row in rows]

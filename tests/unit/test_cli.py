@@ -1,0 +1,114 @@
+"""``python -m pytest_xfperf``: baselines show / diff / prune, and report from a JSON report."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_xfperf.baselines import store
+from pytest_xfperf.cli import main
+
+MACHINE = {"key": "cpu-test-2c"}
+
+
+def entry(p50: float, recorded: str = "2026-11-20T10:00:00Z", torch: str = "2.13.0") -> dict:
+    return {"metrics": {"p50_ms": p50, "throughput": 1000 / p50, "cosine": 0.9995},
+            "samples_ms": [p50] * 12, "versions": {"torch": torch}, "recorded": recorded,
+            "noise": {"robust_cv": 0.031, "cv": 0.05}}
+
+
+def write(path: Path, cases: dict) -> Path:
+    store.merge_and_write(path, cases, MACHINE)
+    return path
+
+
+def cli(*args: str) -> tuple[int, str]:
+    out = io.StringIO()
+    return main(list(args), out), out.getvalue()
+
+
+def test_show_lists_cases_with_figures(tmp_path: Path):
+    path = write(tmp_path / "a.json", {"m/ort-cpu/fp32/b1s128": entry(20.0),
+                                       "m/torch-cpu/fp32/b1s128": entry(40.0)})
+    code, text = cli("baselines", "show", str(path))
+    assert code == 0
+    assert "schema 2, 2 case(s)" in text and "machine: key=cpu-test-2c" in text
+    line = next(x for x in text.splitlines() if x.startswith("m/ort-cpu"))
+    assert "20.000" in line and "50.0" in line and "0.99950" in line and "3.1%" in line
+    assert "2026-11-20" in line
+    code, text = cli("baselines", "show", str(path), "--case", "*torch*")
+    assert "1 shown" in text and "m/ort-cpu" not in text
+
+
+def test_diff_shows_relative_changes_versions_and_one_sided_cases(tmp_path: Path):
+    old = write(tmp_path / "old.json", {"m/a/fp32/b1s8": entry(10.0), "m/gone/fp32/b1s8":
+                                        entry(5.0)})
+    new = write(tmp_path / "new.json", {"m/a/fp32/b1s8": entry(12.0, torch="2.14.0"),
+                                        "m/new/fp32/b1s8": entry(5.0)})
+    code, text = cli("baselines", "diff", str(old), str(new))
+    assert code == 0
+    line = next(x for x in text.splitlines() if x.startswith("m/a/fp32"))
+    assert "+20.0%" in line and "-16.7%" in line and "torch 2.13.0->2.14.0" in line
+    assert f"only in {old}: m/gone/fp32/b1s8" in text
+    assert f"only in {new}: m/new/fp32/b1s8" in text
+
+
+def test_prune_by_glob_age_and_report_and_dry_run(tmp_path: Path):
+    path = write(tmp_path / "b.json", {
+        "m/a/fp32/b1s8": entry(1.0, recorded="2020-01-01T00:00:00Z"),
+        "m/b/fp32/b1s8": entry(1.0, recorded="2099-01-01T00:00:00Z"),
+        "m/c/fp32/b1s8": entry(1.0, recorded="2020-01-01T00:00:00Z"),
+    })
+    before = path.read_bytes()
+    code, text = cli("baselines", "prune", str(path), "--older-than", "30", "--dry-run")
+    assert code == 0 and "would remove 2 of 3" in text and path.read_bytes() == before
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"cases": [{"id": "m/c/fp32/b1s8"}]}))
+    code, text = cli("baselines", "prune", str(path), "--older-than", "30", "--not-in",
+                     str(report))
+    assert code == 0 and "removed 1 of 3" in text and "m/a/fp32/b1s8" in text
+    assert set(store.load(path)["cases"]) == {"m/b/fp32/b1s8", "m/c/fp32/b1s8"}
+    code, text = cli("baselines", "prune", str(path), "--case", "m/b/*")
+    assert set(store.load(path)["cases"]) == {"m/c/fp32/b1s8"}
+
+
+def test_prune_needs_a_criterion_and_bad_files_are_clear_errors(tmp_path: Path, capsys):
+    path = write(tmp_path / "b.json", {"m/a/fp32/b1s8": entry(1.0)})
+    assert cli("baselines", "prune", str(path))[0] == 2
+    assert "prune needs a criterion" in capsys.readouterr().err
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text("{ not json")
+    assert cli("baselines", "show", str(corrupt))[0] == 2
+    err = capsys.readouterr().err
+    assert "corrupt.json is unusable: not valid JSON" in err and "left untouched" in err
+    assert corrupt.read_text() == "{ not json"
+    assert cli("baselines", "prune", str(corrupt), "--case", "*")[0] == 2
+    assert corrupt.read_text() == "{ not json"
+    assert cli("baselines", "diff", str(path), str(tmp_path / "missing.json"))[0] == 2
+    assert "missing.json: no such baseline file" in capsys.readouterr().err
+    assert cli("report", str(path), "--markdown", str(tmp_path / "r.md"))[0] == 2
+    assert "not a readable xfperf JSON report" in capsys.readouterr().err
+
+
+def test_module_entry_point_runs_without_ml_imports(tmp_path: Path):
+    path = write(tmp_path / "a.json", {"m/a/fp32/b1s8": entry(3.0)})
+    code = (f"import sys, runpy; sys.argv = ['x', 'baselines', 'show', {str(path)!r}]\n"
+            "try:\n    runpy.run_module('pytest_xfperf', run_name='__main__')\n"
+            "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "assert 'torch' not in sys.modules and 'onnxruntime' not in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert "m/a/fp32/b1s8" in done.stdout
+
+
+@pytest.mark.parametrize("argv", [[], ["baselines"], ["baselines", "show"], ["nope"]])
+def test_usage_errors_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
