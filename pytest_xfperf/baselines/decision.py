@@ -86,6 +86,9 @@ class TimingDecision:
     first: Estimate
     confirmation: Estimate | None = None
     notes: list[str] = field(default_factory=list)
+    # The case's own, unnormalized ratio where it overrode a normalized verdict: the change
+    # reports show (the normalized one was not counted).
+    own: Estimate | None = None
 
     def as_dict(self) -> dict[str, Any]:
         def est(e: Estimate | None) -> dict[str, Any] | None:
@@ -94,7 +97,8 @@ class TimingDecision:
                 "sample_cv": round(e.noise, 5), "resolution": round(e.resolution, 5),
                 "normalized": e.normalized, "method": e.method}
         return {"outcome": self.outcome, "first": est(self.first),
-                "confirmation": est(self.confirmation), "notes": self.notes}
+                "confirmation": est(self.confirmation), "own": est(self.own),
+                "notes": self.notes}
 
 
 def robust_cv(samples: Sequence[float]) -> float:
@@ -182,15 +186,15 @@ def classify(est: Estimate, tolerance: float) -> str:
 
 
 def _agreed(est: Estimate, current: Measurement, baseline: Measurement, tolerance: float,
-            statistic: str, seed: int = 0) -> tuple[str, list[str]]:
+            statistic: str, seed: int = 0) -> tuple[str, list[str], Estimate | None]:
     """``classify``, with a normalized regression or improvement kept only when the case's
-    own (unnormalized) ratio says the same."""
+    own (unnormalized) ratio says the same; returns that own estimate when it overrode."""
     outcome = classify(est, tolerance)
     if not est.normalized or outcome not in (REGRESSED, IMPROVED):
-        return outcome, []
+        return outcome, [], None
     raw = estimate(Measurement(current.samples), Measurement(baseline.samples), statistic, seed)
     if classify(raw, tolerance) == outcome:
-        return outcome, []
+        return outcome, [], None
     assert current.reference is not None and baseline.reference is not None
     reference = estimate(Measurement(current.reference), Measurement(baseline.reference),
                          statistic, seed)
@@ -199,7 +203,7 @@ def _agreed(est: Estimate, current: Measurement, baseline: Measurement, toleranc
                   f"({est.ratio - 1:+.1%}), but its own time changed {raw.ratio - 1:+.1%} "
                   f"while the reference itself moved {reference.ratio - 1:+.1%} since its "
                   "baseline: not counted; if the reference's move is real, re-record the "
-                  "baselines"]
+                  "baselines"], raw
 
 
 def decide(
@@ -212,8 +216,8 @@ def decide(
     """The gate for one timing metric. ``confirm`` re-measures the current side (interleaved
     with the reference where there is one); it is called only for a suspected regression."""
     first = estimate(current, baseline, statistic)
-    outcome = _agreed(first, current, baseline, tolerance, statistic)
-    decision = TimingDecision(outcome[0], first, notes=outcome[1])
+    outcome, notes, own = _agreed(first, current, baseline, tolerance, statistic)
+    decision = TimingDecision(outcome, first, notes=notes, own=own)
     if first.method == "threshold":
         decision.notes.append("the baseline has no timing samples (older file): the threshold "
                               "rule decided; re-record it to get the significance test")
@@ -222,8 +226,9 @@ def decide(
     again = confirm()
     second = estimate(again, baseline, statistic, seed=1)
     decision.confirmation = second
-    confirmed, notes = _agreed(second, again, baseline, tolerance, statistic, seed=1)
+    confirmed, notes, own = _agreed(second, again, baseline, tolerance, statistic, seed=1)
     decision.notes += notes
+    decision.own = own
     if confirmed != REGRESSED:
         decision.outcome = UNSTABLE if confirmed == UNSTABLE else PASS
         decision.notes.append(f"a first measurement looked slower ({first.describe()}); the "

@@ -86,7 +86,7 @@ def _sampled(
     now = decision.Measurement(samples, reference_current if reference_baseline else None)
     result = decision.decide(now, base, tolerance, confirm, SAMPLED[metric])
     outcome.decisions[metric] = result
-    final = result.confirmation or result.first
+    final = result.own or result.confirmation or result.first
     change = final.ratio - 1 if metric == "p50_ms" else 1 / final.ratio - 1
     outcome.deltas[metric] = change
     then_value = float(baseline["metrics"][metric])
