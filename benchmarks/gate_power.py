@@ -2,6 +2,7 @@
 
     python benchmarks/gate_power.py measure [--trials 100] --raw RAW.json
     python benchmarks/gate_power.py analyze --raw RAW.json [--out TABLE.json]
+    python benchmarks/gate_power.py analyze --raw docs/gate_power_raw.json.gz  # the committed run
 
 The slowdowns are real: the same BERT-shaped encoder (hidden 128, seq 64, ORT CPU FP32 through
 the plugin's own pipeline and runner) with more layers. 20 layers is the base; 21, 22, 23,
@@ -25,7 +26,8 @@ Levels are interleaved trial by trial, so slow phases of the host hit every leve
 ``analyze`` applies the rules to the stored data:
 * xfperf (median) and xfperf (q25): ``decision.decide`` with that statistic, normalized by
   the reference on both sides as the plugin does; the confirmation is used (and its time
-  counted) only when the rule asks for it;
+  counted) only when the rule asks for it; xfperf (q25, unnormalized): the same without the
+  reference, to show what normalization contributes;
 * fixed rounds: the median of the 10 calls vs the baseline's first 10, past 10 % fails;
 * pytest-benchmark ``--benchmark-compare-fail=median:10%``: its own check class on the
   medians of the current run and the baseline.
@@ -52,7 +54,10 @@ FIXED_ROUNDS = 10
 CONFIRM_BLOCKS = 5
 BASELINE_EVERY = 10
 MAX_SAMPLES = 256  # what a baseline file keeps (evenly spread), see Result.baseline_entry
-STATISTIC_RULES = {"xfperf_median": "median", "xfperf_q25": "q25"}
+# rule -> (statistic, normalized by the reference). The plugin's rule is xfperf_q25; the raw
+# variant shows what the reference normalization contributes on the same data.
+STATISTIC_RULES = {"xfperf_median": ("median", True), "xfperf_q25": ("q25", True),
+                   "xfperf_q25_unnormalized": ("q25", False)}
 
 
 def capped(samples: list[float]) -> list[float]:
@@ -152,15 +157,16 @@ def analyze(raw: dict[str, Any]) -> dict[str, Any]:
     for t in raw["trials"]:
         pct, base = t["pct"], raw["baselines"][t["baseline"]]
         counts[pct] += 1
-        baseline = Measurement(base["samples"], base["reference"])
-        for rule, statistic in STATISTIC_RULES.items():
+        for rule, (statistic, normalized) in STATISTIC_RULES.items():
             asked: list[bool] = []
+            baseline = Measurement(base["samples"], base["reference"] if normalized else None)
 
-            def confirm(t: dict[str, Any] = t, asked: list[bool] = asked) -> Measurement:
+            def confirm(t: dict[str, Any] = t, asked: list[bool] = asked,
+                        normalized: bool = normalized) -> Measurement:
                 asked.append(True)
-                return Measurement(t["confirm_case"], t["confirm_ref"])
+                return Measurement(t["confirm_case"], t["confirm_ref"] if normalized else None)
 
-            now = Measurement(t["current"], t["current_ref"])
+            now = Measurement(t["current"], t["current_ref"] if normalized else None)
             result = decide(now, baseline, TOLERANCE, confirm, statistic)
             fails[pct][rule] += result.outcome == REGRESSED
             unstable[pct][rule] += result.outcome == UNSTABLE
@@ -201,7 +207,12 @@ def main() -> None:
     if args.what == "measure":
         measure(args)
         return
-    table = analyze(json.loads(args.raw.read_text()))
+    if args.raw.suffix == ".gz":  # docs/gate_power_raw.json.gz: the committed raw data
+        import gzip
+
+        table = analyze(json.loads(gzip.decompress(args.raw.read_bytes())))
+    else:
+        table = analyze(json.loads(args.raw.read_text()))
     text = json.dumps(table, indent=1)
     print(text)
     if args.out:
