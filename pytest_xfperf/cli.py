@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import fnmatch
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -149,12 +148,14 @@ def _recorded(entry: dict[str, Any]) -> dt.datetime:
 
 
 def _report_ids(path: Path) -> set[str]:
+    from pytest_xfperf.report.json_report import read_report
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return {str(c["id"]) for c in data["cases"]}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CliError(f"{path}: not a readable xfperf JSON report (--xfperf-report): "
-                       f"{exc}") from None
+        return {str(c["id"]) for c in read_report(path)["cases"]}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CliError(str(exc) if isinstance(exc, ValueError) else
+                       f"{path}: not a readable xfperf JSON report (--xfperf-report): "
+                       f"{exc!r}") from None
 
 
 def report(args: argparse.Namespace, out: Any) -> int:
@@ -163,7 +164,10 @@ def report(args: argparse.Namespace, out: Any) -> int:
     if not (args.markdown or args.html or args.plots):
         raise CliError("report needs at least one output: --markdown PATH, --html PATH or "
                        "--plots DIR")
-    results, meta = results_from_report(args.report)
+    try:
+        results, meta = results_from_report(args.report)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     # Regressed cases carry their baseline's samples in the report (for the distribution
     # plot); --baselines supplies them for the others too.
     samples = {r.case.id: (r.raw or {}).get("baseline_samples_ms") or [] for r in results}

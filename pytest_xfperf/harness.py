@@ -164,18 +164,7 @@ class CaseHarness:
             if self._on_gpu:
                 self._measure_device_time(result, len(samples))
         output = runner.run(self.inputs)
-        self._memory.stop()
-        result.memory_mb, result.memory_mode = self._memory.peak_delta_mb, self._memory.mode
-        if self._gpu_memory is not None:
-            self._gpu_memory.stop()
-            result.gpu_memory_mb = self._gpu_memory.peak_mb
-            result.gpu_memory_mode = self._gpu_memory.mode
-        if self.artifact is not None:
-            result.graph = self.artifact.graph
-            result.build_seconds = self.artifact.build_seconds
-            result.built_now = self.artifact.built_now
-            result.prepare_seconds = self.artifact.prepare_seconds
-        result.model_mb = self._model_size_mb()
+        self._finish(result)
         self._check_accuracy(result, output)
         self._judge(result)
         self.session.results.append(result)
@@ -223,6 +212,20 @@ class CaseHarness:
                 result.serving = outcome.details
                 result.serving_metrics = outcome.metrics
                 result.bound_unmet = outcome.bound_unmet
+        self._finish(result)
+        self._check_request_accuracy(result, pool, kept, lengths)
+        self._judge(result)
+        if result.bound_unmet and result.verdict not in (ACCURACY, REGRESSED, DRIFT):
+            result.verdict = BOUND_UNMET
+        self.session.results.append(result)
+        self._publish_properties(result)
+        if result.failed:
+            pytest.fail(result.failure_message(), pytrace=False)
+        return result
+
+    def _finish(self, result: Result) -> None:
+        """Close the case's memory windows and copy the artifact's facts into the result
+        (both the single-stream and the serving path end their measurement here)."""
         self._memory.stop()
         result.memory_mb, result.memory_mode = self._memory.peak_delta_mb, self._memory.mode
         if self._gpu_memory is not None:
@@ -233,16 +236,8 @@ class CaseHarness:
             result.graph = self.artifact.graph
             result.build_seconds = self.artifact.build_seconds
             result.built_now = self.artifact.built_now
+            result.prepare_seconds = self.artifact.prepare_seconds
         result.model_mb = self._model_size_mb()
-        self._check_request_accuracy(result, pool, kept, lengths)
-        self._judge(result)
-        if result.bound_unmet and result.verdict not in (ACCURACY, REGRESSED, DRIFT):
-            result.verdict = BOUND_UNMET
-        self.session.results.append(result)
-        self._publish_properties(result)
-        if result.failed:
-            pytest.fail(result.failure_message(), pytrace=False)
-        return result
 
     def _model_size_mb(self) -> float | None:
         """Size of the weights the backend runs: the ONNX file(s) for ONNX backends, the

@@ -291,15 +291,18 @@ def parse_backend_tables(pyproject: Mapping[str, Any]) -> dict[str, dict[str, An
     return tables
 
 
+def _pairs(text: str, usage: str) -> dict[str, str]:
+    """``A=1, B=2`` as {"A": "1", "B": "2"}; ValueError "<usage>, got '...'" otherwise."""
+    pairs = [p.strip() for p in text.split(",") if p.strip()]
+    if not pairs or not all(p.count("=") == 1 for p in pairs):
+        raise ValueError(f"{usage}, got {text!r}")
+    return {k.strip(): v.strip() for k, v in (p.split("=") for p in pairs)}
+
+
 def parse_tolerance_table(value: Any, origin: str = "tolerances") -> dict[str, float]:
     """A table ``{p50 = 0.1, memory = "30%"}`` or the text ``p50=0.1,memory=30%``."""
     if isinstance(value, str):
-        pairs = [p.strip() for p in value.split(",") if p.strip()]
-        if not pairs or not all(p.count("=") == 1 for p in pairs):
-            raise ValueError(f"{origin}: write METRIC=VALUE pairs like p50=0.1,memory=30%, "
-                             f"got {value!r}")
-        value = dict(p.split("=") for p in pairs)
-        value = {k.strip(): v.strip() for k, v in value.items()}
+        value = _pairs(value, f"{origin}: write METRIC=VALUE pairs like p50=0.1,memory=30%")
     if not isinstance(value, Mapping):
         raise ValueError(f"{origin}: tolerances must be a table like {{p50 = 0.1, memory = 0.25}}")
     known = Tolerances.__dataclass_fields__
@@ -316,11 +319,8 @@ def parse_tolerance_table(value: Any, origin: str = "tolerances") -> dict[str, f
 def parse_prices(value: Any, origin: str = "prices") -> dict[str, float]:
     """``{"cpu-amd-epyc-2c" = 0.10}`` in TOML, or ``KEY=PRICE,KEY=PRICE`` text."""
     if isinstance(value, str):
-        pairs = [p.strip() for p in value.split(",") if p.strip()]
-        if not pairs or not all(p.count("=") == 1 for p in pairs):
-            raise ValueError(f"{origin}: write MACHINE_KEY=PRICE_PER_HOUR pairs like "
-                             f"cpu-amd-epyc-2c=0.10, got {value!r}")
-        value = {k.strip(): v.strip() for k, v in (p.split("=") for p in pairs)}
+        value = _pairs(value, f"{origin}: write MACHINE_KEY=PRICE_PER_HOUR pairs like "
+                              "cpu-amd-epyc-2c=0.10")
     if not isinstance(value, Mapping):
         raise ValueError(f"{origin}: a table of machine key = price per hour, e.g. "
                          "{\"cpu-amd-epyc-2c\" = 0.10}")

@@ -159,11 +159,6 @@ def compare(
         else:
             if then <= 0:
                 continue
-            if now <= 0 < then and metric == "max_rate":  # no rate met the bound this time
-                outcome.deltas[metric] = -1.0
-                outcome.regressions.append(f"max_rate baseline {_fmt(then, unit)}, now no "
-                                           "rate meets the p99 bound")
-                continue
             change = now / then - 1.0
             outcome.deltas[metric] = change
             worse = direction * change < -tolerance

@@ -59,3 +59,15 @@ def write_report(path: Path, results: Sequence[Result], settings: Settings,
     text = json.dumps(build_report(results, settings, baselines, notes), indent=1,
                       allow_nan=False) + "\n"
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    """A JSON report written by ``--xfperf-report``; ValueError names the file otherwise."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
+            raise ValueError("no 'cases' list")
+        return data
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable xfperf JSON report (--xfperf-report): "
+                         f"{exc}") from None

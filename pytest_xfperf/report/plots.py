@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_xfperf.report.tables import Group
-from pytest_xfperf.result import Result
+from pytest_xfperf.result import REGRESSED, Result
 
 
 class PlotsUnavailable(Exception):
@@ -135,7 +135,7 @@ def make_plots(groups: Sequence[Group], results: Sequence[Result],
         if png:
             charts[f"{model} throughput"] = ("throughput_" + file_name(model), png)
     for r in results:
-        if r.verdict == "REGRESSED" and r.case.id in baseline_samples:
+        if r.verdict == REGRESSED and r.case.id in baseline_samples:
             png = distribution_chart(plt, r, baseline_samples[r.case.id])
             if png:
                 charts[f"{r.case.id} samples"] = ("samples_" + file_name(r.case.id), png)

@@ -3,7 +3,6 @@ plots, single-file HTML. A report that cannot be written is a message, never a f
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 from pytest_xfperf.fileio import atomic_write_bytes
 from pytest_xfperf.report import html as html_report
 from pytest_xfperf.report import markdown
+from pytest_xfperf.report.json_report import read_report
 from pytest_xfperf.report.tables import build_groups, recommendations
 from pytest_xfperf.result import Result
 
@@ -90,14 +90,13 @@ def _write(path: Path, data: bytes, what: str, messages: list[str]) -> None:
 
 
 def results_from_report(path: Path) -> tuple[list[Result], dict[str, Any]]:
-    """The results and run facts of a JSON report (``--xfperf-report``)."""
-    from pytest_xfperf.cli import CliError
-
+    """The results and run facts of a JSON report (``--xfperf-report``); ValueError when the
+    file is not one."""
+    data = read_report(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
         results = [Result.from_json(case) for case in data["cases"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CliError(f"{path}: not a readable xfperf JSON report (--xfperf-report): "
-                       f"{exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable xfperf JSON report (--xfperf-report): "
+                         f"{exc!r}") from None
     meta = {k: v for k, v in data.items() if k != "cases"}
     return results, meta

@@ -85,12 +85,8 @@ def build_groups(results: Sequence[Result], price_per_hour: float | None) -> lis
         if case.serving:
             figures, gated = serving_figures(r)
             throughput = _finite(r.serving_metrics.get(gated))
-            # Offline latencies count from a start where every request is queued at once:
-            # not a request latency anyone sees, so not shown.
-            server = case.scenario == "server"
-            row = Row(r, f"{case.backend}/{case.precision}",
-                      _finite(figures.get("p50_ms")) if server else None,
-                      _finite(figures.get("p99_ms")) if server else None, throughput, None,
+            row = Row(r, f"{case.backend}/{case.precision}", _finite(figures.get("p50_ms")),
+                      _finite(figures.get("p99_ms")), throughput, None,
                       r.memory_mb, r.gpu_memory_mb, r.model_mb,
                       _finite(r.accuracy.get("cosine")),
                       _finite(r.accuracy.get("retrieval")),

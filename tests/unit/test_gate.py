@@ -98,3 +98,11 @@ def test_noisy_case_is_unstable():
     out = compare({"p50_ms": 10.5}, noisy_base, Tolerances(),
                   samples_ms=_samples(10.5, spread=0.5, seed=7))
     assert out.passed and out.unstable and not out.improvements
+
+
+def test_a_server_that_finds_no_rate_regresses_against_one_that_did():
+    # max_rate 0 (no rate met the bound) against a recorded rate: -100 %, by the ratio rule.
+    outcome = compare({"max_rate": 0.0}, {"metrics": {"max_rate": 180.0}}, Tolerances())
+    assert outcome.deltas["max_rate"] == -1.0
+    assert outcome.regressions == ["max_rate baseline 180.0 req/s, now 0.000 req/s "
+                                   "(-100.0%, tolerance 10%)"]
