@@ -68,7 +68,9 @@ def show(path: Path, patterns: Sequence[str] | None, out: Any) -> int:
     if not cases:
         return 0
     used = [m for m in COLUMNS if any(m in e["metrics"] for e in cases.values())]
-    rows = [["case", *(COLUMNS[m][0] for m in used), "samples", "noise", "recorded"]]
+    # "record": blocks of the interleaved record with the reference (what a confirmation
+    # is compared with); "-" for the reference itself and for entries of older versions.
+    rows = [["case", *(COLUMNS[m][0] for m in used), "samples", "noise", "record", "recorded"]]
     for case_id, entry in cases.items():
         metrics = entry["metrics"]
         noise = entry.get("noise", {}).get("robust_cv")
@@ -76,6 +78,7 @@ def show(path: Path, patterns: Sequence[str] | None, out: Any) -> int:
                                 for m in used),
                      str(len(entry.get("samples_ms", []))),
                      f"{noise:.1%}" if isinstance(noise, (int, float)) and noise else "-",
+                     f"{len(entry['paired']['case_ms'])} blocks" if "paired" in entry else "-",
                      str(entry.get("recorded", "-"))[:10]])
     _table(rows, out)
     return 0

@@ -17,14 +17,14 @@ from pytest_xfperf.accuracy import (
 from pytest_xfperf.artifacts.pipeline import BuiltArtifact
 from pytest_xfperf.backends.base import BackendUnavailable, Runner
 from pytest_xfperf.backends.catalog import BACKENDS, REFERENCE_BACKEND, REFERENCE_PRECISION
-from pytest_xfperf.baselines.decision import Measurement
+from pytest_xfperf.baselines.decision import Blocks
 from pytest_xfperf.baselines.fingerprint import drift, graph_notes
 from pytest_xfperf.baselines.gate import compare as gate_compare
 from pytest_xfperf.matrix import Case
 from pytest_xfperf.measure import machine_state
 from pytest_xfperf.measure.memory import PeakMemory
 from pytest_xfperf.measure.stats import summarize
-from pytest_xfperf.measure.timing import TimingPolicy, time_calls
+from pytest_xfperf.measure.timing import TimingPolicy, block_policy, gc_paused, time_calls
 from pytest_xfperf.models.spec import ModelSpec
 from pytest_xfperf.result import (
     ACCURACY,
@@ -49,8 +49,14 @@ if TYPE_CHECKING:
     from pytest_xfperf.session import XfperfSession
 
 
-# Blocks of the confirmation re-measure, alternating case and reference.
+# Blocks of one round of the confirmation re-measure, alternating case and reference.
 CONFIRM_BLOCKS = 5
+# Blocks of the interleaved record kept with a baseline (two rounds' worth: the baseline side
+# of every later confirmation, so it should be the finer of the two).
+PAIRED_BLOCKS = 2 * CONFIRM_BLOCKS
+# The reference backend's library: when its version changed since the baseline, the
+# reference measures more than the machine and normalization is dropped.
+REFERENCE_LIBRARY = "torch"
 # Calls timed by CUDA events after the wall-clock rounds (device time of GPU cases).
 DEVICE_TIME_ROUNDS = 50
 # Distinct token rows the requests of a serving workload draw from (see serving/workload.py).
@@ -84,6 +90,7 @@ class CaseHarness:
         self._memory = PeakMemory()
         self._gpu_memory: Any = None  # measure.gpu.GpuMemory for CUDA backends
         self._call: Callable[[], object] | None = None
+        self._normalize = not case.is_reference  # by the reference backend (see _judge)
 
     def setup(self) -> None:
         case = self.case
@@ -339,6 +346,12 @@ class CaseHarness:
             result.verdict = RECORDED
         elif baseline is None:
             result.verdict = NO_BASELINE
+        if settings.update_baselines and settings.confirm and result.samples_ms:
+            # What a later confirmation is compared with: case and reference interleaved.
+            paired = self._interleaved(PAIRED_BLOCKS)
+            if paired.usable:
+                result.paired = {"case_ms": [list(b) for b in paired.case],
+                                 "reference_ms": [list(b) for b in paired.reference]}
         if baseline is None or settings.update_baselines:
             return
         result.baseline_versions_changed = version_changes(
@@ -357,14 +370,24 @@ class CaseHarness:
         # the reference first): its samples normalize the first comparison too.
         reference_now = next((r.samples_ms for r in self.session.results
                               if r.case.id == reference_id and r.samples_ms), None)
+        # A reference whose own library changed since the baseline no longer measures only
+        # the machine: compare the case's own times then, and say so.
+        moved = [c for c in result.baseline_versions_changed
+                 if c.split(" ", 1)[0] == REFERENCE_LIBRARY]
+        self._normalize = not self.case.is_reference and not moved
+        if moved and not self.case.is_reference:
+            note = (f"xfperf: {moved[0]} changed the reference backend since the baseline: "
+                    "timings are compared without normalization by it")
+            if note not in self.session.notes:
+                self.session.notes.append(note)
         result.gate = gate_compare(
             result.metrics(), baseline, self.tolerances,
             timing=result.stats is not None or bool(result.serving_metrics),
             samples_ms=result.samples_ms,
             confirm=self._confirm if settings.confirm and result.samples_ms else None,
-            reference_baseline=None if self.case.is_reference or reference_entry is None
+            reference_baseline=None if not self._normalize or reference_entry is None
             else reference_entry.get("samples_ms"),
-            reference_current=None if self.case.is_reference else reference_now,
+            reference_current=reference_now if self._normalize else None,
         )
         for note in result.gate.notes:
             if "xfperf: " + note not in self.session.notes:
@@ -388,42 +411,46 @@ class CaseHarness:
         return Case(case.model, REFERENCE_BACKEND, REFERENCE_PRECISION, case.shape,
                     case.model_ref)
 
-    def _confirm(self) -> Measurement:
-        """Re-measure this case in blocks interleaved with the reference backend (PyTorch FP32
-        eager of the same model), so both see the same machine state; the gate normalizes by
-        the reference when the reference has a baseline too."""
-        import math
+    def _confirm(self, round_index: int) -> Blocks:
+        """Round ``round_index`` of the re-measure of a suspected regression: the case in
+        blocks interleaved with the reference backend (PyTorch FP32 eager of the same model),
+        so both see the same machine state; without the reference where normalization was
+        dropped."""
+        return self._interleaved(CONFIRM_BLOCKS, with_reference=self._normalize)
+
+    def _interleaved(self, blocks: int, with_reference: bool = True) -> Blocks:
+        """``blocks`` blocks of the case alternating with blocks of the reference backend
+        (none for the reference case itself, or where the reference cannot run)."""
 
         assert self.runner is not None
         settings = self.session.settings
         reference: Runner | None = None
-        if not self.case.is_reference:
+        if with_reference and not self.case.is_reference:
             try:
                 self.session.check_backend(REFERENCE_BACKEND)
                 reference = self.session.make_runner(
                     self._reference_case(), self.spec, None)
             except (BackendUnavailable, ModuleNotFoundError):
                 reference = None
-        rounds = max(3, math.ceil(max(settings.min_rounds, 10) / CONFIRM_BLOCKS))
-        # Together the blocks take about as long as the first measurement, as measured in
-        # benchmarks/gate_power.py.
-        policy = TimingPolicy(1, rounds, settings.min_time / CONFIRM_BLOCKS,
-                              settings.max_time / CONFIRM_BLOCKS)
+        policy = block_policy(TimingPolicy(settings.warmup_rounds, settings.min_rounds,
+                                           settings.min_time, settings.max_time),
+                              CONFIRM_BLOCKS)
         case_call = self._timed_call()
         ref_call = reference.prepare(self.inputs) if reference else None
-        case_samples: list[float] = []
-        ref_samples: list[float] = []
+        case_blocks: list[list[float]] = []
+        ref_blocks: list[list[float]] = []
         try:
-            with self.session.device_lock(self.case.backend):
-                for _ in range(CONFIRM_BLOCKS):
-                    case_samples += time_calls(case_call, self.runner.synchronize, policy)
+            with self.session.device_lock(self.case.backend), gc_paused():
+                for _ in range(blocks):
+                    case_blocks.append([s * 1000 for s in time_calls(
+                        case_call, self.runner.synchronize, policy)])
                     if reference is not None and ref_call is not None:
-                        ref_samples += time_calls(ref_call, reference.synchronize, policy)
+                        ref_blocks.append([s * 1000 for s in time_calls(
+                            ref_call, reference.synchronize, policy)])
         finally:
             if reference is not None:
                 reference.close()
-        return Measurement([s * 1000 for s in case_samples],
-                           [s * 1000 for s in ref_samples] or None)
+        return Blocks(case_blocks, ref_blocks)
 
 
 def _extra_info(result: Result) -> dict[str, Any]:

@@ -54,6 +54,9 @@ class Result:
     serving: dict[str, Any] = field(default_factory=dict)
     serving_metrics: dict[str, float] = field(default_factory=dict)
     bound_unmet: str = ""
+    # The case and its reference timed in interleaved blocks (ms), when recording a baseline:
+    # what a later confirmation is compared with (see baselines/decision.py).
+    paired: dict[str, list[list[float]]] = field(default_factory=dict)
     verdict: str = NO_BASELINE
     raw: dict[str, Any] | None = None  # the JSON it was rebuilt from (results of xdist workers)
 
@@ -132,10 +135,9 @@ class Result:
         return "\n".join(lines)
 
     def baseline_entry(self) -> dict[str, Any]:
-        samples = self.samples_ms
-        if len(samples) > MAX_SAMPLES:  # keep an even spread over the run, bounded
-            step = len(samples) / MAX_SAMPLES
-            samples = [samples[int(i * step)] for i in range(MAX_SAMPLES)]
+        samples = spread(self.samples_ms)
+        # The interleaved record keeps as many samples in all as the samples do.
+        per_block = MAX_SAMPLES // max(1, max((len(b) for b in self.paired.values()), default=1))
         stats = self.stats.as_dict() if self.stats else {}
         return {
             "metrics": {k: round(v, 6) for k, v in self.metrics().items()},
@@ -146,6 +148,9 @@ class Result:
             "graph": self.graph,
             "settings": self.runner_settings,
             **({"serving": self.serving} if self.serving else {}),
+            **({"paired": {side: [[round(s, 4) for s in spread(block, per_block)]
+                                  for block in blocks]
+                           for side, blocks in self.paired.items()}} if self.paired else {}),
             "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
 
@@ -179,3 +184,11 @@ class Result:
             "settings": self.runner_settings,
             "versions": self.versions,
         }
+
+
+def spread(samples: list[float], keep: int = MAX_SAMPLES) -> list[float]:
+    """At most ``keep`` of ``samples``, evenly spread over the run (what a baseline keeps)."""
+    if len(samples) <= keep:
+        return samples
+    step = len(samples) / keep
+    return [samples[int(i * step)] for i in range(keep)]

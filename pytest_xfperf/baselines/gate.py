@@ -63,6 +63,15 @@ def _fmt(value: float, unit: str) -> str:
 SAMPLED = {"p50_ms": "q25", "throughput": "q25"}
 
 
+def paired_record(baseline: Mapping[str, Any]) -> decision.Blocks | None:
+    """The baseline's interleaved record of the case and its reference, if it has one."""
+    paired = baseline.get("paired")
+    if not isinstance(paired, Mapping):
+        return None
+    blocks = decision.Blocks(paired.get("case_ms") or [], paired.get("reference_ms") or [])
+    return blocks if blocks.usable else None
+
+
 def _sampled(
     metric: str,
     outcome: GateOutcome,
@@ -72,9 +81,10 @@ def _sampled(
     reference_baseline: Sequence[float] | None,
     reference_current: Sequence[float] | None,
     tolerance: float,
-    confirm: Callable[[], decision.Measurement] | None,
+    confirm: Callable[[int], decision.Blocks] | None,
 ) -> None:
     then = list(baseline.get("samples_ms") or [])
+    paired = paired_record(baseline)
     if len(then) < decision.MIN_SAMPLES:
         # An older baseline: its stored figure against this run's (throughput inverted, so
         # that the ratio reads as a latency ratio like the sampled rule's).
@@ -82,9 +92,10 @@ def _sampled(
         then = [value if metric == "p50_ms" else 1.0 / value]
         samples = [figure if metric == "p50_ms" else 1.0 / figure]
         confirm = None  # nothing to re-measure against: the old file holds one figure
+        paired = None
     base = decision.Measurement(then, reference_baseline)
-    now = decision.Measurement(samples, reference_current if reference_baseline else None)
-    result = decision.decide(now, base, tolerance, confirm, SAMPLED[metric])
+    now = decision.Measurement(samples, reference_current)
+    result = decision.decide(now, base, tolerance, confirm, SAMPLED[metric], paired)
     outcome.decisions[metric] = result
     final = result.own or result.confirmation or result.first
     change = final.ratio - 1 if metric == "p50_ms" else 1 / final.ratio - 1
@@ -96,7 +107,8 @@ def _sampled(
     detail = (f"{metric} baseline {_fmt(then_value, unit)}, now {_fmt(now_value, unit)}: "
               f"{measure} {result.first.describe()}")
     if result.confirmation is not None:
-        detail += f"; confirmation {result.confirmation.describe()}"
+        rounds = (f" ({result.confirm_rounds} rounds)" if result.confirm_rounds > 1 else "")
+        detail += f"; confirmation{rounds} {result.confirmation.describe()}"
     detail += f" (tolerance {tolerance:.0%})"
     for note in result.notes:
         if note not in outcome.notes:
@@ -115,7 +127,7 @@ def compare(
     tolerances: Tolerances,
     timing: bool = True,
     samples_ms: Sequence[float] | None = None,
-    confirm: Callable[[], decision.Measurement] | None = None,
+    confirm: Callable[[int], decision.Blocks] | None = None,
     reference_baseline: Sequence[float] | None = None,
     reference_current: Sequence[float] | None = None,
 ) -> GateOutcome:
@@ -123,20 +135,23 @@ def compare(
     (a run with timing disabled measured only accuracy).
 
     With ``samples_ms`` (this run's latency samples), p50 and throughput are decided by the
-    sample rule; ``confirm`` re-measures (once, shared by both) for a suspected regression;
+    sample rule; ``confirm(k)`` measures round ``k`` of a re-measure of a suspected
+    regression (each round measured once, shared by both; the baseline's ``paired`` record is
+    what a re-measure is compared with);
     ``reference_baseline`` and ``reference_current`` hold the reference backend's samples of
     the baseline and of this run (same model and shape): with both, every ratio is taken of
     speeds normalized by the reference, so drift of the whole machine cancels.
     """
     outcome = GateOutcome()
     base_metrics = baseline.get("metrics", {})
-    confirmed: list[decision.Measurement] = []
+    rounds: list[decision.Blocks] = []
 
-    def confirm_once() -> decision.Measurement:
+    def confirm_round(k: int) -> decision.Blocks:
+        """Round ``k`` of the re-measure, measured once and shared by every metric."""
         assert confirm is not None
-        if not confirmed:
-            confirmed.append(confirm())
-        return confirmed[0]
+        while len(rounds) <= k:
+            rounds.append(confirm(len(rounds)))
+        return rounds[k]
 
     for metric, (tol_name, direction, unit) in GATED.items():
         if metric not in current or metric not in base_metrics:
@@ -147,7 +162,7 @@ def compare(
         if samples_ms and metric in SAMPLED:
             _sampled(metric, outcome, current[metric], samples_ms, baseline, reference_baseline,
                      reference_current, getattr(tolerances, tol_name),
-                     confirm_once if confirm else None)
+                     confirm_round if confirm else None)
             continue
         now, then = float(current[metric]), float(base_metrics[metric])
         tolerance = getattr(tolerances, tol_name)
@@ -169,7 +184,7 @@ def compare(
         if worse and metric == "p99_ms" and confirm is not None:
             # A tail is where a passing neighbour shows first: re-measured like p50 (one
             # shared confirmation), it fails only if the fresh samples' p99 is past it too.
-            again = percentile(sorted(confirm_once().samples), 99)
+            again = percentile(sorted(confirm_round(0).pooled().samples), 99)
             worse = again / then - 1.0 > tolerance
             detail += f"; confirmation {_fmt(again, unit)} ({again / then - 1.0:+.1%})"
         if worse:

@@ -16,7 +16,8 @@ from typing import Any
 
 from pytest_xfperf.fileio import atomic_write_bytes, locked
 
-# Schema 2 adds a per-entry "noise" block (robust CV and CV of the recording run). Schema 1
+# Schema 2 adds a per-entry "noise" block (robust CV and CV of the recording run), and
+# optionally "paired" (interleaved samples of the case and its reference). Schema 1
 # files are migrated on load (the block is derived from their samples and stats) and written
 # back as schema 2 by the next update.
 SCHEMA = 2
@@ -64,19 +65,38 @@ def validate_entry(case_id: str, entry: Any) -> None:
         raise ValueError(f"{where}.metrics must be a non-empty object")
     for name, value in metrics.items():
         _check_number(value, f"{where}.metrics.{name}")
-    samples = entry.get("samples_ms", [])
-    if not isinstance(samples, list) or len(samples) > MAX_SAMPLES:
-        raise ValueError(f"{where}.samples_ms must be a list of at most {MAX_SAMPLES} numbers")
-    for i, value in enumerate(samples):
-        _check_number(value, f"{where}.samples_ms[{i}]")
+    _check_samples(entry.get("samples_ms", []), f"{where}.samples_ms")
     versions = entry.get("versions", {})
     if not isinstance(versions, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in versions.items()
     ):
         raise ValueError(f"{where}.versions must map library names to version strings")
-    for optional in ("graph", "settings", "stats", "noise", "serving"):
+    for optional in ("graph", "settings", "stats", "noise", "serving", "paired"):
         if optional in entry and not isinstance(entry[optional], dict):
             raise ValueError(f"{where}.{optional} must be an object")
+    if "paired" in entry:
+        _check_paired(entry["paired"], f"{where}.paired")
+
+
+def _check_paired(paired: dict[str, Any], where: str) -> None:
+    """The case and its reference timed in interleaved blocks when the entry was recorded:
+    two lists of as many blocks, each a list of samples, at most MAX_SAMPLES per side."""
+    sides = [paired.get("case_ms"), paired.get("reference_ms")]
+    for name, blocks in zip(("case_ms", "reference_ms"), sides, strict=True):
+        if not isinstance(blocks, list) or not all(isinstance(b, list) for b in blocks):
+            raise ValueError(f"{where}.{name} must be a list of blocks (lists of numbers)")
+        _check_samples([x for b in blocks for x in b], f"{where}.{name} (all blocks)")
+    assert isinstance(sides[0], list) and isinstance(sides[1], list)
+    if len(sides[0]) != len(sides[1]):
+        raise ValueError(f"{where}: case_ms has {len(sides[0])} blocks but reference_ms "
+                         f"{len(sides[1])}; they must pair up")
+
+
+def _check_samples(samples: Any, where: str) -> None:
+    if not isinstance(samples, list) or len(samples) > MAX_SAMPLES:
+        raise ValueError(f"{where} must be a list of at most {MAX_SAMPLES} numbers")
+    for i, value in enumerate(samples):
+        _check_number(value, f"{where}[{i}]")
 
 
 def parse(text: str) -> dict[str, Any]:

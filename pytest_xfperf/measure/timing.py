@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 
@@ -14,6 +15,22 @@ class TimingPolicy:
     min_rounds: int = 10
     min_time: float = 2.0  # seconds of timed calls, at least
     max_time: float = 30.0  # seconds of timed calls, at most (wins over min_rounds)
+
+
+# Blocks of an interleaved measurement (a case alternating with its reference). A block
+# shorter than this can fall wholly inside a disturbed phase of a shared host (a neighbour
+# holding a core for a few hundred ms), and its ratio case/reference then measures the
+# disturbance: on the 2-core CI host, 0.08 s blocks gave ratios in two modes 25 % apart,
+# 0.4 s blocks of the same pair stayed within 3 % (benchmarks/gate_power.py).
+MIN_BLOCK_SECONDS = 0.25
+
+
+def block_policy(run: TimingPolicy, blocks: int) -> TimingPolicy:
+    """One of ``blocks`` blocks that together take about as long as the run's policy, each
+    at least MIN_BLOCK_SECONDS when the run itself asks for that much time."""
+    return TimingPolicy(1, max(3, -(-max(run.min_rounds, 10) // blocks)),
+                        max(run.min_time / blocks, min(run.min_time, MIN_BLOCK_SECONDS)),
+                        run.max_time / blocks)
 
 
 def time_calls(
@@ -29,10 +46,7 @@ def time_calls(
         synchronize()
     samples: list[float] = []
     clock = time.perf_counter
-    gc_was_enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    try:
+    with gc_paused():
         started = clock()
         while True:
             t0 = clock()
@@ -44,7 +58,20 @@ def time_calls(
                 break
             if elapsed >= policy.max_time:
                 break
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     return samples
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Collect once, then keep the garbage collector off until the block ends. Nested uses
+    do nothing: interleaved blocks (harness._interleaved) pause it once around all of them,
+    since one collection costs about 0.2 s once torch and transformers are loaded."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

@@ -4,13 +4,16 @@ import numpy as np
 import pytest
 
 from pytest_xfperf.baselines.decision import (
+    CONFIRM_ROUNDS,
     IMPROVED,
     PASS,
     REGRESSED,
     UNSTABLE,
+    Blocks,
     Measurement,
     decide,
     estimate,
+    estimate_blocks,
     robust_cv,
 )
 
@@ -27,6 +30,22 @@ def heavy_tailed(median, n, seed):
     stalls = rng.random(n) < 0.05
     values[stalls] *= rng.uniform(3, 10, stalls.sum())
     return list(values)
+
+
+def interleaved(case_median, ref_median, blocks, seed, drift=0.0, cv=0.03, n=12):
+    """Blocks of a case and its reference, back to back; each block pair runs at one machine
+    speed, which wanders by ``drift`` (log-normal) from block to block."""
+    rng = np.random.default_rng(seed)
+    case, ref = [], []
+    for i in range(blocks):
+        speed = float(np.exp(rng.normal(0, drift)))
+        case.append(lognormal(case_median * speed, cv, n, seed * 1000 + 2 * i))
+        ref.append(lognormal(ref_median * speed, cv, n, seed * 1000 + 2 * i + 1))
+    return Blocks(case, ref)
+
+
+def unnormalized(blocks):
+    return Blocks(blocks.case, [])
 
 
 BASE = Measurement(lognormal(10.0, 0.03, 60, 1))
@@ -87,20 +106,105 @@ def test_noisy_case_is_unstable_not_flipping():
 def test_confirmation_that_does_not_reproduce_passes_and_says_so():
     calls = []
 
-    def confirm():
-        calls.append(1)
-        return Measurement(lognormal(10.1, 0.03, 60, 10))
+    def confirm(k):
+        calls.append(k)
+        return unnormalized(interleaved(10.1, 40.0, 5, 10))
 
     result = decide(Measurement(lognormal(12.5, 0.03, 60, 11)), BASE, 0.10, confirm)
-    assert calls == [1] and result.outcome == PASS and result.confirmation is not None
+    assert calls == [0] and result.outcome == PASS and result.confirmation is not None
+    assert result.confirm_rounds == 1
     assert "did not reproduce" in result.notes[0]
 
 
 def test_confirmation_is_skipped_when_nothing_is_suspected():
-    def confirm():
+    def confirm(k):
         raise AssertionError("must not be called")
 
     assert decide(Measurement(lognormal(10.0, 0.03, 60, 12)), BASE, 0.10, confirm).outcome == PASS
+
+
+def test_an_interval_reaching_past_the_tolerance_is_re_measured():
+    """+7 % on scattered samples: not a regression by itself, but a slowdown past 10 % is
+    not excluded either, so it is confirmed (where a real one hides in a fast phase)."""
+    calls = []
+
+    def confirm(k):
+        calls.append(k)
+        return unnormalized(interleaved(10.0, 40.0, 5, 20 + k))
+
+    now = Measurement(lognormal(10.3, 0.12, 40, 13))
+    first_only = decide(now, BASE, 0.10)
+    assert first_only.outcome == PASS and first_only.first.high > 1.10
+    result = decide(now, BASE, 0.10, confirm)
+    assert calls and result.confirmation is not None and result.outcome == PASS
+
+
+def test_a_confirmation_flags_no_improvement_the_first_measurement_did_not_see():
+    """Re-measured because a slowdown was not excluded, the case turns out 30 % faster: that
+    answers the question asked (no regression); a stale baseline is flagged only by a first
+    measurement that sees it (the confirmation was not asked about that)."""
+    now = Measurement(lognormal(10.3, 0.12, 40, 13))
+    result = decide(now, BASE, 0.10, lambda k: unnormalized(interleaved(7.0, 40.0, 5, 60)))
+    assert result.confirmation is not None and result.confirmation.ratio < 0.8
+    assert result.outcome == PASS
+
+
+def test_machine_drift_between_blocks_cancels_in_block_ratios():
+    """Every block pair at its own machine speed (+/-20 %): the block estimate sees the true
+    +20 % with a tight interval; pooling the same samples mixes the speeds into the spread."""
+    then = interleaved(10.0, 40.0, 10, 30, drift=0.2)
+    now = interleaved(12.0, 40.0, 10, 31, drift=0.2)
+    blocks = estimate_blocks(now, then, "q25")
+    assert abs(blocks.ratio - 1.2) < 0.03 and blocks.low > 1.1 and blocks.method == "blocks"
+    pooled = estimate(now.pooled(), then.pooled(), "q25")
+    assert pooled.high - pooled.low > 2 * (blocks.high - blocks.low)
+
+
+def test_a_block_disturbed_on_one_side_only_is_outvoted():
+    now = interleaved(10.0, 40.0, 5, 32)
+    disturbed = Blocks([now.case[0], [x * 3 for x in now.case[1]], *now.case[2:]],
+                       now.reference)
+    assert abs(estimate_blocks(disturbed, interleaved(10.0, 40.0, 10, 33), "q25").ratio
+               - 1) < 0.03
+
+
+def test_confirmation_compares_with_the_baselines_interleaved_record():
+    """The machine ran 30 % slower while the baseline's samples were recorded than during its
+    interleaved record and now: against the samples the case looks faster, against the
+    record (what a confirmation uses) it is its true +20 %."""
+    base = Measurement(lognormal(13.0, 0.03, 60, 34), lognormal(52.0, 0.03, 60, 35))
+    record = interleaved(10.0, 40.0, 10, 36)
+    now = Measurement(lognormal(12.0, 0.03, 60, 37), lognormal(40.0, 0.03, 60, 38))
+    result = decide(now, base, 0.10, lambda k: interleaved(12.0, 40.0, 5, 39 + k), "q25",
+                    paired=record)
+    assert result.first.ratio > 1.15  # the first measurement too is against the record
+    assert result.outcome == REGRESSED and result.confirmation is not None
+    assert result.confirmation.method == "blocks" and abs(result.confirmation.ratio - 1.2) < 0.05
+
+
+def test_a_confirmation_straddling_the_tolerance_is_extended():
+    """A true +10 %: right on the line, so every round is taken; a true +40 %: one."""
+    record = interleaved(10.0, 40.0, 10, 40)
+    now = Measurement(lognormal(11.0, 0.03, 60, 41), lognormal(40.0, 0.03, 60, 42))
+    near = decide(now, BASE, 0.10, lambda k: interleaved(11.0, 40.0, 5, 43 + k, cv=0.08),
+                  "q25", paired=record)
+    assert near.confirm_rounds == CONFIRM_ROUNDS
+    far_now = Measurement(lognormal(14.0, 0.03, 60, 44), lognormal(40.0, 0.03, 60, 45))
+    far = decide(far_now, BASE, 0.10, lambda k: interleaved(14.0, 40.0, 5, 46 + k), "q25",
+                 paired=record)
+    assert far.confirm_rounds == 1 and far.outcome == REGRESSED
+
+
+def test_a_short_or_unpaired_record_is_not_used():
+    """Fewer than three block pairs, or blocks without their reference: the baseline's
+    samples are compared instead (the block estimate needs pairs)."""
+    record = interleaved(10.0, 40.0, 2, 47)
+    now = Measurement(lognormal(10.0, 0.03, 60, 48), lognormal(40.0, 0.03, 60, 49))
+    base = Measurement(lognormal(10.0, 0.03, 60, 50), lognormal(40.0, 0.03, 60, 51))
+    assert not record.usable and not unnormalized(interleaved(10.0, 40.0, 5, 52)).usable
+    result = decide(now, base, 0.10, lambda k: interleaved(10.0, 40.0, 5, 53), "q25",
+                    paired=record)
+    assert result.outcome == PASS and result.first.method == "bootstrap"
 
 
 def test_reference_normalization_cancels_machine_drift():
@@ -111,7 +215,8 @@ def test_reference_normalization_cancels_machine_drift():
     normalized = estimate(now, then)
     assert plain.ratio > 1.25 and not plain.normalized
     assert abs(normalized.ratio - 1) < 0.03 and normalized.normalized
-    assert decide(Measurement(now.samples), then, 0.10, lambda: now).outcome == PASS
+    confirmed = decide(now, then, 0.10, lambda k: interleaved(13.0, 52.0, 5, 54 + k))
+    assert confirmed.outcome == PASS
 
 
 def test_mean_statistic_for_throughput():
@@ -125,8 +230,9 @@ def test_robust_cv():
 
 
 def test_a_reference_that_moved_alone_does_not_make_a_regression():
-    # The shipped suite's case: PyTorch (the reference) got 37 % faster since its baseline,
-    # the INT8 case itself 5 % faster. Normalized, the case looks +50 % slower: not counted.
+    # The shipped suite's case: PyTorch (the reference) got 37 % faster since its baseline
+    # entry, the INT8 case itself 5 % faster. Normalized, the case looks +50 % slower: not
+    # counted in the first measurement.
     base = Measurement(lognormal(7.9, 0.02, 40, 1), lognormal(37.6, 0.02, 40, 2))
     now = Measurement(lognormal(7.5, 0.02, 40, 3), lognormal(23.7, 0.02, 40, 4))
     decision = decide(now, base, 0.10, statistic="q25")
@@ -136,6 +242,10 @@ def test_a_reference_that_moved_alone_does_not_make_a_regression():
     # A real regression shows in both views and still fails.
     slower = Measurement(lognormal(11.0, 0.02, 40, 5), lognormal(37.6, 0.02, 40, 6))
     assert decide(slower, base, 0.10, statistic="q25").outcome == REGRESSED
-    # ... also when the confirmation is the one where the views disagree.
-    decision = decide(slower, base, 0.10, confirm=lambda: now, statistic="q25")
-    assert decision.outcome == PASS and decision.confirmation is not None
+    # With the case's interleaved record (PyTorch timed alongside it when the baseline was
+    # written), a stale reference entry plays no part: the unchanged case passes at once.
+    record = interleaved(7.9, 23.7, 10, 7)
+    with_record = decide(now, base, 0.10, lambda k: interleaved(7.5, 23.7, 5, 8 + k), "q25",
+                         paired=record)
+    assert with_record.outcome == PASS and abs(with_record.first.ratio - 0.95) < 0.03
+    assert with_record.confirmation is None

@@ -55,29 +55,51 @@ SAMPLED_BASE = {"metrics": {"p50_ms": 10.0, "throughput": 100.0}, "samples_ms": 
 
 
 def test_sampled_regression_is_confirmed_once_for_both_timing_metrics():
-    from pytest_xfperf.baselines.decision import Measurement
+    from pytest_xfperf.baselines.decision import Blocks
 
     calls = []
 
-    def confirm():
-        calls.append(1)
-        return Measurement(_samples(13.0, seed=2))
+    def confirm(k):
+        calls.append(k)
+        return Blocks([_samples(13.0, seed=2 + i, n=12) for i in range(5)], [])
 
     now = _samples(13.0, seed=1)
     out = compare({"p50_ms": 13.0, "throughput": 77.0}, SAMPLED_BASE, Tolerances(),
                   samples_ms=now, confirm=confirm)
-    assert calls == [1] and len(out.regressions) == 2
+    assert calls == [0] and len(out.regressions) == 2
     assert out.regressions[0].startswith("p50_ms baseline 10.000 ms, now 13.")
     assert "confirmation +" in out.regressions[0]
     assert out.decisions["p50_ms"].confirmation is not None
 
 
 def test_unconfirmed_regression_passes_with_a_note():
-    from pytest_xfperf.baselines.decision import Measurement
+    from pytest_xfperf.baselines.decision import Blocks
 
     out = compare({"p50_ms": 13.0}, SAMPLED_BASE, Tolerances(), samples_ms=_samples(13.0, seed=3),
-                  confirm=lambda: Measurement(_samples(10.1, seed=4)))
+                  confirm=lambda k: Blocks([_samples(10.1, seed=4)], []))
     assert out.passed and "did not reproduce" in out.notes[0]
+
+
+def test_the_interleaved_record_of_a_baseline_is_what_a_confirmation_meets():
+    from pytest_xfperf.baselines.decision import Blocks
+
+    record = {"case_ms": [_samples(10.0, seed=10 + i, n=12) for i in range(10)],
+              "reference_ms": [_samples(40.0, seed=30 + i, n=12) for i in range(10)]}
+    base = {**SAMPLED_BASE, "paired": record}
+    rounds = []
+
+    def confirm(k):
+        rounds.append(k)
+        return Blocks([_samples(13.0, seed=50 + i, n=12) for i in range(5)],
+                      [_samples(40.0, seed=60 + i, n=12) for i in range(5)])
+
+    out = compare({"p50_ms": 13.0}, base, Tolerances(), samples_ms=_samples(13.0, seed=5),
+                  confirm=confirm, reference_baseline=_samples(40.0, seed=6),
+                  reference_current=_samples(40.0, seed=7))
+    decision = out.decisions["p50_ms"]
+    assert rounds == [0] and decision.outcome == "regressed"
+    assert decision.confirmation is not None and decision.confirmation.method == "blocks"
+    assert "interleaved blocks" in out.regressions[0]
 
 
 def test_baseline_without_samples_uses_the_threshold_and_says_so():

@@ -60,3 +60,26 @@ def test_invalid_entry_is_not_written(tmp_path: Path):
     with pytest.raises(ValueError, match="finite"):
         store.merge_and_write(path, {"a": {"metrics": {"p50_ms": float("nan")}}}, MACHINE)
     assert not path.exists()
+
+
+def test_an_interleaved_record_is_kept_bounded_and_in_its_blocks(tmp_path: Path):
+    """10 blocks of 100 calls each side: every block is kept (evenly thinned) so that the
+    file holds no more samples per side than ``samples_ms`` may, and it loads back."""
+    from pytest_xfperf.backends.catalog import REFERENCE_BACKEND
+    from pytest_xfperf.matrix import Case, Shape
+    from pytest_xfperf.result import Result
+
+    result = Result(case=Case("m", "ort-cpu", "fp32", Shape(1, 8)),
+                    samples_ms=[1.0] * 300,
+                    paired={"case_ms": [[1.0 + i] * 100 for i in range(10)],
+                            "reference_ms": [[4.0 + i] * 100 for i in range(10)]})
+    kept = result.baseline_entry()
+    assert len(kept["samples_ms"]) == store.MAX_SAMPLES
+    for side in ("case_ms", "reference_ms"):
+        blocks = kept["paired"][side]
+        assert len(blocks) == 10 and sum(map(len, blocks)) <= store.MAX_SAMPLES
+    assert kept["paired"]["case_ms"][3][0] == 4.0  # block order and values kept
+    path = tmp_path / "cpu-test-2c.json"
+    store.merge_and_write(path, {f"m/{REFERENCE_BACKEND}/x": {**entry(), "paired": kept["paired"]}},
+                          MACHINE)
+    assert store.load(path)["cases"][f"m/{REFERENCE_BACKEND}/x"]["paired"] == kept["paired"]
