@@ -421,7 +421,6 @@ class CaseHarness:
     def _interleaved(self, blocks: int, with_reference: bool = True) -> Blocks:
         """``blocks`` blocks of the case alternating with blocks of the reference backend
         (none for the reference case itself, or where the reference cannot run)."""
-
         assert self.runner is not None
         settings = self.session.settings
         reference: Runner | None = None

@@ -1,5 +1,7 @@
 """The noise-aware gate end to end: confirmation, stale baselines, per-metric tolerances."""
 
+import json
+
 import pytest
 
 from .conftest import baseline_file, read_json
@@ -109,3 +111,27 @@ def test_a_baseline_keeps_an_interleaved_record_that_confirmations_meet(
     assert p50["confirmation"]["method"] == "blocks" and p50["confirmation"]["normalized"]
     assert 1 <= p50["confirm_rounds"] <= 3
     assert read_json(baseline_file(project))["cases"] == cases  # gating never writes
+
+
+def test_a_torch_upgrade_since_the_baseline_drops_normalization(project: pytest.Pytester):
+    """The reference backend is PyTorch: once its version differs from the baseline's, it no
+    longer measures only the machine, so the ONNX case is compared on its own times."""
+    matrix = ["--xfperf-models", "stack", "--xfperf-backends", "torch-cpu,ort-cpu",
+              "--xfperf-min-time", "0", "--xfperf-min-rounds", "20", "-p", "no:cacheprovider",
+              "--xfperf-tolerance", "150%", "--xfperf-report", "r.json"]
+    project.runpytest_subprocess("--xfperf", *matrix, "--xfperf-update-baselines"
+                                 ).assert_outcomes(passed=2)
+    path = baseline_file(project)
+    document = read_json(path)
+    for entry in document["cases"].values():
+        entry["versions"]["torch"] = "2.0.0"  # as if recorded before an upgrade
+    path.write_text(json.dumps(document))
+    result = project.runpytest_subprocess("--xfperf", *matrix)
+    # Verdicts are not the point: unnormalized, a 0.25 ms toy timed for 20 calls may swing
+    # past any tolerance on a loaded host.
+    assert result.ret in (0, 1)
+    result.stdout.fnmatch_lines(["*torch 2.0.0 -> * changed the reference backend since the "
+                                 "baseline: timings are compared without normalization by it*"])
+    ort = next(c for c in read_json(project.path / "r.json")["cases"]
+               if c["backend"] == "ort-cpu")
+    assert ort["baseline"]["timing_decisions"]["p50_ms"]["first"]["normalized"] is False
