@@ -7,30 +7,34 @@
 The slowdowns are real: the same BERT-shaped encoder (hidden 128, seq 64, ORT CPU FP32 through
 the plugin's own pipeline and runner) with more layers. 20 layers is the base; 21, 22, 23,
 24, 26 and 30 layers are +5 % .. +50 % of the layer work. The true factor of each variant
-(fixed per-call costs make it a little less than the layer ratio) is measured up front,
-interleaved over many blocks, and reported next to its nominal value.
+(fixed per-call costs make it a little less than the layer ratio) is measured up front, as
+the median of per-pass ratios over many interleaved passes, and reported next to its
+nominal value.
 
-``measure`` records, for every trial and level, everything a gate could look at, and stores
-it raw:
-1. a baseline, recorded afresh every 10 trials with the plugin's default policy (2 s of
-   samples, capped at 256 as a baseline file keeps them): the base model (A), then the
-   reference (R: another session of the base model, standing in for the reference backend).
-   Minutes pass between a baseline and the runs gated against it, as in CI;
+``measure`` runs the plugin's rule (``decision.decide``) live, as the harness does, and
+stores everything it measured:
+1. a baseline, recorded afresh every 10 trials as ``--xfperf-update-baselines`` records one
+   (2 s of samples, capped at 256 as a baseline file keeps them): the reference (R: PyTorch
+   FP32 eager of the base model, the plugin's reference backend; ``--reference ort`` takes
+   another ORT session of it instead), the base model (A),
+   then the interleaved record of A and R (``paired``, 10 blocks). Minutes pass between a
+   baseline and the runs gated against it, as in CI;
 2. the current run: the reference R (the plugin times the reference case of a model and shape
    before its other backends), then the variant (B), each with the run's policy;
-3. a confirmation: B again in blocks interleaved with R (what harness.CaseHarness._confirm
-   does), measured every time so that every rule can be judged on the same data;
+3. the confirmation rounds the rule asked for (B in 5 blocks interleaved with R per round, as
+   harness.CaseHarness._confirm measures them), with their time;
 4. ten calls of B (the fixed-rounds rule).
 Levels are interleaved trial by trial, so slow phases of the host hit every level alike.
 
-``analyze`` applies the rules to the stored data:
-* xfperf (median) and xfperf (q25): ``decision.decide`` with that statistic, normalized by
-  the reference on both sides as the plugin does; the confirmation is used (and its time
-  counted) only when the rule asks for it; xfperf (q25, unnormalized): the same without the
-  reference, to show what normalization contributes;
+``analyze`` replays the rules on the stored data (the plugin's rule replays exactly: its
+bootstrap is seeded and its confirmations are the recorded rounds):
+* xfperf: the plugin's rule; xfperf (first measurement only): the same without confirmation,
+  to show what the confirmation contributes;
 * fixed rounds: the median of the 10 calls vs the baseline's first 10, past 10 % fails;
 * pytest-benchmark ``--benchmark-compare-fail=median:10%``: its own check class on the
   medians of the current run and the baseline.
+Seconds per gated case leave out a trial with a phase over a minute (the process was stopped
+while other work used the machine); the table says how many.
 """
 
 from __future__ import annotations
@@ -45,26 +49,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pytest_xfperf.baselines.decision import REGRESSED, UNSTABLE, Measurement, decide
+from pytest_xfperf.baselines.decision import (
+    IMPROVED,
+    REGRESSED,
+    UNSTABLE,
+    Blocks,
+    Measurement,
+    TimingDecision,
+    decide,
+)
+from pytest_xfperf.result import spread
 
 LEVELS = {0: 20, 5: 21, 10: 22, 15: 23, 20: 24, 30: 26, 50: 30}  # nominal % -> layers
 BASE_LAYERS = 20
 TOLERANCE = 0.10
+STATISTIC = "q25"  # what the plugin decides p50 and throughput on (gate.SAMPLED)
 FIXED_ROUNDS = 10
-CONFIRM_BLOCKS = 5
+CONFIRM_BLOCKS = 5  # harness.CONFIRM_BLOCKS
+PAIRED_BLOCKS = 10  # harness.PAIRED_BLOCKS
 BASELINE_EVERY = 10
-MAX_SAMPLES = 256  # what a baseline file keeps (evenly spread), see Result.baseline_entry
-# rule -> (statistic, normalized by the reference). The plugin's rule is xfperf_q25; the raw
-# variant shows what the reference normalization contributes on the same data.
-STATISTIC_RULES = {"xfperf_median": ("median", True), "xfperf_q25": ("q25", True),
-                   "xfperf_q25_unnormalized": ("q25", False)}
-
-
-def capped(samples: list[float]) -> list[float]:
-    if len(samples) <= MAX_SAMPLES:
-        return samples
-    step = len(samples) / MAX_SAMPLES
-    return [samples[int(i * step)] for i in range(MAX_SAMPLES)]
+MAX_SAMPLES = 256  # what a baseline file keeps (evenly spread), see result.baseline_entry
+FORMAT = 2  # raw data with live decisions (format 1, without "paired", is no longer read)
+STOPPED_SECONDS = 60.0
+RULES = ("xfperf", "xfperf_first_only", "fixed_rounds_10", "pytest_benchmark_median_10pct")
 
 
 def measure(args: argparse.Namespace) -> None:
@@ -72,7 +79,7 @@ def measure(args: argparse.Namespace) -> None:
     from pytest_xfperf.artifacts.pipeline import ArtifactPipeline
     from pytest_xfperf.backends.onnxruntime_cpu import OrtCpuRunner
     from pytest_xfperf.baselines.machine import machine_key
-    from pytest_xfperf.measure.timing import TimingPolicy, time_calls
+    from pytest_xfperf.measure.timing import TimingPolicy, block_policy, gc_paused, time_calls
     from pytest_xfperf.models.hf import random_weights_spec
 
     def timed(call: Callable[[], object], policy: TimingPolicy) -> list[float]:
@@ -80,41 +87,73 @@ def measure(args: argparse.Namespace) -> None:
 
     pipeline = ArtifactPipeline(ArtifactCache(args.cache_dir), seed=0)
 
-    def runner(layers: int) -> OrtCpuRunner:
+    def spec(layers: int) -> Any:
         config = {"hidden_size": 128, "num_hidden_layers": layers, "num_attention_heads": 2,
                   "intermediate_size": 512, "vocab_size": 2048}
-        spec = random_weights_spec(f"power-l{layers}", "bert", config, 0, "gate power")
-        return OrtCpuRunner(pipeline.build(spec, "fp32", spec.build).path)
+        return random_weights_spec(f"power-l{layers}", "bert", config, 0, "gate power")
+
+    def runner(layers: int) -> OrtCpuRunner:
+        return OrtCpuRunner(pipeline.build(spec(layers), "fp32", spec(layers).build).path)
 
     inputs = random_weights_spec("power-inputs", "bert", {"vocab_size": 2048}, 0,
                                  "").make_inputs(1, 64, 0)
     calls = {pct: runner(layers).prepare(inputs) for pct, layers in LEVELS.items()}
-    ref_call = runner(BASE_LAYERS).prepare(inputs)  # a separate session: the reference
-    policy = TimingPolicy(3, args.min_rounds, args.min_time, 10.0)
-    block = TimingPolicy(1, max(3, args.min_rounds // CONFIRM_BLOCKS),
-                         args.min_time / CONFIRM_BLOCKS, 5.0)
-    record = TimingPolicy(3, 10, 2.0, 30.0)
+    if args.reference == "torch":
+        # The plugin's reference backend: PyTorch FP32 eager of the base model.
+        from pytest_xfperf.backends.pytorch import TorchCpuRunner
 
-    calibration: dict[int, list[float]] = {pct: [] for pct in LEVELS}
-    for _ in range(15):
+        ref_call = TorchCpuRunner(spec(BASE_LAYERS).build().eval()).prepare(inputs)
+    else:  # another ORT session of the base model: a reference that drifts exactly alike
+        ref_call = runner(BASE_LAYERS).prepare(inputs)
+    policy = TimingPolicy(3, args.min_rounds, args.min_time, 10.0)
+    record = TimingPolicy(3, 10, 2.0, 30.0)
+    # The harness's block policy, for the run and for the recording run of a baseline.
+    block = block_policy(policy, CONFIRM_BLOCKS)
+    record_block = block_policy(record, CONFIRM_BLOCKS)
+
+    def interleaved(case_call: Callable[[], object], blocks: int,
+                    each: TimingPolicy) -> dict[str, list[list[float]]]:
+        case: list[list[float]] = []
+        ref: list[list[float]] = []
+        with gc_paused():  # as harness._interleaved: one collection for all blocks
+            for _ in range(blocks):
+                case.append(timed(case_call, each))
+                ref.append(timed(ref_call, each))
+        return {"case": case, "reference": ref}
+
+    # True factors: per pass, every level's median over the base's, interleaved; the median
+    # of the per-pass ratios is robust to a pass that a slow phase of the host cut through.
+    per_pass: dict[int, list[float]] = {pct: [] for pct in LEVELS}
+    base_medians: list[float] = []
+    for _ in range(args.calibration_passes):
+        medians = {pct: statistics.median(timed(calls[pct], TimingPolicy(2, 30, 0, 10)))
+                   for pct in LEVELS}
+        base_medians.append(medians[0])
         for pct in LEVELS:
-            calibration[pct] += timed(calls[pct], TimingPolicy(2, 30, 0, 10))
-    base_p50 = statistics.median(calibration[0])
+            per_pass[pct].append(medians[pct] / medians[0])
     raw: dict[str, Any] = {
-        "machine": machine_key(), "tolerance": TOLERANCE,
+        "format": FORMAT, "machine": machine_key(), "tolerance": TOLERANCE,
+        "reference": args.reference,
+        "statistic": STATISTIC,
         "policy": {"min_rounds": args.min_rounds, "min_time_s": args.min_time,
-                   "confirm_blocks": CONFIRM_BLOCKS, "baseline_every_trials": BASELINE_EVERY,
+                   "confirm_blocks": CONFIRM_BLOCKS, "paired_blocks": PAIRED_BLOCKS,
+                   "baseline_every_trials": BASELINE_EVERY,
                    "baseline_min_time_s": record.min_time},
-        "base_p50_ms": base_p50,
-        "true_factor": {pct: statistics.median(v) / base_p50 for pct, v in calibration.items()},
+        "base_p50_ms": statistics.median(base_medians),
+        "true_factor": {pct: statistics.median(v) for pct, v in per_pass.items()},
         "baselines": [], "trials": []}
     rng = random.Random(0)
     order = list(LEVELS)
     started = time.perf_counter()
     for trial in range(args.trials):
         if trial % BASELINE_EVERY == 0:
-            raw["baselines"].append({"samples": capped(timed(calls[0], record)),
-                                     "reference": capped(timed(ref_call, record))})
+            reference = spread(timed(ref_call, record))
+            samples = spread(timed(calls[0], record))
+            paired = interleaved(calls[0], PAIRED_BLOCKS, record_block)
+            keep = MAX_SAMPLES // PAIRED_BLOCKS  # per block, as result.baseline_entry keeps
+            raw["baselines"].append({"samples": samples, "reference": reference, "paired": {
+                side: [spread(b, keep) for b in blocks] for side, blocks in paired.items()}})
+        base = raw["baselines"][-1]
         rng.shuffle(order)
         for pct in order:
             # The reference case of the same run (the plugin times it before the other
@@ -123,19 +162,24 @@ def measure(args: argparse.Namespace) -> None:
             t0 = time.perf_counter()
             current = timed(calls[pct], policy)
             t1 = time.perf_counter()
-            case: list[float] = []
-            ref: list[float] = []
-            for _ in range(CONFIRM_BLOCKS):
-                case += timed(calls[pct], block)
-                ref += timed(ref_call, block)
-            t2 = time.perf_counter()
             fixed = timed(calls[pct], TimingPolicy(3, FIXED_ROUNDS, 0, 10))
-            t3 = time.perf_counter()
-            raw["trials"].append({
-                "trial": trial, "pct": pct, "baseline": len(raw["baselines"]) - 1,
-                "current": current, "current_ref": current_ref, "confirm_case": case,
-                "confirm_ref": ref, "fixed": fixed,
-                "seconds": {"current": t1 - t0, "confirm": t2 - t1, "fixed": t3 - t2}})
+            t2 = time.perf_counter()
+            rounds: list[dict[str, Any]] = []
+
+            def confirm(k: int, pct: int = pct, rounds: list[dict[str, Any]] = rounds
+                        ) -> Blocks:
+                r0 = time.perf_counter()
+                measured = interleaved(calls[pct], CONFIRM_BLOCKS, block)
+                rounds.append({**measured, "seconds": time.perf_counter() - r0})
+                return Blocks(measured["case"], measured["reference"])
+
+            trial_data = {"trial": trial, "pct": pct, "baseline": len(raw["baselines"]) - 1,
+                          "current": current, "current_ref": current_ref, "fixed": fixed,
+                          "rounds": rounds,
+                          "seconds": {"current": t1 - t0, "fixed": t2 - t1}}
+            live = gate(trial_data, base, confirm)
+            trial_data["outcome"] = live.outcome
+            raw["trials"].append(trial_data)
         if (trial + 1) % 10 == 0:
             print(f"{trial + 1} trials, {time.perf_counter() - started:.0f} s", file=sys.stderr,
                   flush=True)
@@ -143,53 +187,86 @@ def measure(args: argparse.Namespace) -> None:
     args.raw.write_text(json.dumps(raw))
 
 
+def gate(trial: dict[str, Any], base: dict[str, Any],
+         confirm: Callable[[int], Blocks] | None) -> TimingDecision:
+    """The plugin's decision for one trial, as gate._sampled makes it."""
+    return decide(Measurement(trial["current"], trial["current_ref"]),
+                  Measurement(base["samples"], base["reference"]), TOLERANCE, confirm,
+                  STATISTIC, Blocks(base["paired"]["case"], base["paired"]["reference"]))
+
+
 def analyze(raw: dict[str, Any]) -> dict[str, Any]:
     from pytest_benchmark.utils import parse_compare_fail
 
-    benchmark_check = parse_compare_fail("median:10%")
-    rules = (*STATISTIC_RULES, "fixed_rounds_10", "pytest_benchmark_median_10pct")
+    if raw.get("format") != FORMAT:
+        raise SystemExit(f"raw data of format {raw.get('format', 1)}: this script reads "
+                         f"format {FORMAT} (measure again)")
+    benchmark_check = parse_compare_fail("median:10%")  # type: ignore[no-untyped-call]
     levels = sorted({t["pct"] for t in raw["trials"]})
-    fails = {pct: dict.fromkeys(rules, 0) for pct in levels}
-    unstable = {pct: dict.fromkeys(STATISTIC_RULES, 0) for pct in levels}
-    confirmed = {pct: dict.fromkeys(STATISTIC_RULES, 0) for pct in levels}
-    seconds = {pct: dict.fromkeys(rules, 0.0) for pct in levels}
+    fails = {pct: dict.fromkeys(RULES, 0) for pct in levels}
+    unstable = dict.fromkeys(levels, 0)
+    improved = dict.fromkeys(levels, 0)
+    confirmed = dict.fromkeys(levels, 0)
+    rounds_used = dict.fromkeys(levels, 0)
+    seconds = {pct: dict.fromkeys(RULES, 0.0) for pct in levels}
     counts = dict.fromkeys(levels, 0)
+    timed = dict.fromkeys(levels, 0)  # trials in the time figures
     for t in raw["trials"]:
         pct, base = t["pct"], raw["baselines"][t["baseline"]]
         counts[pct] += 1
-        for rule, (statistic, normalized) in STATISTIC_RULES.items():
-            asked: list[bool] = []
-            baseline = Measurement(base["samples"], base["reference"] if normalized else None)
+        recorded = t["rounds"]
 
-            def confirm(t: dict[str, Any] = t, asked: list[bool] = asked,
-                        normalized: bool = normalized) -> Measurement:
-                asked.append(True)
-                return Measurement(t["confirm_case"], t["confirm_ref"] if normalized else None)
+        def replay(k: int, recorded: list[dict[str, Any]] = recorded) -> Blocks:
+            if k >= len(recorded):
+                raise RuntimeError("the rule asked for a round the live run did not measure: "
+                                   "the decision code changed since this data was recorded")
+            return Blocks(recorded[k]["case"], recorded[k]["reference"])
 
-            now = Measurement(t["current"], t["current_ref"] if normalized else None)
-            result = decide(now, baseline, TOLERANCE, confirm, statistic)
-            fails[pct][rule] += result.outcome == REGRESSED
-            unstable[pct][rule] += result.outcome == UNSTABLE
-            confirmed[pct][rule] += bool(asked)
-            seconds[pct][rule] += t["seconds"]["current"] + (
-                t["seconds"]["confirm"] if asked else 0.0)
+        result = gate(t, base, replay)
+        # Fails must replay exactly (the bootstrap is seeded, the rounds are the recorded
+        # ones); other verdicts may differ where the rule's wording of them changed since.
+        if (result.outcome == REGRESSED) != (t["outcome"] == REGRESSED):
+            raise RuntimeError(f"replay gave {result.outcome}, the live run {t['outcome']}")
+        # A phase longer than a minute means the process was stopped (SIGSTOP) while other
+        # work ran: its verdicts count, its seconds would not say what the rule costs.
+        phases = [t["seconds"]["current"], t["seconds"]["fixed"],
+                  *(r["seconds"] for r in recorded)]
+        clocked = max(phases) < STOPPED_SECONDS
+        timed[pct] += clocked
+        fails[pct]["xfperf"] += result.outcome == REGRESSED
+        unstable[pct] += result.outcome == UNSTABLE
+        improved[pct] += result.outcome == IMPROVED
+        confirmed[pct] += bool(recorded)
+        rounds_used[pct] += len(recorded)
+        first = gate(t, base, None)
+        fails[pct]["xfperf_first_only"] += first.outcome == REGRESSED
         fixed = statistics.median(t["fixed"]) / statistics.median(base["samples"][:FIXED_ROUNDS])
         fails[pct]["fixed_rounds_10"] += fixed > 1 + TOLERANCE
-        seconds[pct]["fixed_rounds_10"] += t["seconds"]["fixed"]
         fails[pct]["pytest_benchmark_median_10pct"] += bool(benchmark_check.fails(
             {"median": statistics.median(t["current"])},
             {"median": statistics.median(base["samples"])}))
-        seconds[pct]["pytest_benchmark_median_10pct"] += t["seconds"]["current"]
+        if clocked:
+            for rule, spent in (
+                    ("xfperf", t["seconds"]["current"] + sum(r["seconds"] for r in recorded)),
+                    ("xfperf_first_only", t["seconds"]["current"]),
+                    ("fixed_rounds_10", t["seconds"]["fixed"]),
+                    ("pytest_benchmark_median_10pct", t["seconds"]["current"])):
+                seconds[pct][rule] += spent
     table = []
     for pct in levels:
         n = counts[pct]
         table.append({
             "nominal_slowdown_pct": pct, "true_factor": round(raw["true_factor"][str(pct)], 4),
-            "trials": n, "fail_rate": {r: round(fails[pct][r] / n, 3) for r in rules},
-            "unstable_rate": {r: round(unstable[pct][r] / n, 3) for r in STATISTIC_RULES},
-            "confirmation_rate": {r: round(confirmed[pct][r] / n, 3) for r in STATISTIC_RULES},
-            "seconds_per_gated_case": {r: round(seconds[pct][r] / n, 3) for r in rules}})
+            "trials": n, "fail_rate": {r: round(fails[pct][r] / n, 3) for r in RULES},
+            "xfperf_unstable_rate": round(unstable[pct] / n, 3),
+            "xfperf_improved_rate": round(improved[pct] / n, 3),
+            "xfperf_confirmation_rate": round(confirmed[pct] / n, 3),
+            "xfperf_rounds_per_case": round(rounds_used[pct] / n, 3),
+            "seconds_per_gated_case": {r: round(seconds[pct][r] / max(1, timed[pct]), 3)
+                                       for r in RULES},
+            "trials_left_out_of_times": n - timed[pct]})
     return {"machine": raw["machine"], "tolerance": raw["tolerance"], "policy": raw["policy"],
+            "reference": raw["reference"],
             "base_p50_ms": round(raw["base_p50_ms"], 3), "levels": table,
             "measure_seconds": raw.get("total_seconds")}
 
@@ -201,6 +278,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--min-time", type=float, default=0.4)
     parser.add_argument("--min-rounds", type=int, default=30)
+    parser.add_argument("--calibration-passes", type=int, default=40)
+    parser.add_argument("--reference", choices=("torch", "ort"), default="torch")
     parser.add_argument("--cache-dir", type=Path, default=Path(".xfperf-cache"))
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()

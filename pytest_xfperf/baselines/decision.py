@@ -22,11 +22,12 @@ Why this rule (the power figures are in docs/measurements.md, from benchmarks/ga
   still straddles the tolerance is extended by further rounds (up to ``CONFIRM_ROUNDS``),
   pooled, so the extra time goes to the cases near the line. Only the confirmation's
   verdict fails a test.
-* Both views agree (first measurement): normalizing the first measurement assumes the
+* Both views agree: normalizing the first measurement assumes the
   reference moved with the machine since its own baseline entry was recorded. When the
   reference itself changed speed (a stale reference entry), normalization turns that change
   into a false one of the case, so a normalized regression (or improvement) there counts
-  only when the case's own, unnormalized ratio shows it too. The confirmation needs no such
+  only when the case's own, unnormalized ratio shows it too (and so in the confirmation of a
+  baseline without an interleaved record). A confirmation against the record needs no such
   check: both of its ratios case/reference are taken under one machine state each, against
   the case's own interleaved record, and the machine drifts 10-30 % between a baseline and a
   later run on a shared host, so the case's own view would veto real slowdowns measured in
@@ -344,7 +345,16 @@ def decide(
     decision.confirmation = second
     decision.confirm_rounds = len(rounds)
     decision.own = None
-    confirmed = classify(second, tolerance)
+    if second.method == "blocks":
+        confirmed = classify(second, tolerance)
+    else:
+        # No interleaved record (a baseline of an earlier version): the confirmation is
+        # normalized by the reference's own entry, so a stale entry can fake a regression
+        # here as in the first measurement; the case's own ratio must agree.
+        pooled = again.pooled()
+        confirmed, notes, decision.own = _agreed(second, pooled, against(pooled), tolerance,
+                                                 statistic, seed=1)
+        decision.notes += [n for n in notes if n not in decision.notes]
     # The confirmation is the finer measurement (interleaved, against the interleaved
     # record, extended near the line): its verdict stands, except that it was asked about a
     # slowdown: it flags a stale baseline only where the first measurement did too.

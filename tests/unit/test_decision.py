@@ -242,6 +242,11 @@ def test_a_reference_that_moved_alone_does_not_make_a_regression():
     # A real regression shows in both views and still fails.
     slower = Measurement(lognormal(11.0, 0.02, 40, 5), lognormal(37.6, 0.02, 40, 6))
     assert decide(slower, base, 0.10, statistic="q25").outcome == REGRESSED
+    # Without an interleaved record (an older baseline), a confirmation is normalized by the
+    # same stale entry: the case's own ratio must agree there too.
+    decision = decide(now, base, 0.10, lambda k: interleaved(7.5, 23.7, 5, 9 + k), "q25")
+    assert decision.confirmation is not None and decision.confirmation.ratio > 1.4
+    assert decision.outcome == PASS and "reference itself moved" in decision.notes[-1]
     # With the case's interleaved record (PyTorch timed alongside it when the baseline was
     # written), a stale reference entry plays no part: the unchanged case passes at once.
     record = interleaved(7.9, 23.7, 10, 7)
