@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +91,6 @@ class CaseHarness:
         self._memory = PeakMemory()
         self._gpu_memory: Any = None  # measure.gpu.GpuMemory for CUDA backends
         self._call: Callable[[], object] | None = None
-        self._normalize = not case.is_reference  # by the reference backend (see _judge)
 
     def setup(self) -> None:
         case = self.case
@@ -374,7 +374,7 @@ class CaseHarness:
         # the machine: compare the case's own times then, and say so.
         moved = [c for c in result.baseline_versions_changed
                  if c.split(" ", 1)[0] == REFERENCE_LIBRARY]
-        self._normalize = not self.case.is_reference and not moved
+        normalize = not self.case.is_reference and not moved  # by the reference backend
         if moved and not self.case.is_reference:
             note = (f"xfperf: {moved[0]} changed the reference backend since the baseline: "
                     "timings are compared without normalization by it")
@@ -384,10 +384,11 @@ class CaseHarness:
             result.metrics(), baseline, self.tolerances,
             timing=result.stats is not None or bool(result.serving_metrics),
             samples_ms=result.samples_ms,
-            confirm=self._confirm if settings.confirm and result.samples_ms else None,
-            reference_baseline=None if not self._normalize or reference_entry is None
+            confirm=functools.partial(self._confirm, normalize=normalize)
+            if settings.confirm and result.samples_ms else None,
+            reference_baseline=None if not normalize or reference_entry is None
             else reference_entry.get("samples_ms"),
-            reference_current=reference_now if self._normalize else None,
+            reference_current=reference_now if normalize else None,
         )
         for note in result.gate.notes:
             if "xfperf: " + note not in self.session.notes:
@@ -411,12 +412,12 @@ class CaseHarness:
         return Case(case.model, REFERENCE_BACKEND, REFERENCE_PRECISION, case.shape,
                     case.model_ref)
 
-    def _confirm(self, round_index: int) -> Blocks:
-        """Round ``round_index`` of the re-measure of a suspected regression: the case in
-        blocks interleaved with the reference backend (PyTorch FP32 eager of the same model),
-        so both see the same machine state; without the reference where normalization was
-        dropped."""
-        return self._interleaved(CONFIRM_BLOCKS, with_reference=self._normalize)
+    def _confirm(self, round_index: int, normalize: bool) -> Blocks:
+        """Round ``round_index`` of the re-measure of a first measurement that was not a clear
+        pass: the case in blocks interleaved with the reference backend (PyTorch FP32 eager of
+        the same model), so both see the same machine state; without the reference where
+        normalization was dropped."""
+        return self._interleaved(CONFIRM_BLOCKS, with_reference=normalize)
 
     def _interleaved(self, blocks: int, with_reference: bool = True) -> Blocks:
         """``blocks`` blocks of the case alternating with blocks of the reference backend

@@ -84,7 +84,7 @@ def _sampled(
     confirm: Callable[[int], decision.Blocks] | None,
 ) -> None:
     then = list(baseline.get("samples_ms") or [])
-    paired = paired_record(baseline)
+    paired = None
     if len(then) < decision.MIN_SAMPLES:
         # An older baseline: its stored figure against this run's (throughput inverted, so
         # that the ratio reads as a latency ratio like the sampled rule's).
@@ -92,7 +92,8 @@ def _sampled(
         then = [value if metric == "p50_ms" else 1.0 / value]
         samples = [figure if metric == "p50_ms" else 1.0 / figure]
         confirm = None  # nothing to re-measure against: the old file holds one figure
-        paired = None
+    else:
+        paired = paired_record(baseline)
     base = decision.Measurement(then, reference_baseline)
     now = decision.Measurement(samples, reference_current)
     result = decision.decide(now, base, tolerance, confirm, SAMPLED[metric], paired)
@@ -135,9 +136,9 @@ def compare(
     (a run with timing disabled measured only accuracy).
 
     With ``samples_ms`` (this run's latency samples), p50 and throughput are decided by the
-    sample rule; ``confirm(k)`` measures round ``k`` of a re-measure of a suspected
-    regression (each round measured once, shared by both; the baseline's ``paired`` record is
-    what a re-measure is compared with);
+    sample rule; ``confirm(k)`` measures round ``k`` of a re-measure of a first
+    measurement that was not a clear pass (each round measured once, shared by both; the
+    baseline's ``paired`` record is what a re-measure is compared with);
     ``reference_baseline`` and ``reference_current`` hold the reference backend's samples of
     the baseline and of this run (same model and shape): with both, every ratio is taken of
     speeds normalized by the reference, so drift of the whole machine cancels.
