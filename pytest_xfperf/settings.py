@@ -176,8 +176,9 @@ OPTIONS: tuple[Option, ...] = (
            lambda v: parse_positive_float(v, "max_time")),
     Option("update_baselines", "record this run's results as the new baselines", parse_bool,
            flag=True),
-    Option("confirm", "re-measure a suspected timing regression, interleaved with the "
-           "reference backend, before failing (default true)", parse_bool),
+    Option("confirm", "re-measure a timing result that is not a clear pass, interleaved "
+           "with the reference backend, before failing or flagging it (default true)",
+           parse_bool),
     Option("fail_on_unstable", "fail cases whose own noise exceeds their tolerance "
            "(default: report them as unstable)", parse_bool, flag=True),
     Option("force_record", "with --xfperf-update-baselines, record cases that failed their "
