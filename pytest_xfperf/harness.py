@@ -18,8 +18,9 @@ from pytest_xfperf.accuracy import (
 from pytest_xfperf.artifacts.pipeline import BuiltArtifact
 from pytest_xfperf.backends.base import BackendUnavailable, Runner
 from pytest_xfperf.backends.catalog import BACKENDS, REFERENCE_BACKEND, REFERENCE_PRECISION
-from pytest_xfperf.baselines.decision import Blocks
+from pytest_xfperf.baselines.decision import Blocks, record_spread
 from pytest_xfperf.baselines.fingerprint import drift, graph_notes
+from pytest_xfperf.baselines.gate import SAMPLED
 from pytest_xfperf.baselines.gate import compare as gate_compare
 from pytest_xfperf.matrix import Case
 from pytest_xfperf.measure import machine_state
@@ -352,6 +353,7 @@ class CaseHarness:
             if paired.usable:
                 result.paired = {"case_ms": [list(b) for b in paired.case],
                                  "reference_ms": [list(b) for b in paired.reference]}
+                self._check_record(paired)
         if baseline is None or settings.update_baselines:
             return
         result.baseline_versions_changed = version_changes(
@@ -406,6 +408,17 @@ class CaseHarness:
             result.verdict = STALE if settings.fail_on_improvement else IMPROVED
         else:
             result.verdict = PASS
+
+    def _check_record(self, paired: Blocks) -> None:
+        """Warn when the record just taken cannot anchor a comparison at the p50 tolerance:
+        its balanced blocks disagree by more than that (the host was busy)."""
+        spread = record_spread(paired, SAMPLED["p50_ms"])
+        if spread > self.tolerances.p50:
+            self.session.notes.append(
+                f"xfperf: {self.case.id}: the interleaved record's balanced blocks disagree by "
+                f"{spread:.1%}, more than the p50 tolerance: the machine was busy while "
+                "it was recorded, and later confirmations compare with it; record the "
+                "baselines again on a quieter machine")
 
     def _reference_case(self) -> Case:
         case = self.case

@@ -95,8 +95,13 @@ def test_a_baseline_keeps_an_interleaved_record_that_confirmations_meet(
               "--xfperf-report", "r.json"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STACK_DEPTH", "2")
-        project.runpytest_subprocess("--xfperf", *matrix, "--xfperf-update-baselines"
-                                     ).assert_outcomes(passed=2)
+        # A p50 tolerance finer than any real record's spread: the record warning shows.
+        recorded = project.runpytest_subprocess("--xfperf", *matrix, "--xfperf-update-baselines",
+                                                "--xfperf-tolerances", "p50=0.0001")
+        recorded.assert_outcomes(passed=2)
+        recorded.stdout.fnmatch_lines(["*stack/ort-cpu/fp32/b8s64: the interleaved record's "
+                                       "balanced blocks disagree by *, more than the p50 "
+                                       "tolerance*"])
         cases = read_json(baseline_file(project))["cases"]
         record = cases["stack/ort-cpu/fp32/b8s64"]["paired"]
         assert len(record["case_ms"]) == len(record["reference_ms"]) == 10  # PAIRED_BLOCKS
