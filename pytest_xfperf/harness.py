@@ -163,10 +163,9 @@ class CaseHarness:
             for warning in machine_state.warnings(result.machine_state):
                 if "xfperf: " + warning not in self.session.notes:
                     self.session.notes.append("xfperf: " + warning)
-            policy = TimingPolicy(settings.warmup_rounds, settings.min_rounds,
-                                  settings.min_time, settings.max_time)
             with self.session.device_lock(case.backend):
-                samples = time_calls(self._timed_call(), runner.synchronize, policy)
+                samples = time_calls(self._timed_call(), runner.synchronize,
+                                     self._run_policy())
             result.stats = summarize(samples, case.shape.batch)
             result.samples_ms = [s * 1000 for s in samples]
             if self._on_gpu:
@@ -420,6 +419,13 @@ class CaseHarness:
                 "it was recorded, and later confirmations compare with it; record the "
                 "baselines again on a quieter machine")
 
+    def _run_policy(self) -> TimingPolicy:
+        """The run's timing policy (the settings'): the first measurement's, and what the
+        blocks of an interleaved measurement divide between them."""
+        settings = self.session.settings
+        return TimingPolicy(settings.warmup_rounds, settings.min_rounds, settings.min_time,
+                            settings.max_time)
+
     def _reference_case(self) -> Case:
         case = self.case
         return Case(case.model, REFERENCE_BACKEND, REFERENCE_PRECISION, case.shape,
@@ -436,7 +442,6 @@ class CaseHarness:
         """``blocks`` blocks of the case alternating with blocks of the reference backend
         (none for the reference case itself, or where the reference cannot run)."""
         assert self.runner is not None
-        settings = self.session.settings
         reference: Runner | None = None
         if with_reference and not self.case.is_reference:
             try:
@@ -445,9 +450,7 @@ class CaseHarness:
                     self._reference_case(), self.spec, None)
             except (BackendUnavailable, ModuleNotFoundError):
                 reference = None
-        policy = block_policy(TimingPolicy(settings.warmup_rounds, settings.min_rounds,
-                                           settings.min_time, settings.max_time),
-                              CONFIRM_BLOCKS)
+        policy = block_policy(self._run_policy(), CONFIRM_BLOCKS)
         case_call = self._timed_call()
         ref_call = reference.prepare(self.inputs) if reference else None
         case_blocks: list[list[float]] = []

@@ -398,8 +398,9 @@ def decide(
                                                  statistic, seed=1)
         decision.notes += [n for n in notes if n not in decision.notes]
     # The confirmation is the finer measurement (interleaved, against the interleaved
-    # record, extended near the line): its verdict stands, except that it was asked about a
-    # slowdown: it flags a stale baseline only where the first measurement did too.
+    # record, extended near the line): its verdict stands, except that it flags a stale
+    # baseline only where the first measurement did too (a pass re-measured for a slowdown
+    # it could not exclude is not turned into an improvement).
     was = decision.outcome
     if confirmed == IMPROVED and was != IMPROVED:
         confirmed = PASS
