@@ -17,7 +17,8 @@ stores everything it measured:
    (2 s of samples, capped at 256 as a baseline file keeps them): the reference (R: PyTorch
    FP32 eager of the base model, the plugin's reference backend; ``--reference ort`` takes
    another ORT session of it instead), the base model (A),
-   then the interleaved record of A and R (``paired``, 10 blocks). Minutes pass between a
+   then the interleaved record of A and R (``paired``, 10 blocks, recorded again up to 3
+   times while unsettled, ``decision.calmest_record``). Minutes pass between a
    baseline and the runs gated against it, as in CI;
 2. the current run: the reference R (the plugin times the reference case of a model and shape
    before its other backends), then the variant (B), each with the run's policy;
@@ -56,7 +57,9 @@ from pytest_xfperf.baselines.decision import (
     Blocks,
     Measurement,
     TimingDecision,
+    calmest_record,
     decide,
+    record_spread,
 )
 from pytest_xfperf.result import spread
 
@@ -69,7 +72,9 @@ CONFIRM_BLOCKS = 5  # harness.CONFIRM_BLOCKS
 PAIRED_BLOCKS = 10  # harness.PAIRED_BLOCKS
 BASELINE_EVERY = 10
 MAX_SAMPLES = 256  # what a baseline file keeps (evenly spread), see result.baseline_entry
-FORMAT = 2  # raw data with live decisions (format 1, without "paired", is no longer read)
+# Raw data with live decisions and re-recorded records (earlier formats were decided by
+# earlier rules, and their replay would not reproduce their live fails).
+FORMAT = 3
 STOPPED_SECONDS = 60.0
 RULES = ("xfperf", "xfperf_first_only", "fixed_rounds_10", "pytest_benchmark_median_10pct")
 
@@ -112,14 +117,14 @@ def measure(args: argparse.Namespace) -> None:
     record_block = block_policy(record, CONFIRM_BLOCKS)
 
     def interleaved(case_call: Callable[[], object], blocks: int,
-                    each: TimingPolicy) -> dict[str, list[list[float]]]:
+                    each: TimingPolicy) -> Blocks:
         case: list[list[float]] = []
         ref: list[list[float]] = []
         with gc_paused():  # as harness._interleaved: one collection for all blocks
             for _ in range(blocks):
                 case.append(timed(case_call, each))
                 ref.append(timed(ref_call, each))
-        return {"case": case, "reference": ref}
+        return Blocks(case, ref)
 
     # True factors: per pass, every level's median over the base's, interleaved; the median
     # of the per-pass ratios is robust to a pass that a slow phase of the host cut through.
@@ -149,10 +154,15 @@ def measure(args: argparse.Namespace) -> None:
         if trial % BASELINE_EVERY == 0:
             reference = spread(timed(ref_call, record))
             samples = spread(timed(calls[0], record))
-            paired = interleaved(calls[0], PAIRED_BLOCKS, record_block)
+            # Recorded again while unsettled, as the harness records it.
+            paired, attempts = calmest_record(
+                lambda: interleaved(calls[0], PAIRED_BLOCKS, record_block), TOLERANCE,
+                STATISTIC)
             keep = MAX_SAMPLES // PAIRED_BLOCKS  # per block, as result.baseline_entry keeps
-            raw["baselines"].append({"samples": samples, "reference": reference, "paired": {
-                side: [spread(b, keep) for b in blocks] for side, blocks in paired.items()}})
+            raw["baselines"].append({
+                "samples": samples, "reference": reference, "record_attempts": attempts,
+                "paired": {"case": [spread(list(b), keep) for b in paired.case],
+                           "reference": [spread(list(b), keep) for b in paired.reference]}})
         base = raw["baselines"][-1]
         rng.shuffle(order)
         for pct in order:
@@ -170,8 +180,9 @@ def measure(args: argparse.Namespace) -> None:
                         ) -> Blocks:
                 r0 = time.perf_counter()
                 measured = interleaved(calls[pct], CONFIRM_BLOCKS, block)
-                rounds.append({**measured, "seconds": time.perf_counter() - r0})
-                return Blocks(measured["case"], measured["reference"])
+                rounds.append({"case": measured.case, "reference": measured.reference,
+                               "seconds": time.perf_counter() - r0})
+                return measured
 
             trial_data = {"trial": trial, "pct": pct, "baseline": len(raw["baselines"]) - 1,
                           "current": current, "current_ref": current_ref, "fixed": fixed,
@@ -267,6 +278,9 @@ def analyze(raw: dict[str, Any]) -> dict[str, Any]:
             "trials_left_out_of_times": n - timed[pct]})
     return {"machine": raw["machine"], "tolerance": raw["tolerance"], "policy": raw["policy"],
             "reference": raw["reference"],
+            "records": [{"attempts": b["record_attempts"], "spread": round(record_spread(
+                Blocks(b["paired"]["case"], b["paired"]["reference"]), STATISTIC), 4)}
+                for b in raw["baselines"]],
             "base_p50_ms": round(raw["base_p50_ms"], 3), "levels": table,
             "measure_seconds": raw.get("total_seconds")}
 

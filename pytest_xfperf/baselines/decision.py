@@ -1,19 +1,27 @@
-"""The timing decision: material *and* significant, confirmed before a test fails.
+"""The timing decision: significantly past the tolerance, confirmed before a test fails.
 
 Why this rule (the power figures are in docs/measurements.md, from benchmarks/gate_power.py):
 
-* Material: the point estimate, the ratio current/baseline of a location statistic (the
-  gate uses the first quartile, see gate.SAMPLED; the median and mean are available), is
-  past the tolerance.
-  A change inside the tolerance never fails, however significant.
-* Significant: the 95 % bootstrap interval of that ratio lies above 1. A bootstrap of the
-  ratio needs no distribution assumption (timing samples are skewed, heavy-tailed
-  and tied at timer resolution, where Mann-Whitney's ties and location-shift assumptions
-  wobble), and it yields an interval in the unit users reason in ("+12 % to +19 %").
+* Past the tolerance, significantly: the point estimate is the ratio current/baseline of a
+  location statistic (the gate uses the first quartile, see gate.SAMPLED; the median and
+  mean are available), and a regression is declared only where its 95 % bootstrap interval
+  lies wholly above 1 + tolerance (so the point estimate is past it too). The tolerance is
+  what is allowed; a test fails when the measurement shows, at 97.5 % one-sided confidence,
+  a slowdown beyond it. A bootstrap of the ratio needs no distribution assumption (timing
+  samples are skewed, heavy-tailed and tied at timer resolution, where Mann-Whitney's ties
+  and location-shift assumptions wobble), and it yields an interval in the unit users reason
+  in ("+12 % to +19 %"). Why the whole interval and not only "above 1": a baseline's record
+  is taken under one state of the host, and on a shared 2-core host the ratio of two
+  runtimes differs by about 2 % (standard deviation) from one such state to the next, an
+  error no interval of one run can see; an estimate that merely touches the tolerance is
+  inside that error (power run 3: all 7 false alarms at +5.9 % had intervals reaching below
+  +10 %). A point estimate past the tolerance whose interval reaches inside it passes, and
+  the report says so (``near_tolerance``).
 * Confirmed: a suspected regression (or improvement) is measured again, in blocks
   interleaved with the reference backend of the same model, and compared with the baseline's
   own interleaved record (``paired``: the case and the reference timed in alternating blocks
-  when the baseline was written). Each ratio case/reference is then taken under one machine
+  when the baseline was written, and recorded again while the host disturbed it:
+  ``calmest_record``). Each ratio case/reference is then taken under one machine
   state, so drift of the machine between the baseline run and this one cancels, and neither
   side depends on when the reference case happened to run. Of those block ratios, on each
   side, only the balanced ones count (``balanced_ratios``): a neighbour on a shared host
@@ -39,7 +47,7 @@ Why this rule (the power figures are in docs/measurements.md, from benchmarks/ga
   version than the baseline's, and says so.
 * Unstable: the case's own noise is how finely its measurement can resolve a change: the
   half-width of the ratio's interval. When that exceeds the tolerance and the measurement is
-  neither a material and significant regression nor an improvement, the case cannot tell a
+  neither a significant regression nor an improvement past the tolerance, the case cannot tell a
   tolerated change from a regression, and is "unstable" (not pass or fail). (The samples'
   robust CV is reported too; on a 2-core host it is often 10-20 % while the median of 50
   such samples is still resolved to a few percent.)
@@ -68,6 +76,9 @@ MIN_SAMPLES = 5  # below this on either side, the threshold rule decides
 MIN_BLOCKS = 3  # interleaved blocks needed on each side for the block estimate
 BALANCED_SHARE = 1 / 3  # of the blocks, those the block estimate compares (balanced_ratios)
 MAD_TO_SIGMA = 1.4826  # MAD of a normal sample times this estimates its standard deviation
+# Recordings of a baseline's interleaved record at most: one, and more while its balanced
+# blocks disagree by more than half the tolerance (the calmest is kept, see calmest_record).
+RECORD_ATTEMPTS = 3
 # Rounds a confirmation may take: the first, and two more while its interval straddles the
 # tolerance (benchmarks/gate_power.py measured what each costs).
 CONFIRM_ROUNDS = 3
@@ -251,6 +262,31 @@ def record_spread(blocks: Blocks, statistic: str = "median") -> float:
     return float(kept.max() / kept.min() - 1)
 
 
+def calmest_record(record: Callable[[], Blocks], tolerance: float,
+                   statistic: str = "median") -> tuple[Blocks, int]:
+    """Record an interleaved record, and again (up to ``RECORD_ATTEMPTS`` in all) while its
+    balanced blocks disagree by more than half the tolerance; returns the calmest recording
+    and how many were taken.
+
+    Every later confirmation of the case is compared with this record, so an error in it is
+    an error in each of them: in power run 3, one record taken in a noisy minute (spread
+    22 %; the others 0.5-6 %) read a true +19 % as +9 % in 8 of its 10 trials. Recording
+    again costs seconds once, at update time; a record that stays unsettled is still kept,
+    and the harness warns about it (``record_spread`` past the tolerance).
+    """
+    best = record()
+    if not best.usable:
+        return best, 1  # nothing to judge it by (no reference): as it is
+    best_spread = record_spread(best, statistic)
+    attempts = 1
+    while best_spread > tolerance / 2 and attempts < RECORD_ATTEMPTS:
+        again = record()
+        attempts += 1
+        if again.usable and (spread := record_spread(again, statistic)) < best_spread:
+            best, best_spread = again, spread
+    return best, attempts
+
+
 def estimate_blocks(now: Blocks, then: Blocks, statistic: str = "median",
                     seed: int = 0) -> Estimate:
     """Ratio of the median balanced block ratio case/reference now to that of the
@@ -282,9 +318,9 @@ def classify(est: Estimate, tolerance: float) -> str:
         if est.ratio > limit:
             return REGRESSED
         return IMPROVED if est.ratio < 1 / limit else PASS
-    if est.ratio > limit and est.low > 1:
-        return REGRESSED  # material and significant
-    if est.ratio < 1 / limit and est.high < 1:
+    if est.low > limit:
+        return REGRESSED  # significantly past the tolerance
+    if est.high < 1 / limit:
         return IMPROVED
     if est.resolution > tolerance:
         return UNSTABLE  # its own noise is larger than the change it is asked to resolve

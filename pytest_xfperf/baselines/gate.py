@@ -41,6 +41,8 @@ class GateOutcome:
     regressions: list[str] = field(default_factory=list)
     improvements: list[str] = field(default_factory=list)
     unstable: list[str] = field(default_factory=list)
+    # Timing estimates past the tolerance whose interval reaches inside it: passed, reported.
+    near_tolerance: list[str] = field(default_factory=list)
     deltas: dict[str, float] = field(default_factory=dict)  # metric -> relative change
     decisions: dict[str, decision.TimingDecision] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -120,6 +122,8 @@ def _sampled(
         outcome.unstable.append(detail)
     elif result.outcome == decision.IMPROVED:
         outcome.improvements.append(detail)
+    elif final.ratio > 1 + tolerance:
+        outcome.near_tolerance.append(detail)
 
 
 def compare(

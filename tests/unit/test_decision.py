@@ -7,11 +7,13 @@ from pytest_xfperf.baselines.decision import (
     CONFIRM_ROUNDS,
     IMPROVED,
     PASS,
+    RECORD_ATTEMPTS,
     REGRESSED,
     UNSTABLE,
     Blocks,
     Measurement,
     balanced_ratios,
+    calmest_record,
     decide,
     estimate,
     estimate_blocks,
@@ -67,9 +69,21 @@ def test_material_but_not_significant_does_not_fail():
     result = decide(now, base, 0.10)
     assert result.first.ratio > 1.10 and result.first.low <= 1
     assert result.first.noise > 0.10 and result.outcome == UNSTABLE
-    quiet = decide(Measurement([10.9, 11.4, 11.2, 11.3, 11.0]),
-                   Measurement([10.0, 10.3, 9.7, 10.1, 9.9, 10.2]), 0.10)
-    assert quiet.outcome == REGRESSED  # the same +11 % with quiet samples is resolved
+    quiet_base = Measurement([10.0, 10.3, 9.7, 10.1, 9.9, 10.2])
+    quiet = decide(Measurement([12.0, 12.5, 12.3, 12.4, 12.1]), quiet_base, 0.10)
+    assert quiet.first.low > 1.10 and quiet.outcome == REGRESSED  # +22 %, quiet: resolved
+
+
+def test_past_the_tolerance_but_not_significantly_past_it_passes():
+    """+11 % on quiet samples: significantly slower, but its interval reaches inside the
+    tolerance, which a shift of the host's state between baseline and run can explain."""
+    base = Measurement([10.0, 10.3, 9.7, 10.1, 9.9, 10.2])
+    result = decide(Measurement([10.9, 11.4, 11.2, 11.3, 11.0]), base, 0.10)
+    assert 1 < result.first.low <= 1.10 < result.first.ratio
+    assert result.outcome == PASS
+    # The symmetric case for a stale baseline: faster, but not significantly past 1/1.1.
+    faster = decide(Measurement([8.95, 9.3, 9.1, 9.2, 9.0]), base, 0.10)
+    assert faster.first.ratio < 1 / 1.10 < faster.first.high and faster.outcome == PASS
 
 
 def test_ties_at_timer_resolution():
@@ -206,11 +220,50 @@ def test_a_record_without_balanced_blocks_shows_its_spread():
     each slowed by their own amount in nearly every block, so no third of the blocks agrees,
     and the spread says so (the harness warns past the p50 tolerance)."""
     assert record_spread(interleaved(10.0, 40.0, 10, 79), "q25") < 0.05
-    case = [5.27, 5.33, 5.17, 5.68, 5.31, 5.5, 5.42, 7.98, 7.68, 6.56]
-    reference = [17.21, 11.65, 16.76, 17.99, 16.02, 15.39, 28.12, 16.35, 17.43, 16.33]
-    busy = Blocks([lognormal(level, 0.01, 25, 80 + i) for i, level in enumerate(case)],
-                  [lognormal(level, 0.01, 25, 90 + i) for i, level in enumerate(reference)])
-    assert record_spread(busy, "q25") > 0.15
+    assert record_spread(busy_record(80), "q25") > 0.15
+
+
+BUSY_CASE = [5.27, 5.33, 5.17, 5.68, 5.31, 5.5, 5.42, 7.98, 7.68, 6.56]
+BUSY_REFERENCE = [17.21, 11.65, 16.76, 17.99, 16.02, 15.39, 28.12, 16.35, 17.43, 16.33]
+
+
+def busy_record(seed):
+    """A record like the noisy-minute one above (its block levels, fresh samples)."""
+    return Blocks([lognormal(level, 0.01, 25, seed + i) for i, level in enumerate(BUSY_CASE)],
+                  [lognormal(level, 0.01, 25, seed + 50 + i)
+                   for i, level in enumerate(BUSY_REFERENCE)])
+
+
+def test_an_unsettled_record_is_recorded_again_and_the_calmest_kept():
+    recordings = iter([busy_record(100), interleaved(10.0, 40.0, 10, 81, drift=0.05),
+                       busy_record(200)])
+    calls = []
+
+    def record():
+        calls.append(1)
+        return next(recordings)
+
+    kept, attempts = calmest_record(record, 0.10, "q25")
+    assert attempts == len(calls) == 2  # the second recording is settled: no third
+    assert record_spread(kept, "q25") < 0.05
+    assert abs(float(np.median(balanced_ratios(kept, "q25"))) / 0.25 - 1) < 0.03
+
+
+def test_a_record_that_stays_unsettled_keeps_its_calmest_recording_and_stops():
+    noisy = [busy_record(300), busy_record(400),
+             one_side_disturbed(busy_record(500), {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, 1.3)]
+    spreads = [record_spread(r, "q25") for r in noisy]
+    recordings = iter(noisy)
+    kept, attempts = calmest_record(lambda: next(recordings), 0.10, "q25")
+    assert attempts == RECORD_ATTEMPTS == 3
+    assert record_spread(kept, "q25") == min(spreads) > 0.05
+
+
+def test_a_settled_or_unpaired_record_is_taken_once():
+    quiet = interleaved(10.0, 40.0, 10, 82)
+    assert calmest_record(lambda: quiet, 0.10, "q25") == (quiet, 1)
+    alone = unnormalized(quiet)  # no reference backend: nothing to judge the record by
+    assert calmest_record(lambda: alone, 0.10, "q25") == (alone, 1)
 
 
 def test_an_improvement_is_re_measured_before_it_is_reported():

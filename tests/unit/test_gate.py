@@ -128,3 +128,17 @@ def test_a_server_that_finds_no_rate_regresses_against_one_that_did():
     assert outcome.deltas["max_rate"] == -1.0
     assert outcome.regressions == ["max_rate baseline 180.0 req/s, now 0.000 req/s "
                                    "(-100.0%, tolerance 10%)"]
+
+
+def test_past_the_tolerance_but_not_significantly_passes_and_is_named():
+    """+11 % whose interval reaches inside the 10 % tolerance: passed, listed as near it (the
+    harness turns that into a note under the summary), and not an improvement either."""
+    out = compare({"p50_ms": 11.4}, SAMPLED_BASE, Tolerances(),
+                  samples_ms=_samples(11.4, spread=0.04, seed=8))
+    first = out.decisions["p50_ms"].first
+    assert first.low <= 1.10 < first.ratio
+    assert out.passed and not out.unstable and not out.improvements
+    assert len(out.near_tolerance) == 1 and out.near_tolerance[0].startswith("p50_ms baseline")
+    clear = compare({"p50_ms": 10.2}, SAMPLED_BASE, Tolerances(),
+                    samples_ms=_samples(10.2, seed=9))
+    assert clear.passed and not clear.near_tolerance
