@@ -176,7 +176,7 @@ class Result:
                 "improvements": self.gate.improvements,
                 "versions_changed": self.baseline_versions_changed,
                 "graph_drift": self.drift, "graph_notes": self.graph_notes,
-                "unstable": self.gate.unstable,
+                "unstable": self.gate.unstable, "near_tolerance": self.gate.near_tolerance,
                 "timing_decisions": {m: d.as_dict() for m, d in self.gate.decisions.items()}},
             "machine_state": self.machine_state,
             "graph": self.graph, "build_seconds": self.build_seconds,

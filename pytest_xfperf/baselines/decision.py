@@ -12,9 +12,9 @@ Why this rule (the power figures are in docs/measurements.md, from benchmarks/ga
   and location-shift assumptions wobble), and it yields an interval in the unit users reason
   in ("+12 % to +19 %"). Why the whole interval and not only "above 1": a baseline's record
   is taken under one state of the host, and on a shared 2-core host the ratio of two
-  runtimes differs by about 2 % (standard deviation) from one such state to the next, an
+  runtimes differs by 2-4 % (standard deviation) from one such state to the next, an
   error no interval of one run can see; an estimate that merely touches the tolerance is
-  inside that error (power run 3: all 7 false alarms at +5.9 % had intervals reaching below
+  inside that error (power run 3: 6 of the 7 false alarms at +5.9 % had intervals reaching below
   +10 %). A point estimate past the tolerance whose interval reaches inside it passes, and
   the report says so (``near_tolerance``).
 * Confirmed: a suspected regression (or improvement) is measured again, in blocks
