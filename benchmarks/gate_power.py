@@ -79,35 +79,48 @@ STOPPED_SECONDS = 60.0
 RULES = ("xfperf", "xfperf_first_only", "fixed_rounds_10", "pytest_benchmark_median_10pct")
 
 
-def measure(args: argparse.Namespace) -> None:
+def power_spec(layers: int) -> Any:
+    """The BERT-shaped encoder of this benchmark with ``layers`` layers (seeded weights)."""
+    from pytest_xfperf.models.hf import random_weights_spec
+
+    config = {"hidden_size": 128, "num_hidden_layers": layers, "num_attention_heads": 2,
+              "intermediate_size": 512, "vocab_size": 2048}
+    return random_weights_spec(f"power-l{layers}", "bert", config, 0, "gate power")
+
+
+def power_models(cache_dir: Path) -> tuple[Callable[[int], Any], Any]:
+    """An ORT CPU FP32 runner factory for ``power_spec(layers)``, built through the
+    plugin's own pipeline, and the inputs (batch 1, sequence 64) every model is timed on."""
     from pytest_xfperf.artifacts.cache import ArtifactCache
     from pytest_xfperf.artifacts.pipeline import ArtifactPipeline
     from pytest_xfperf.backends.onnxruntime_cpu import OrtCpuRunner
+    from pytest_xfperf.models.hf import random_weights_spec
+
+    pipeline = ArtifactPipeline(ArtifactCache(cache_dir), seed=0)
+
+    def runner(layers: int) -> OrtCpuRunner:
+        spec = power_spec(layers)
+        return OrtCpuRunner(pipeline.build(spec, "fp32", spec.build).path)
+
+    inputs = random_weights_spec("power-inputs", "bert", {"vocab_size": 2048}, 0,
+                                 "").make_inputs(1, 64, 0)
+    return runner, inputs
+
+
+def measure(args: argparse.Namespace) -> None:
     from pytest_xfperf.baselines.machine import machine_key
     from pytest_xfperf.measure.timing import TimingPolicy, block_policy, gc_paused, time_calls
-    from pytest_xfperf.models.hf import random_weights_spec
 
     def timed(call: Callable[[], object], policy: TimingPolicy) -> list[float]:
         return [round(s * 1000, 4) for s in time_calls(call, lambda: None, policy)]
 
-    pipeline = ArtifactPipeline(ArtifactCache(args.cache_dir), seed=0)
-
-    def spec(layers: int) -> Any:
-        config = {"hidden_size": 128, "num_hidden_layers": layers, "num_attention_heads": 2,
-                  "intermediate_size": 512, "vocab_size": 2048}
-        return random_weights_spec(f"power-l{layers}", "bert", config, 0, "gate power")
-
-    def runner(layers: int) -> OrtCpuRunner:
-        return OrtCpuRunner(pipeline.build(spec(layers), "fp32", spec(layers).build).path)
-
-    inputs = random_weights_spec("power-inputs", "bert", {"vocab_size": 2048}, 0,
-                                 "").make_inputs(1, 64, 0)
+    runner, inputs = power_models(args.cache_dir)
     calls = {pct: runner(layers).prepare(inputs) for pct, layers in LEVELS.items()}
     if args.reference == "torch":
         # The plugin's reference backend: PyTorch FP32 eager of the base model.
         from pytest_xfperf.backends.pytorch import TorchCpuRunner
 
-        ref_call = TorchCpuRunner(spec(BASE_LAYERS).build().eval()).prepare(inputs)
+        ref_call = TorchCpuRunner(power_spec(BASE_LAYERS).build().eval()).prepare(inputs)
     else:  # another ORT session of the base model: a reference that drifts exactly alike
         ref_call = runner(BASE_LAYERS).prepare(inputs)
     policy = TimingPolicy(3, args.min_rounds, args.min_time, 10.0)

@@ -33,28 +33,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    from pytest_xfperf.artifacts.cache import ArtifactCache
-    from pytest_xfperf.artifacts.pipeline import ArtifactPipeline
-    from pytest_xfperf.backends.onnxruntime_cpu import OrtCpuRunner
+    from gate_power import power_models, power_spec  # the same models, built alike
+
     from pytest_xfperf.backends.pytorch import TorchCpuRunner
     from pytest_xfperf.baselines.machine import machine_key
     from pytest_xfperf.measure.timing import TimingPolicy, gc_paused, time_calls
-    from pytest_xfperf.models.hf import random_weights_spec
 
-    pipeline = ArtifactPipeline(ArtifactCache(args.cache_dir), seed=0)
-
-    def spec(layers: int) -> Any:  # the same models as benchmarks/gate_power.py
-        config = {"hidden_size": 128, "num_hidden_layers": layers, "num_attention_heads": 2,
-                  "intermediate_size": 512, "vocab_size": 2048}
-        return random_weights_spec(f"power-l{layers}", "bert", config, 0, "gate power")
-
-    def ort(layers: int) -> Any:
-        return OrtCpuRunner(pipeline.build(spec(layers), "fp32", spec(layers).build).path)
-
-    inputs = random_weights_spec("power-inputs", "bert", {"vocab_size": 2048}, 0,
-                                 "").make_inputs(1, 64, 0)
+    ort, inputs = power_models(args.cache_dir)
     calls = {"ort21": ort(21).prepare(inputs), "ort20": ort(20).prepare(inputs),
-             "torch20": TorchCpuRunner(spec(20).build().eval()).prepare(inputs),
+             "torch20": TorchCpuRunner(power_spec(20).build().eval()).prepare(inputs),
              "ort20_other_session": ort(20).prepare(inputs)}
     block = TimingPolicy(1, 6, 0.4, 6.0)
     levels: list[dict[str, float]] = []
@@ -66,6 +53,9 @@ def main() -> None:
                 samples = sorted(time_calls(call, lambda: None, block))
                 row[name] = samples[len(samples) // 4] * 1000
         levels.append(row)
+    if len(levels) < 2 * WINDOW:
+        raise SystemExit(f"{len(levels)} blocks in {args.seconds:g} s: a spread needs at least "
+                         f"{2 * WINDOW} (two windows); give it more --seconds")
     summary: dict[str, Any] = {"machine": machine_key(), "seconds": args.seconds,
                                "blocks": len(levels), "pairs": {}}
     for num, den in PAIRS:
