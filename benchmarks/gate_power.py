@@ -168,7 +168,7 @@ def measure(args: argparse.Namespace) -> None:
             reference = spread(timed(ref_call, record))
             samples = spread(timed(calls[0], record))
             # Recorded again while unsettled, as the harness records it.
-            paired, attempts = calmest_record(
+            paired, attempts, _ = calmest_record(
                 lambda: interleaved(calls[0], PAIRED_BLOCKS, record_block), TOLERANCE,
                 STATISTIC)
             keep = MAX_SAMPLES // PAIRED_BLOCKS  # per block, as result.baseline_entry keeps

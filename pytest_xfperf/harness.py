@@ -18,7 +18,7 @@ from pytest_xfperf.accuracy import (
 from pytest_xfperf.artifacts.pipeline import BuiltArtifact
 from pytest_xfperf.backends.base import BackendUnavailable, Runner
 from pytest_xfperf.backends.catalog import BACKENDS, REFERENCE_BACKEND, REFERENCE_PRECISION
-from pytest_xfperf.baselines.decision import Blocks, calmest_record, record_spread
+from pytest_xfperf.baselines.decision import Blocks, calmest_record
 from pytest_xfperf.baselines.fingerprint import drift, graph_notes
 from pytest_xfperf.baselines.gate import SAMPLED
 from pytest_xfperf.baselines.gate import compare as gate_compare
@@ -349,12 +349,13 @@ class CaseHarness:
         if settings.update_baselines and settings.confirm and result.samples_ms:
             # What a later confirmation is compared with: case and reference interleaved,
             # recorded again while the host disturbed it (decision.calmest_record).
-            paired, _ = calmest_record(lambda: self._interleaved(PAIRED_BLOCKS),
-                                       self.tolerances.p50, SAMPLED["p50_ms"])
-            if paired.usable:
+            kept = calmest_record(lambda: self._interleaved(PAIRED_BLOCKS),
+                                  self.tolerances.p50, SAMPLED["p50_ms"])
+            if kept.spread is not None:  # usable: paired blocks with the reference
+                paired = kept.blocks
                 result.paired = {"case_ms": [list(b) for b in paired.case],
                                  "reference_ms": [list(b) for b in paired.reference]}
-                self._check_record(paired)
+                self._check_record(kept.spread)
         if baseline is None or settings.update_baselines:
             return
         result.baseline_versions_changed = version_changes(
@@ -416,11 +417,10 @@ class CaseHarness:
         else:
             result.verdict = PASS
 
-    def _check_record(self, paired: Blocks) -> None:
+    def _check_record(self, spread: float) -> None:
         """Warn when the record kept cannot anchor a comparison at the p50 tolerance: even
-        the calmest of its recordings has balanced blocks that disagree by more than that
-        (the host was busy throughout)."""
-        spread = record_spread(paired, SAMPLED["p50_ms"])
+        the calmest of its recordings has balanced blocks that disagree (``spread``) by more
+        than that (the host was busy throughout)."""
         if spread > self.tolerances.p50:
             self.session.notes.append(
                 f"xfperf: {self.case.id}: the interleaved record's balanced blocks disagree by "

@@ -60,7 +60,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import numpy as np
@@ -262,21 +262,28 @@ def record_spread(blocks: Blocks, statistic: str = "median") -> float:
     return float(kept.max() / kept.min() - 1)
 
 
+class Recording(NamedTuple):
+    """An interleaved record as ``calmest_record`` kept it."""
+
+    blocks: Blocks
+    attempts: int  # recordings taken
+    spread: float | None  # record_spread of the kept one (None: not usable, not judged)
+
+
 def calmest_record(record: Callable[[], Blocks], tolerance: float,
-                   statistic: str = "median") -> tuple[Blocks, int]:
+                   statistic: str = "median") -> Recording:
     """Record an interleaved record, and again (up to ``RECORD_ATTEMPTS`` in all) while its
-    balanced blocks disagree by more than half the tolerance; returns the calmest recording
-    and how many were taken.
+    balanced blocks disagree by more than half the tolerance; keeps the calmest recording.
 
     Every later confirmation of the case is compared with this record, so an error in it is
     an error in each of them: in power run 3, one record taken in a noisy minute (spread
     22 %; the others 0.5-6 %) read a true +19 % as +9 % in 8 of its 10 trials. Recording
     again costs seconds once, at update time; a record that stays unsettled is still kept,
-    and the harness warns about it (``record_spread`` past the tolerance).
+    and the harness warns about it (its spread past the tolerance).
     """
     best = record()
     if not best.usable:
-        return best, 1  # nothing to judge it by (no reference): as it is
+        return Recording(best, 1, None)  # nothing to judge it by (no reference): as it is
     best_spread = record_spread(best, statistic)
     attempts = 1
     while best_spread > tolerance / 2 and attempts < RECORD_ATTEMPTS:
@@ -284,7 +291,7 @@ def calmest_record(record: Callable[[], Blocks], tolerance: float,
         attempts += 1
         if again.usable and (spread := record_spread(again, statistic)) < best_spread:
             best, best_spread = again, spread
-    return best, attempts
+    return Recording(best, attempts, best_spread)
 
 
 def estimate_blocks(now: Blocks, then: Blocks, statistic: str = "median",

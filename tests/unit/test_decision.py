@@ -243,9 +243,9 @@ def test_an_unsettled_record_is_recorded_again_and_the_calmest_kept():
         calls.append(1)
         return next(recordings)
 
-    kept, attempts = calmest_record(record, 0.10, "q25")
+    kept, attempts, spread = calmest_record(record, 0.10, "q25")
     assert attempts == len(calls) == 2  # the second recording is settled: no third
-    assert record_spread(kept, "q25") < 0.05
+    assert record_spread(kept, "q25") == spread < 0.05
     assert abs(float(np.median(balanced_ratios(kept, "q25"))) / 0.25 - 1) < 0.03
 
 
@@ -254,16 +254,17 @@ def test_a_record_that_stays_unsettled_keeps_its_calmest_recording_and_stops():
              one_side_disturbed(busy_record(500), {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, 1.3)]
     spreads = [record_spread(r, "q25") for r in noisy]
     recordings = iter(noisy)
-    kept, attempts = calmest_record(lambda: next(recordings), 0.10, "q25")
+    kept, attempts, spread = calmest_record(lambda: next(recordings), 0.10, "q25")
     assert attempts == RECORD_ATTEMPTS == 3
-    assert record_spread(kept, "q25") == min(spreads) > 0.05
+    assert record_spread(kept, "q25") == spread == min(spreads) > 0.05
 
 
 def test_a_settled_or_unpaired_record_is_taken_once():
     quiet = interleaved(10.0, 40.0, 10, 82)
-    assert calmest_record(lambda: quiet, 0.10, "q25") == (quiet, 1)
+    assert calmest_record(lambda: quiet, 0.10, "q25") == (
+        quiet, 1, record_spread(quiet, "q25"))
     alone = unnormalized(quiet)  # no reference backend: nothing to judge the record by
-    assert calmest_record(lambda: alone, 0.10, "q25") == (alone, 1)
+    assert calmest_record(lambda: alone, 0.10, "q25") == (alone, 1, None)
 
 
 def test_an_improvement_is_re_measured_before_it_is_reported():
