@@ -6,10 +6,10 @@
 
 The slowdowns are real: the same BERT-shaped encoder (hidden 128, seq 64, ORT CPU FP32 through
 the plugin's own pipeline and runner) with more layers. 20 layers is the base; 21, 22, 23,
-24, 26 and 30 layers are +5 % .. +50 % of the layer work. The true factor of each variant
-(fixed per-call costs make it a little less than the layer ratio) is measured up front, as
-the median of per-pass ratios over many interleaved passes, and reported next to its
-nominal value.
+24 (with feed-forward blocks 528 wide instead of 512), 26 and 30 layers are the +5 % .. +50 %
+levels (``LEVELS``). The true factor of each variant is measured, as the median of per-pass
+ratios over interleaved passes taken up front and after every trial, and reported next to
+its nominal value.
 
 ``measure`` runs the plugin's rule (``decision.decide``) live, as the harness does, and
 stores everything it measured:
@@ -63,8 +63,14 @@ from pytest_xfperf.baselines.decision import (
 )
 from pytest_xfperf.result import spread
 
-LEVELS = {0: 20, 5: 21, 10: 22, 15: 23, 20: 24, 30: 26, 50: 30}  # nominal % -> layers
 BASE_LAYERS = 20
+BASE_INTERMEDIATE = 512
+# nominal % -> (layers, feed-forward width). More layers make the coarse steps; at +20 % the
+# layers alone measured +17.7 % to +20.7 % from one run to the next (the ratio of two models
+# moves with the host's state), so that variant's feed-forward blocks are a little wider
+# (+21.7 % in a 120-pass calibration on 2026-11-27, where 24 layers alone gave +20.7 %).
+LEVELS = {0: (20, 512), 5: (21, 512), 10: (22, 512), 15: (23, 512), 20: (24, 528),
+          30: (26, 512), 50: (30, 512)}
 TOLERANCE = 0.10
 STATISTIC = "q25"  # what the plugin decides p50 and throughput on (gate.SAMPLED)
 FIXED_ROUNDS = 10
@@ -72,24 +78,27 @@ CONFIRM_BLOCKS = 5  # harness.CONFIRM_BLOCKS
 PAIRED_BLOCKS = 10  # harness.PAIRED_BLOCKS
 BASELINE_EVERY = 10
 MAX_SAMPLES = 256  # what a baseline file keeps (evenly spread), see result.baseline_entry
-# Raw data with live decisions and re-recorded records (earlier formats were decided by
-# earlier rules, and their replay would not reproduce their live fails).
-FORMAT = 3
+# Raw data with live decisions, re-recorded records and the run's own calibration (earlier
+# formats were decided by earlier rules, and their replay would not reproduce their live
+# fails).
+FORMAT = 4
 STOPPED_SECONDS = 60.0
 RULES = ("xfperf", "xfperf_first_only", "fixed_rounds_10", "pytest_benchmark_median_10pct")
 
 
-def power_spec(layers: int) -> Any:
-    """The BERT-shaped encoder of this benchmark with ``layers`` layers (seeded weights)."""
+def power_spec(layers: int, intermediate: int = BASE_INTERMEDIATE) -> Any:
+    """The BERT-shaped encoder of this benchmark with ``layers`` layers whose feed-forward
+    blocks are ``intermediate`` wide (seeded weights)."""
     from pytest_xfperf.models.hf import random_weights_spec
 
     config = {"hidden_size": 128, "num_hidden_layers": layers, "num_attention_heads": 2,
-              "intermediate_size": 512, "vocab_size": 2048}
-    return random_weights_spec(f"power-l{layers}", "bert", config, 0, "gate power")
+              "intermediate_size": intermediate, "vocab_size": 2048}
+    name = f"power-l{layers}" + (f"-i{intermediate}" if intermediate != BASE_INTERMEDIATE else "")
+    return random_weights_spec(name, "bert", config, 0, "gate power")
 
 
-def power_models(cache_dir: Path) -> tuple[Callable[[int], Any], Any]:
-    """An ORT CPU FP32 runner factory for ``power_spec(layers)``, built through the
+def power_models(cache_dir: Path) -> tuple[Callable[..., Any], Any]:
+    """An ORT CPU FP32 runner factory for ``power_spec(layers, intermediate)``, built through the
     plugin's own pipeline, and the inputs (batch 1, sequence 64) every model is timed on."""
     from pytest_xfperf.artifacts.cache import ArtifactCache
     from pytest_xfperf.artifacts.pipeline import ArtifactPipeline
@@ -98,8 +107,8 @@ def power_models(cache_dir: Path) -> tuple[Callable[[int], Any], Any]:
 
     pipeline = ArtifactPipeline(ArtifactCache(cache_dir), seed=0)
 
-    def runner(layers: int) -> OrtCpuRunner:
-        spec = power_spec(layers)
+    def runner(layers: int, intermediate: int = BASE_INTERMEDIATE) -> OrtCpuRunner:
+        spec = power_spec(layers, intermediate)
         return OrtCpuRunner(pipeline.build(spec, "fp32", spec.build).path)
 
     inputs = random_weights_spec("power-inputs", "bert", {"vocab_size": 2048}, 0,
@@ -115,7 +124,7 @@ def measure(args: argparse.Namespace) -> None:
         return [round(s * 1000, 4) for s in time_calls(call, lambda: None, policy)]
 
     runner, inputs = power_models(args.cache_dir)
-    calls = {pct: runner(layers).prepare(inputs) for pct, layers in LEVELS.items()}
+    calls = {pct: runner(*shape).prepare(inputs) for pct, shape in LEVELS.items()}
     if args.reference == "torch":
         # The plugin's reference backend: PyTorch FP32 eager of the base model.
         from pytest_xfperf.backends.pytorch import TorchCpuRunner
@@ -141,14 +150,20 @@ def measure(args: argparse.Namespace) -> None:
 
     # True factors: per pass, every level's median over the base's, interleaved; the median
     # of the per-pass ratios is robust to a pass that a slow phase of the host cut through.
+    # The passes are taken up front and after every trial, so the factor is the run's own
+    # (the ratio of two models moves by a few percent with the state of the host).
     per_pass: dict[int, list[float]] = {pct: [] for pct in LEVELS}
     base_medians: list[float] = []
-    for _ in range(args.calibration_passes):
+
+    def calibration_pass() -> None:
         medians = {pct: statistics.median(timed(calls[pct], TimingPolicy(2, 30, 0, 10)))
                    for pct in LEVELS}
         base_medians.append(medians[0])
         for pct in LEVELS:
             per_pass[pct].append(medians[pct] / medians[0])
+
+    for _ in range(args.calibration_passes):
+        calibration_pass()
     raw: dict[str, Any] = {
         "format": FORMAT, "machine": machine_key(), "tolerance": TOLERANCE,
         "reference": args.reference,
@@ -157,8 +172,8 @@ def measure(args: argparse.Namespace) -> None:
                    "confirm_blocks": CONFIRM_BLOCKS, "paired_blocks": PAIRED_BLOCKS,
                    "baseline_every_trials": BASELINE_EVERY,
                    "baseline_min_time_s": record.min_time},
-        "base_p50_ms": statistics.median(base_medians),
-        "true_factor": {pct: statistics.median(v) for pct, v in per_pass.items()},
+        "layers": {pct: list(shape) for pct, shape in LEVELS.items()},
+        "true_factor_up_front": {pct: statistics.median(v) for pct, v in per_pass.items()},
         "baselines": [], "trials": []}
     rng = random.Random(0)
     order = list(LEVELS)
@@ -204,10 +219,14 @@ def measure(args: argparse.Namespace) -> None:
             live = gate(trial_data, base, confirm)
             trial_data["outcome"] = live.outcome
             raw["trials"].append(trial_data)
+        calibration_pass()
         if (trial + 1) % 10 == 0:
             print(f"{trial + 1} trials, {time.perf_counter() - started:.0f} s", file=sys.stderr,
                   flush=True)
     raw["total_seconds"] = round(time.perf_counter() - started, 1)
+    raw["base_p50_ms"] = statistics.median(base_medians)
+    raw["calibration_passes"] = len(base_medians)
+    raw["true_factor"] = {pct: statistics.median(v) for pct, v in per_pass.items()}
     args.raw.write_text(json.dumps(raw))
 
 
@@ -280,7 +299,9 @@ def analyze(raw: dict[str, Any]) -> dict[str, Any]:
     for pct in levels:
         n = counts[pct]
         table.append({
-            "nominal_slowdown_pct": pct, "true_factor": round(raw["true_factor"][str(pct)], 4),
+            "nominal_slowdown_pct": pct, "layers_and_width": raw["layers"][str(pct)],
+            "true_factor": round(raw["true_factor"][str(pct)], 4),
+            "true_factor_up_front": round(raw["true_factor_up_front"][str(pct)], 4),
             "trials": n, "fail_rate": {r: round(fails[pct][r] / n, 3) for r in RULES},
             "xfperf_unstable_rate": round(unstable[pct] / n, 3),
             "xfperf_improved_rate": round(improved[pct] / n, 3),
@@ -294,7 +315,8 @@ def analyze(raw: dict[str, Any]) -> dict[str, Any]:
             "records": [{"attempts": b["record_attempts"], "spread": round(record_spread(
                 Blocks(b["paired"]["case"], b["paired"]["reference"]), STATISTIC), 4)}
                 for b in raw["baselines"]],
-            "base_p50_ms": round(raw["base_p50_ms"], 3), "levels": table,
+            "base_p50_ms": round(raw["base_p50_ms"], 3),
+            "calibration_passes": raw["calibration_passes"], "levels": table,
             "measure_seconds": raw.get("total_seconds")}
 
 
