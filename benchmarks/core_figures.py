@@ -16,6 +16,7 @@ import json
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 from pytest_xfperf.artifacts.cache import ArtifactCache
 from pytest_xfperf.artifacts.pipeline import ArtifactPipeline
@@ -26,13 +27,17 @@ from pytest_xfperf.measure.stats import summarize
 from pytest_xfperf.measure.timing import TimingPolicy, time_calls
 from pytest_xfperf.models.builtin import BUILTIN
 
+_SESSIONS: dict[Path, Any] = {}  # one hand-made session per file, made on first use
 
-def hand_loop(model_path: Path, feeds: dict, rounds: int) -> list[float]:
+
+def hand_loop(model_path: Path, feeds: dict[str, Any], rounds: int) -> list[float]:
     """What a skilled engineer writes by hand: a session and perf_counter around run()."""
     import onnxruntime as ort
 
-    session = hand_loop.session = getattr(hand_loop, "session", None) or ort.InferenceSession(
-        str(model_path), providers=["CPUExecutionProvider"])
+    if model_path not in _SESSIONS:
+        _SESSIONS[model_path] = ort.InferenceSession(str(model_path),
+                                                     providers=["CPUExecutionProvider"])
+    session = _SESSIONS[model_path]
     names = {i.name for i in session.get_inputs()}
     feeds = {k: v for k, v in feeds.items() if k in names}
     session.run(None, feeds)

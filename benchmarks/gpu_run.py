@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,7 @@ def hand_torch_graph_fp16(model: Any, inputs: dict[str, Any], rounds: int) -> fl
     # the ready additive 4-D mask (what a hand-written capture does too).
     mask = tensors["attention_mask"][:, None, None, :].half()
     tensors["attention_mask"] = (1.0 - mask) * torch.finfo(torch.float16).min
-    stream = torch.cuda.Stream()
+    stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]
     stream.wait_stream(torch.cuda.current_stream())
     with torch.inference_mode(), torch.cuda.stream(stream):
         for _ in range(3):
@@ -139,8 +140,9 @@ def hand_loops(cache: Path, model_name: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for batch in (1, 32):
         inputs = spec.make_inputs(batch, 128, 0)  # the plugin's inputs for this shape
-        loops = {"ort-cuda/fp16": lambda x: hand_ort_fp16(artifact.path, x, 300),
-                 "torch-cuda-graph/fp16": lambda x: hand_torch_graph_fp16(model, x, 300)}
+        loops: dict[str, Callable[[dict[str, Any]], float]] = {
+            "ort-cuda/fp16": lambda x: hand_ort_fp16(artifact.path, x, 300),
+            "torch-cuda-graph/fp16": lambda x: hand_torch_graph_fp16(model, x, 300)}
         for name, loop in loops.items():
             try:
                 out[f"{name} b{batch}s128 p50 ms"] = round(loop(inputs), 4)
