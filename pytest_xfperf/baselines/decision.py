@@ -30,12 +30,11 @@ Why this rule (the power figures are in docs/measurements.md, from benchmarks/ga
   measurement but a pass that excludes even half the tolerance, normalized and not (and
   whose two views agree), is re-measured, because the first measurement (case and
   reference timed minutes apart) is where a real slowdown hides behind a fast phase of the
-  host. A confirmation whose interval
-  still straddles the tolerance is extended by further rounds (up to ``CONFIRM_ROUNDS``),
-  pooled, so the extra time goes to the cases near the line; one that would overturn a
-  first regression after a single round takes a second (``OVERTURN_ROUNDS``), since a
-  round is short enough for one slow phase of the host to cover. Only the confirmation's
-  verdict fails a test.
+  host. A confirmation whose interval still straddles the tolerance is extended by further
+  rounds (up to ``CONFIRM_ROUNDS``), pooled, so the extra time goes to the cases near the
+  line; one that would overturn a first regression after a single round takes a second
+  (``OVERTURN_ROUNDS``), since a round is short enough for one slow phase of the host to
+  cover. Only the confirmation's verdict fails a test.
 * Both views agree: normalizing the first measurement assumes the
   reference moved with the machine since its own baseline entry was recorded. When the
   reference itself changed speed (a stale reference entry), normalization turns that change
