@@ -21,13 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from pytest_xfperf.baselines import store
+from pytest_xfperf.metrics import METRICS
 
-# Columns of `show`/`diff`: metric -> (label, format).
-COLUMNS = {"p50_ms": ("p50 ms", "{:.3f}"), "p99_ms": ("p99 ms", "{:.3f}"),
-           "throughput": ("thru/s", "{:.1f}"), "tokens_per_s": ("tok/s", "{:.0f}"),
-           "max_rate": ("max req/s", "{:.1f}"), "memory_mb": ("mem MB", "{:.1f}"),
-           "gpu_memory_mb": ("gpu MB", "{:.1f}"), "cosine": ("cosine", "{:.5f}"),
-           "retrieval": ("retrieval", "{:.3f}")}
+# Columns of `show`/`diff`: metric -> (header, format), from the metric registry.
+COLUMNS = {m.name: (m.name, "{:" + m.format + "}") for m in METRICS.values()}
 
 
 class CliError(Exception):
@@ -68,8 +65,8 @@ def show(path: Path, patterns: Sequence[str] | None, out: Any) -> int:
     if not cases:
         return 0
     used = [m for m in COLUMNS if any(m in e["metrics"] for e in cases.values())]
-    # "record": blocks of the interleaved record with the reference (what a confirmation
-    # is compared with); "-" for the reference itself and for entries of older versions.
+    # "record": blocks of the gate's block record (what a later run is compared with); "-"
+    # for entries of older versions, whose latency is not gated until recorded again.
     rows = [["case", *(COLUMNS[m][0] for m in used), "samples", "noise", "record", "recorded"]]
     for case_id, entry in cases.items():
         metrics = entry["metrics"]
@@ -78,7 +75,7 @@ def show(path: Path, patterns: Sequence[str] | None, out: Any) -> int:
                                 for m in used),
                      str(len(entry.get("samples_ms", []))),
                      f"{noise:.1%}" if isinstance(noise, (int, float)) and noise else "-",
-                     f"{len(entry['paired']['case_ms'])} blocks" if "paired" in entry else "-",
+                     f"{len(entry['timing']['case_ms'])} blocks" if "timing" in entry else "-",
                      str(entry.get("recorded", "-"))[:10]])
     _table(rows, out)
     return 0

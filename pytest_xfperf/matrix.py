@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_xfperf.backends.catalog import BACKENDS, PRECISIONS, REFERENCE_BACKEND
+from pytest_xfperf.backends.catalog import BACKENDS, PRECISIONS, eager_reference
 from pytest_xfperf.values import Shape, check_known, parse_shapes, parse_tolerance, split_list
 
 MARKER_KEYS = ("models", "backends", "precisions", "shapes", "scenarios", "tolerance",
@@ -44,8 +44,14 @@ class Case:
         return self.model_ref or self.model
 
     @property
-    def is_reference(self) -> bool:
-        return self.backend == REFERENCE_BACKEND and self.precision == "fp32"
+    def is_fp32_reference(self) -> bool:
+        """PyTorch FP32 eager on the CPU: what every case's accuracy is measured against."""
+        return self.backend == "torch-cpu" and self.precision == "fp32"
+
+    @property
+    def is_eager(self) -> bool:
+        """Eager PyTorch on its device: the other side of that device's speed-ups."""
+        return (self.backend, self.precision) == eager_reference(self.backend, self.precision)
 
 
 def expand(
@@ -86,6 +92,9 @@ def parse_marker(kwargs: Mapping[str, Any], where: str) -> dict[str, Any]:
         for key in ("models", "backends", "precisions", "scenarios"):
             if key in kwargs:
                 parsed[key] = tuple(split_list(kwargs[key]))
+                if not parsed[key]:
+                    raise ValueError(f"{key}=[] is empty: give at least one name, or drop "
+                                     "the argument to use the run's matrix")
         if "scenarios" in kwargs:
             from pytest_xfperf.settings import OPTIONS_BY_KEY
 

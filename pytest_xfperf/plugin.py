@@ -68,14 +68,18 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_xfperf.backends.catalog import BACKENDS, PRECISIONS
         from pytest_xfperf.values import check_known
 
-        check_known("backend", settings.backends, BACKENDS)
-        check_known("precision", settings.precisions, PRECISIONS)
+        check_known("backend", settings.matrix.backends, BACKENDS)
+        check_known("precision", settings.matrix.precisions, PRECISIONS)
     except ValueError as exc:
         raise pytest.UsageError(f"pytest-xfperf: {exc}") from None
     # --benchmark-disable asks for accuracy only. pytest-benchmark also disables itself under
     # xdist; that must not turn timing off, so its own flag is read, not its fixture's state.
-    settings = replace(settings, timing_disabled=bool(
-        config.getoption("benchmark_disable", default=False)))
+    timing_disabled = bool(config.getoption("benchmark_disable", default=False))
+    if timing_disabled and settings.gate.update_baselines:
+        raise pytest.UsageError(
+            "pytest-xfperf: --xfperf-update-baselines with --benchmark-disable would record "
+            "nothing (timing is off): drop --benchmark-disable to record baselines")
+    settings = replace(settings, timing_disabled=timing_disabled)
     worker = getattr(config, "workerinput", None)
     if worker is not None:
         _pin_gpu_to_worker(worker)
@@ -161,14 +165,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     try:
         overrides = parse_marker(marker.kwargs, metafunc.definition.nodeid) if marker else {}
         registry = _registry(metafunc.config)
-        models = overrides.get("models", settings.models)
+        matrix = settings.matrix
+        models = overrides.get("models", matrix.models)
         registry.check(models)
         cases = expand(
             [(ref, registry.case_name(ref)) for ref in models],
-            overrides.get("backends", settings.backends),
-            overrides.get("precisions", settings.precisions),
-            overrides.get("shapes", settings.shapes),
-            overrides.get("scenarios", settings.scenarios),
+            overrides.get("backends", matrix.backends),
+            overrides.get("precisions", matrix.precisions),
+            overrides.get("shapes", matrix.shapes),
+            overrides.get("scenarios", matrix.scenarios),
         )
     except ValueError as exc:
         # Raised from here it would become a collection error; a usage error (exit 4) is
@@ -200,7 +205,7 @@ def xfperf(request: pytest.FixtureRequest, xfperf_case: Any) -> Iterator[Any]:
 
     config = request.config
     state = _state(config)
-    tolerances = state.settings.tolerances
+    tolerances = state.settings.gate.tolerances
     marker = request.node.get_closest_marker("xfperf")
     if marker and "tolerances" in marker.kwargs:  # validated at collection (parse_marker)
         tolerances = replace(tolerances, **parse_tolerance_table(marker.kwargs["tolerances"]))
@@ -259,78 +264,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(STATE, None)
     if state is None or state.session is None:
         return
-    xsession = state.session
-    for damaged in xsession.cache.rebuilt_corrupt:
-        xsession.notes.append(f"xfperf: damaged cache entry moved aside and rebuilt: {damaged}")
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
         # An xdist worker hands its results to the controller, which writes one baseline
         # update and one report for the whole run.
-        entries, refused = (xsession.baseline_entries() if state.settings.update_baselines
-                            else ({}, []))
-        workeroutput["xfperf"] = {"results": [r.as_json() for r in xsession.results],
-                                  "entries": entries, "refused": refused,
-                                  "notes": xsession.notes}
+        workeroutput["xfperf"] = state.session.worker_output()
         return
-    extra_entries: dict[str, Any] = {}
-    extra_refused: list[str] = []
-    if state.worker_outputs:
-        from pytest_xfperf.result import Result
-
-        for output in state.worker_outputs:
-            xsession.results.extend(Result.from_json(r) for r in output["results"])
-            extra_entries.update(output["entries"])
-            extra_refused.extend(output["refused"])
-            xsession.notes.extend(n for n in output["notes"] if n not in xsession.notes)
-        xsession.results.sort(key=lambda r: r.case.id)
-        if not state.settings.parallel_timing:
-            xsession.notes.append(
-                f"xfperf: {len(state.worker_outputs)} xdist workers: cases were built in "
-                "parallel but timed one at a time per device (a lock), since concurrent "
-                "timing measures contention; --xfperf-parallel-timing allows it for "
-                "throughput-only runs")
-    if state.settings.update_baselines:
-        written, refused = xsession.record_baselines(extra_entries, extra_refused)
-        xsession.notes.append(f"xfperf: recorded {written} case(s) in {xsession.baseline_file}")
-        if refused:
-            xsession.notes.append(
-                "xfperf: NOT recorded (failed their accuracy check, or no rate met the latency "
-                "bound): " + ", ".join(refused))
-    if state.settings.report_path is not None and xsession.results:
-        from pytest_xfperf.report.json_report import write_report
-
-        path = state.settings.report_path
-        try:
-            write_report(path, xsession.results, state.settings, xsession.baselines,
-                         xsession.notes)
-            xsession.notes.append(f"xfperf: JSON report written to {path}")
-        except OSError as exc:
-            xsession.notes.append(f"xfperf: could not write the JSON report {path}: {exc}")
-    _write_human_reports(state.settings, xsession)
-
-
-def _write_human_reports(settings: Settings, xsession: Any) -> None:
-    """Markdown / step summary, plots and HTML. A failure here is a note: the run's verdict
-    is the tests' alone."""
-    import os
-    import time
-
-    wanted = (settings.markdown_path, settings.html_path, settings.plots_dir)
-    if not xsession.results or not (any(wanted) or os.environ.get("GITHUB_STEP_SUMMARY")):
-        return
-    started = time.perf_counter()
-    try:
-        from pytest_xfperf.baselines.machine import machine_info
-        from pytest_xfperf.report.render import render_outputs
-        from pytest_xfperf.versions import library_versions
-
-        samples = {case_id: entry.get("samples_ms", [])
-                   for case_id, entry in xsession.baselines.items()}
-        messages = render_outputs(
-            xsession.results, {"machine": machine_info(), "versions": library_versions()},
-            samples, settings.prices, *wanted, notes=list(xsession.notes))
-    except Exception as exc:  # noqa: BLE001 - a broken report must not change the verdict
-        messages = [f"xfperf: the human-readable reports failed ({type(exc).__name__}: "
-                    f"{exc}); the test results above are unaffected"]
-    xsession.notes.extend(messages)
-    xsession.notes.append(f"xfperf: reports generated in {time.perf_counter() - started:.2f} s")
+    state.session.finish(state.worker_outputs)

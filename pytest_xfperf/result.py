@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_xfperf.baselines.gate import GateOutcome
-from pytest_xfperf.baselines.store import MAX_SAMPLES, noise_block
 from pytest_xfperf.matrix import Case
 from pytest_xfperf.measure.stats import LatencyStats
+from pytest_xfperf.metrics import Verdict
 from pytest_xfperf.values import Shape
-
-# Verdicts, as shown in reports.
-PASS = "pass"
-NO_BASELINE = "no baseline"
-REGRESSED = "REGRESSED"
-ACCURACY = "ACCURACY"
-UNSTABLE = "unstable"  # noise larger than the tolerance: reported, not failed (by default)
-UNSTABLE_FAIL = "UNSTABLE"  # the same with --xfperf-fail-on-unstable
-STALE = "STALE"  # faster than the baseline past the tolerance, with --xfperf-fail-on-improvement
-DRIFT = "DRIFT"  # the graph lost fusions or quantization (see baselines/fingerprint.py)
-IMPROVED = "improved"
-BOUND_UNMET = "BOUND UNMET"  # server scenario: no arrival rate kept p99 under the bound
-RECORDED = "recorded"
 
 
 @dataclass
@@ -54,10 +40,13 @@ class Result:
     serving: dict[str, Any] = field(default_factory=dict)
     serving_metrics: dict[str, float] = field(default_factory=dict)
     bound_unmet: str = ""
-    # The case and its reference timed in interleaved blocks (ms), when recording a baseline:
-    # what a later confirmation is compared with (see baselines/decision.py).
-    paired: dict[str, list[list[float]]] = field(default_factory=dict)
-    verdict: str = NO_BASELINE
+    # Block records (measure/case.py): the case's, and its eager reference's (speed-up).
+    timing: dict[str, Any] | None = None
+    reference_timing: dict[str, Any] | None = None
+    speedup: float | None = None  # eager PyTorch on the same device / this case, this run
+    rounds: int = 0  # rounds of blocks the stopping rule took
+    measure_seconds: dict[str, float] = field(default_factory=dict)  # case, yardstick
+    verdict: Verdict = Verdict.NO_BASELINE
     raw: dict[str, Any] | None = None  # the JSON it was rebuilt from (results of xdist workers)
 
     @classmethod
@@ -68,11 +57,14 @@ class Result:
                     scenario=str(data.get("scenario", "single-stream")))
         baseline = data.get("baseline")
         gate = None
+        verdict = Verdict(str(data["verdict"]))
         if baseline is not None:
-            gate = GateOutcome(regressions=list(baseline.get("regressions", [])),
+            gate = GateOutcome(verdict=verdict,
+                               regressions=list(baseline.get("regressions", [])),
                                improvements=list(baseline.get("improvements", [])),
                                unstable=list(baseline.get("unstable", [])),
-                               deltas=dict(baseline.get("deltas", {})))
+                               deltas=dict(baseline.get("deltas", {})),
+                               decisions=dict(baseline.get("decisions", {})))
         return cls(
             case=case, stats=LatencyStats(**data["stats"]) if data.get("stats") else None,
             samples_ms=list(data.get("samples_ms", [])), memory_mb=data.get("memory_mb"),
@@ -88,7 +80,7 @@ class Result:
             serving=dict(data.get("serving") or {}),
             serving_metrics=dict(data.get("serving_metrics") or {}),
             bound_unmet=str(data.get("bound_unmet", "")),
-            verdict=str(data["verdict"]), raw=data,
+            speedup=data.get("speedup"), verdict=verdict, raw=data,
         )
 
     def metrics(self) -> dict[str, float]:
@@ -97,6 +89,8 @@ class Result:
         if self.stats is not None:
             values.update(p50_ms=self.stats.p50_ms, p99_ms=self.stats.p99_ms,
                           throughput=self.stats.throughput)
+        if self.speedup is not None:
+            values["speedup"] = self.speedup
         if self.memory_mb is not None and self.stats is not None:
             values["memory_mb"] = self.memory_mb
         if self.gpu_memory_mb is not None and self.stats is not None:
@@ -113,7 +107,7 @@ class Result:
 
     @property
     def failed(self) -> bool:
-        return self.verdict in (REGRESSED, ACCURACY, DRIFT, UNSTABLE_FAIL, STALE, BOUND_UNMET)
+        return self.verdict.failed
 
     def failure_message(self) -> str:
         lines = [f"{self.case.id}: {self.verdict}"]
@@ -123,36 +117,19 @@ class Result:
             lines.append(f"  server: {self.bound_unmet}")
         if self.gate is not None:
             lines += [f"  regression: {r}" for r in self.gate.regressions]
-            if self.verdict == UNSTABLE_FAIL:
+            if self.verdict == Verdict.UNSTABLE_FAIL:
                 lines += [f"  unstable: {u}" for u in self.gate.unstable]
-            if self.verdict == STALE:
+            if self.verdict == Verdict.STALE:
                 lines += [f"  faster than the baseline: {i}" for i in self.gate.improvements]
                 lines.append("  the baseline is stale: record it again with "
                              "--xfperf-update-baselines")
+        if self.verdict == Verdict.OTHER_MACHINE_FAIL:
+            lines.append("  the only baseline is from another machine (see the summary); "
+                         "record this machine's with --xfperf-update-baselines")
         if self.baseline_versions_changed:
             lines.append("  versions changed since the baseline: "
                          + ", ".join(self.baseline_versions_changed))
         return "\n".join(lines)
-
-    def baseline_entry(self) -> dict[str, Any]:
-        samples = spread(self.samples_ms)
-        # The interleaved record keeps as many samples in all as the samples do.
-        per_block = MAX_SAMPLES // max(1, max((len(b) for b in self.paired.values()), default=1))
-        stats = self.stats.as_dict() if self.stats else {}
-        return {
-            "metrics": {k: round(v, 6) for k, v in self.metrics().items()},
-            "stats": {k: round(v, 6) for k, v in stats.items()},
-            "samples_ms": [round(s, 4) for s in samples],
-            "noise": noise_block(samples, stats),
-            "versions": dict(self.versions),
-            "graph": self.graph,
-            "settings": self.runner_settings,
-            **({"serving": self.serving} if self.serving else {}),
-            **({"paired": {side: [[round(s, 4) for s in spread(block, per_block)]
-                                  for block in blocks]
-                           for side, blocks in self.paired.items()}} if self.paired else {}),
-            "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
 
     def as_json(self) -> dict[str, Any]:
         if self.raw is not None:
@@ -161,13 +138,16 @@ class Result:
         return {
             "id": case.id, "model": case.model, "backend": case.backend,
             "precision": case.precision, "batch": case.shape.batch, "seq": case.shape.seq,
-            "scenario": case.scenario, "verdict": self.verdict,
+            "scenario": case.scenario, "verdict": self.verdict.value,
             "stats": self.stats.as_dict() if self.stats else None,
             "samples_ms": self.samples_ms,
             "memory_mb": self.memory_mb, "memory_mode": self.memory_mode,
             "model_mb": self.model_mb,
             "gpu_memory_mb": self.gpu_memory_mb, "gpu_memory_mode": self.gpu_memory_mode,
             "device_time": self.device_stats.as_dict() if self.device_stats else None,
+            "speedup": self.speedup, "rounds": self.rounds,
+            "measure_seconds": self.measure_seconds,
+            "timing": self.timing, "reference_timing": self.reference_timing,
             "accuracy": self.accuracy, "accuracy_problems": self.accuracy_problems,
             "serving": self.serving or None, "serving_metrics": self.serving_metrics,
             "bound_unmet": self.bound_unmet,
@@ -176,19 +156,11 @@ class Result:
                 "improvements": self.gate.improvements,
                 "versions_changed": self.baseline_versions_changed,
                 "graph_drift": self.drift, "graph_notes": self.graph_notes,
-                "unstable": self.gate.unstable, "near_tolerance": self.gate.near_tolerance,
-                "timing_decisions": {m: d.as_dict() for m, d in self.gate.decisions.items()}},
+                "unstable": self.gate.unstable, "decisions": self.gate.decisions,
+                "notes": self.gate.notes},
             "machine_state": self.machine_state,
             "graph": self.graph, "build_seconds": self.build_seconds,
             "built_now": self.built_now, "prepare_seconds": self.prepare_seconds,
             "settings": self.runner_settings,
             "versions": self.versions,
         }
-
-
-def spread(samples: list[float], keep: int = MAX_SAMPLES) -> list[float]:
-    """At most ``keep`` of ``samples``, evenly spread over the run (what a baseline keeps)."""
-    if len(samples) <= keep:
-        return samples
-    step = len(samples) / keep
-    return [samples[int(i * step)] for i in range(keep)]

@@ -1,4 +1,5 @@
-"""State shared by the cases of one pytest session: cache, models, references, results."""
+"""State shared by the cases of one pytest session: cache, models, baselines, references,
+results; and the session's end (``finish``: merge xdist workers, record, report)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,18 @@ from typing import TYPE_CHECKING, Any
 from pytest_xfperf.accuracy import mean_pooled
 from pytest_xfperf.artifacts.cache import ArtifactCache
 from pytest_xfperf.artifacts.fusion import fusion_warning
-from pytest_xfperf.artifacts.pipeline import ArtifactPipeline, BuildOptions, BuiltArtifact
-from pytest_xfperf.backends.base import BackendUnavailable, Runner
-from pytest_xfperf.backends.catalog import BACKENDS
+from pytest_xfperf.artifacts.pipeline import ArtifactPipeline, BuiltArtifact
+from pytest_xfperf.backends.base import BackendUnavailable, Runner, RunnerContext
+from pytest_xfperf.backends.catalog import BACKENDS, load_factory
 from pytest_xfperf.baselines import store
-from pytest_xfperf.baselines.machine import machine_info, machine_key
+from pytest_xfperf.baselines.machine import differences, fingerprint_of, machine_info
 from pytest_xfperf.fileio import locked
 from pytest_xfperf.matrix import Case
 from pytest_xfperf.models.corpus import sentences
 from pytest_xfperf.models.module import primary_output
 from pytest_xfperf.models.registry import ModelRegistry
 from pytest_xfperf.models.spec import ModelSpec
+from pytest_xfperf.notes import Notes
 from pytest_xfperf.result import Result
 from pytest_xfperf.settings import Settings
 
@@ -57,13 +59,25 @@ class XfperfSession:
         self.cache = ArtifactCache(rootpath / settings.cache_dir)  # an absolute path wins
         if settings.clear_cache:
             self.cache.clear()
-        self.pipeline = ArtifactPipeline(self.cache, settings.seed, BuildOptions(
-            exporter=settings.exporter, calibration_method=settings.calibration_method,
-            calibration_batches=settings.calibration_batches, per_channel=settings.per_channel))
-        self.baseline_file = store.baseline_path(rootpath / settings.baselines_dir, machine_key())
-        self.baselines: dict[str, Any] = store.load(self.baseline_file)["cases"]
+        self.pipeline = ArtifactPipeline(self.cache, settings.seed, settings.build)
+        self.machine = machine_info()
+        directory = rootpath / settings.baselines_dir
+        self.baseline_file = store.baseline_path(directory, str(self.machine["key"]))
+        document = store.load(self.baseline_file)
+        self.notes = Notes()  # shown under the summary table
+        self.other_machine: list[str] = []  # how the only baselines' machine differs
+        recorded = fingerprint_of(document.get("machine", {}))
+        if document["cases"] and differences(recorded, fingerprint_of(self.machine)):
+            # A file under this machine's name recorded elsewhere (copied by hand).
+            self.other_machine = differences(recorded, fingerprint_of(self.machine))
+            self.baselines: dict[str, Any] = {}
+        else:
+            self.baselines = document["cases"]
+        if not self.baselines and not settings.gate.update_baselines:
+            self._look_for_other_machines(directory)
         self.results: list[Result] = []
-        self.notes: list[str] = []  # shown under the summary table
+        # Eager-reference block records of the speed-up, per model, shape and device.
+        self._eager: dict[tuple[str, str, str], dict[str, Any]] = {}
         # Set by the plugin in verbose mode: long steps announce themselves through it.
         self.announce: Callable[[str], None] | None = None
         # One torch model at a time: cases arrive grouped by model, and BERT-large in FP32
@@ -72,6 +86,34 @@ class XfperfSession:
         self._model: torch.nn.Module | None = None
         self._references: dict[tuple[str, str], np.ndarray] = {}
         self._corpus_reference: dict[tuple[str, int], np.ndarray] = {}
+
+    def _look_for_other_machines(self, directory: Path) -> None:
+        """No baseline for this machine: name the nearest file of another machine and how it
+        differs, so that a CI pool mixing CPU generations gets a true message, not a false
+        regression."""
+        here = fingerprint_of(self.machine)
+        nearest: tuple[int, Path, list[str]] | None = None
+        for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+            try:
+                machine = store.load(path).get("machine", {})
+            except store.BaselineError:
+                continue
+            diff = differences(fingerprint_of(machine), here)
+            if nearest is None or len(diff) < nearest[0]:
+                nearest = (len(diff), path, diff)
+        if nearest is None:
+            return
+        self.other_machine = nearest[2]
+        self.notes.add(
+            f"no baseline for this machine ({self.baseline_file.name}); "
+            f"{nearest[1]} was recorded on another machine ({'; '.join(nearest[2])}): its "
+            "timings are not comparable here, so nothing is gated against it. Record this "
+            "machine's with --xfperf-update-baselines (--xfperf-other-machine=fail makes "
+            "this a failure)")
+
+    def baseline_for(self, case: Case) -> dict[str, Any] | None:
+        entry: dict[str, Any] | None = self.baselines.get(case.id)
+        return entry
 
     def progress(self, subject: str) -> Callable[[str], None]:
         """A reporter of ``subject``'s steps with the time since it was made (verbose mode
@@ -152,18 +194,10 @@ class XfperfSession:
         from pytest_xfperf.backends.torch_cuda import require_cuda
 
         require_cuda()
-        if backend in ("tensorrt", "ort-trt"):
-            from pytest_xfperf.backends.tensorrt import load_tensorrt
-
-            trt = load_tensorrt()
-            if not hasattr(trt, "Builder"):  # tensorrt-stubs alone installs a bare package
-                raise BackendUnavailable(
-                    "only TensorRT's type stubs are installed, not TensorRT: "
-                    "pip install 'pytest-xfperf[tensorrt]'")
 
     def artifact(self, case: Case, spec: ModelSpec) -> BuiltArtifact | None:
         info = BACKENDS[case.backend]
-        if not info.uses_onnx:
+        if info.onnx_target is None:
             return None
         artifact = self.pipeline.build(spec, case.precision, lambda: self.model(spec), case.shape,
                                        info.onnx_target, self.progress(case.id))
@@ -171,77 +205,54 @@ class XfperfSession:
         if case.precision != "int8-static" and info.onnx_target != "portable":
             warning = fusion_warning(spec.name, spec.family, spec.num_layers,
                                      artifact.graph.get("fused", {}))
-            if warning and "xfperf: " + warning not in self.notes:
-                self.notes.append("xfperf: " + warning)
+            if warning:
+                self.notes.add(warning)
         return artifact
 
     def make_runner(self, case: Case, spec: ModelSpec, artifact: BuiltArtifact | None) -> Runner:
-        if case.backend == "torch-cpu":
-            from pytest_xfperf.backends.pytorch import TorchCpuRunner
+        """The backend's runner, from its catalog row's factory (imported now)."""
+        info = BACKENDS[case.backend]
+        context = RunnerContext(case=case, model=lambda: self.model(spec),
+                                artifact_path=artifact.path if artifact else None,
+                                options=self.settings.backend_options.get(case.backend, {}),
+                                session=self)
+        runner: Runner = load_factory(info)(context)
+        return runner
 
-            threads = self.settings.backend_options.get("torch-cpu", {}).get("threads", 0)
-            return TorchCpuRunner(self.model(spec), threads)
-        if case.backend == "ort-cpu":
-            from pytest_xfperf.backends.onnxruntime_cpu import OrtCpuRunner
+    def eager_record(self, case: Case, spec: ModelSpec, inputs: Mapping[str, np.ndarray],
+                     blocks: int) -> dict[str, Any] | None:
+        """The speed-up's reference (eager PyTorch on the case's device) as a block record of
+        at least ``blocks`` blocks, measured (or extended) on use in this process; None where
+        it cannot run here."""
+        from pytest_xfperf.backends.catalog import eager_reference
+        from pytest_xfperf.measure.blocks import BlockPlan
+        from pytest_xfperf.measure.case import extend_reference
 
-            assert artifact is not None
-            return OrtCpuRunner(artifact.path, self.settings.backend_options.get("ort-cpu"))
-        options = dict(self.settings.backend_options.get(case.backend, {}))
-        if case.backend.startswith("torch-"):
-            from pytest_xfperf.backends.torch_cuda import TorchCudaRunner
+        backend, precision = eager_reference(case.backend, case.precision)
+        key = (case.model, case.shape.label, f"{backend}/{precision}")
+        have = self._eager.get(key)
+        missing = blocks - (len(have["case_ms"]) if have else 0)
+        if missing <= 0:
+            return have
+        eager = Case(case.model, backend, precision, case.shape, case.model_ref)
+        try:
+            self.check_backend(backend)
+            runner = self.make_runner(eager, spec, None)
+        except (BackendUnavailable, ModuleNotFoundError):
+            return None
+        try:
+            plan = BlockPlan.of(self.settings.timing, self.settings.gate.policy)
+            self._eager[key] = extend_reference(
+                have, runner, inputs, self.settings.backend_options.get(backend, {}), plan,
+                missing, lambda: self.device_lock(backend))
+        finally:
+            runner.close()
+        return self._eager[key]
 
-            mode = {"torch-cuda": "eager", "torch-cuda-graph": "graph",
-                    "torch-compile": "compile"}[case.backend]
-            return TorchCudaRunner(self.model(spec), case.precision, mode,
-                                   tf32=bool(options.get("tf32", False)),
-                                   compile_mode=str(options.get("compile_mode",
-                                                                "reduce-overhead")))
-        assert artifact is not None
-        if case.backend in ("ort-cuda", "ort-cuda-graph", "ort-trt"):
-            from pytest_xfperf.backends.onnxruntime_cuda import OrtCudaRunner
-
-            provider = ("TensorrtExecutionProvider" if case.backend == "ort-trt"
-                        else "CUDAExecutionProvider")
-            return OrtCudaRunner(artifact.path, case.precision,
-                                 cuda_graph=case.backend == "ort-cuda-graph", provider=provider,
-                                 options=options)
-        if case.backend == "tensorrt":
-            return self._tensorrt_runner(case, artifact)
-        raise BackendUnavailable(f"no runner for backend {case.backend!r}")
-
-    def _tensorrt_runner(self, case: Case, artifact: BuiltArtifact) -> Runner:
-        """An engine for this ONNX file, TensorRT version, GPU and profile, from the cache."""
-        import torch
-
-        from pytest_xfperf.backends import tensorrt as trt_backend
-
-        trt = trt_backend.load_tensorrt()
-        version = str(trt.__version__)
-        if trt_backend.onnx_variant(version, case.precision) != case.precision:
-            # TensorRT 10 builds FP16 from the FP32 file with its FP16 flag.
-            variant = trt_backend.onnx_variant(version, case.precision)
-            artifact = self.pipeline.build(self.registry.get(case.ref), variant,
-                                           lambda: self.model(self.registry.get(case.ref)),
-                                           case.shape, "portable")
-        # Serving batches range from one short request to the case's shape.
-        profile = trt_backend.profile_shapes(self.settings.shapes, serving=case.serving)
-        level = self.settings.backend_options.get("tensorrt", {}).get(
-            "builder_optimization_level")
-        parts = trt_backend.engine_cache_parts(artifact.path.parent.name, version,
-                                               torch.cuda.get_device_name(), case.precision,
-                                               profile, level)
-        progress = self.progress(case.id)
-
-        def build(directory: Path) -> dict[str, Any]:
-            progress("building the TensorRT engine...")
-            info = trt_backend.build_engine(artifact.path, directory, case.precision, profile,
-                                            optimization_level=level)
-            progress("built the TensorRT engine")
-            return info
-
-        entry = self.cache.get_or_build(parts, build)
-        return trt_backend.TensorRTRunner(entry.file(trt_backend.ENGINE_FILE), case.precision,
-                                          level)
+    def remember_eager(self, case: Case, record: dict[str, Any]) -> None:
+        """An eager case's own record serves as its model's reference (when none is yet)."""
+        key = (case.model, case.shape.label, f"{case.backend}/{case.precision}")
+        self._eager.setdefault(key, {**record, "reference": case.backend})
 
     def device_lock(self, backend: str) -> contextlib.AbstractContextManager[None]:
         """Held while a case is timed: xdist workers (and parallel jobs sharing this cache)
@@ -251,29 +262,58 @@ class XfperfSession:
         device = BACKENDS[backend].device
         return locked(self.cache.root / "locks" / f"device-{device}.lock")
 
-    # -- baselines ----------------------------------------------------------------------
+    # -- the session's end --------------------------------------------------------------
     def baseline_entries(self) -> tuple[dict[str, Any], list[str]]:
         """This run's entries; cases that failed accuracy are refused unless forced, and a
         server case whose bound no rate met has no figure to record."""
+        from pytest_xfperf.baselines.record import entry
+
         entries, refused = {}, []
         for result in self.results:
             if result.stats is None and not result.serving_metrics:
                 continue  # timing disabled: nothing measured to record
-            if result.bound_unmet or result.accuracy_problems and not self.settings.force_record:
+            if result.bound_unmet or (result.accuracy_problems
+                                      and not self.settings.gate.force_record):
                 refused.append(result.case.id)
                 continue
-            entries[result.case.id] = result.baseline_entry()
-            if result.accuracy_problems:
-                entries[result.case.id]["forced"] = True  # recorded despite failed accuracy
+            entries[result.case.id] = entry(result)
         return entries, refused
 
-    def record_baselines(
-        self, extra: Mapping[str, Any] | None = None, extra_refused: Sequence[str] = ()
-    ) -> tuple[int, list[str]]:
-        """Write this run's entries (and those of xdist workers) in one locked update."""
-        entries, refused = self.baseline_entries()
-        entries.update(extra or {})
-        refused += list(extra_refused)
-        if entries:
-            store.merge_and_write(self.baseline_file, entries, machine_info())
-        return len(entries), refused
+    def worker_output(self) -> dict[str, Any]:
+        """What an xdist worker hands to the controller."""
+        entries, refused = (self.baseline_entries() if self.settings.gate.update_baselines
+                            else ({}, []))
+        return {"results": [r.as_json() for r in self.results], "entries": entries,
+                "refused": refused, "notes": self.notes.lines()}
+
+    def finish(self, worker_outputs: Sequence[Mapping[str, Any]] = ()) -> None:
+        """Merge xdist workers' results, record baselines, write the reports."""
+        for damaged in self.cache.rebuilt_corrupt:
+            self.notes.add(f"damaged cache entry moved aside and rebuilt: {damaged}")
+        extra_entries: dict[str, Any] = {}
+        extra_refused: list[str] = []
+        for output in worker_outputs:
+            self.results.extend(Result.from_json(r) for r in output["results"])
+            extra_entries.update(output["entries"])
+            extra_refused.extend(output["refused"])
+            self.notes.extend(output["notes"])
+        if worker_outputs:
+            self.results.sort(key=lambda r: r.case.id)
+            if not self.settings.parallel_timing:
+                self.notes.add(
+                    f"{len(worker_outputs)} xdist workers: cases were built in parallel but "
+                    "timed one at a time per device (a lock), since concurrent timing measures "
+                    "contention; --xfperf-parallel-timing allows it for throughput-only runs")
+        if self.settings.gate.update_baselines:
+            entries, refused = self.baseline_entries()
+            entries.update(extra_entries)
+            refused += extra_refused
+            if entries:
+                store.merge_and_write(self.baseline_file, entries, self.machine)
+            self.notes.add(f"recorded {len(entries)} case(s) in {self.baseline_file}")
+            if refused:
+                self.notes.add("NOT recorded (failed their accuracy check, or no rate met the "
+                               "latency bound): " + ", ".join(refused))
+        from pytest_xfperf.report.render import write_reports
+
+        write_reports(self.settings, self.results, self.baselines, self.machine, self.notes)

@@ -3,7 +3,9 @@
 Precedence, strongest first: marker (per test, see matrix.py) > command line > environment
 variable > ``[tool.xfperf]`` in pyproject.toml or ``xfperf_*`` keys in the pytest ini > default.
 One ``Option`` row feeds ``addoption``, ``addini`` and the environment lookup, so the help text
-and the parsing exist once.
+and the parsing exist once; it names the field it sets, and ``resolve`` builds the nested
+groups (``Matrix``, ``TimingPolicy``, ``GateOptions``, ``BuildOptions``, ``ServingConfig``,
+``ReportPaths``) once per session.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pytest_xfperf.artifacts.options import BuildOptions
+from pytest_xfperf.baselines.rule import GatePolicy
+from pytest_xfperf.measure.timing import TimingPolicy
+from pytest_xfperf.serving.config import ServingConfig
+from pytest_xfperf.serving.workload import LengthDistribution
 from pytest_xfperf.values import (
     Shape,
     parse_bool,
@@ -46,6 +53,8 @@ class Tolerances:
     # p99 of a few dozen samples is close to their maximum: only a gross change is a signal.
     p99: float = 1.00
     throughput: float = 0.10
+    # The speed-up over eager PyTorch on the same device: optimization drift.
+    speedup: float = 0.10
     memory: float = 0.25
     # Absolute drop allowed in cosine similarity / retrieval agreement vs the baseline's.
     accuracy: float = 0.005
@@ -57,59 +66,67 @@ class Tolerances:
 
 
 @dataclass(frozen=True)
-class Settings:
-    enabled: bool = False
+class Matrix:
+    """What is expanded into cases (a marker may override any of it per test)."""
+
     models: tuple[str, ...] = DEFAULT_MODELS
     backends: tuple[str, ...] = DEFAULT_BACKENDS
     precisions: tuple[str, ...] = DEFAULT_PRECISIONS
     shapes: tuple[Shape, ...] = DEFAULT_SHAPES
+    scenarios: tuple[str, ...] = ("single-stream",)
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    """What the gate allows and what it does with what it finds."""
+
     tolerances: Tolerances = field(default_factory=Tolerances)
-    warmup_rounds: int = 3
-    min_rounds: int = 10
-    min_time: float = 2.0
-    max_time: float = 30.0
     update_baselines: bool = False
-    confirm: bool = True
     fail_on_unstable: bool = False
     fail_on_improvement: bool = False
     force_record: bool = False
+    other_machine: str = "skip"  # a baseline from another machine: "skip" or "fail"
+    policy: GatePolicy = field(default_factory=GatePolicy)
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    report: Path | None = None
+    markdown: Path | None = None
+    html: Path | None = None
+    plots: Path | None = None
+    # Price per hour of each machine key: the reports' cost per million requests.
+    prices: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settings:
+    enabled: bool = False
+    matrix: Matrix = field(default_factory=Matrix)
+    timing: TimingPolicy = field(default_factory=TimingPolicy)
+    gate: GateOptions = field(default_factory=GateOptions)
+    build: BuildOptions = field(default_factory=BuildOptions)
+    serving: ServingConfig = field(default_factory=ServingConfig)
+    reports: ReportPaths = field(default_factory=ReportPaths)
+    timing_disabled: bool = False  # --benchmark-disable: accuracy only
     parallel_timing: bool = False
     timeout: float = 0.0
     max_memory_mb: float = 0.0
-    timing_disabled: bool = False  # --benchmark-disable: accuracy only
     baselines_dir: Path = Path("baselines")
     cache_dir: Path = Path(".xfperf-cache")
     clear_cache: bool = False
-    report_path: Path | None = None
-    markdown_path: Path | None = None
-    html_path: Path | None = None
-    plots_dir: Path | None = None
-    # Price per hour of each machine key: the reports' cost per million requests.
-    prices: Mapping[str, float] = field(default_factory=dict)
     seed: int = 0
-    exporter: str = "torchscript"
-    calibration_method: str = "minmax"
-    calibration_batches: int = 8
-    per_channel: bool = True
-    # Serving scenarios (serving/): which ones, and the workload and batcher they use.
-    scenarios: tuple[str, ...] = ("single-stream",)
-    lengths: str = "lognormal:48:0.6"
-    padding: str = "buckets"
-    buckets: tuple[int, ...] = ()  # () = powers of two up to the case's sequence length
-    max_queue_delay_ms: float = 10.0
-    serving_requests: int = 400
-    p99_bound_ms: float = 100.0
-    server_budget: float = 60.0
-    server_trial: float = 5.0
     # [tool.xfperf.<backend>] tables, validated against the backend's options.
     backend_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Option:
-    """One setting as it appears on the command line, in ini/pyproject and in the environment."""
+    """One setting as it appears on the command line, in ini/pyproject and in the environment,
+    and the field of ``Settings`` it sets (``group.field``, or a top-level field)."""
 
-    key: str  # Settings field, also the [tool.xfperf] key
+    key: str  # the [tool.xfperf] key
+    target: str
     help: str
     parse: Callable[[Any], Any]
     flag: bool = False  # a switch with no value
@@ -138,10 +155,8 @@ def _scenarios(value: Any) -> tuple[str, ...]:
     return names
 
 
-def _lengths(value: Any) -> str:
-    from pytest_xfperf.serving.workload import LengthDistribution
-
-    return str(LengthDistribution.parse(str(value)))
+def _lengths(value: Any) -> LengthDistribution:
+    return LengthDistribution.parse(str(value))
 
 
 def _buckets(value: Any) -> tuple[int, ...]:
@@ -158,83 +173,101 @@ def _tuple(value: Any) -> tuple[str, ...]:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("models", "models: builtin names, local HF model dirs, or conftest models", _tuple),
-    Option("backends", "backends to run, e.g. torch-cpu,ort-cpu", _tuple),
-    Option("precisions", "precisions to run, e.g. fp32,int8-dynamic", _tuple),
-    Option("shapes", "input shapes BATCHxSEQ, e.g. 1x128,8x128", parse_shapes),
-    Option("tolerance", "allowed relative regression of p50 latency and throughput "
-           "(default 0.10)", parse_tolerance),
-    Option("tolerances", "per-metric tolerances, e.g. p50=0.1,p99=1.0,throughput=0.1,"
-           "memory=0.25,accuracy=0.005", lambda v: parse_tolerance_table(v)),
-    Option("warmup_rounds", "untimed calls before timing (default 3)",
+    Option("models", "matrix.models",
+           "models: builtin names, local HF model dirs, or conftest models", _tuple),
+    Option("backends", "matrix.backends", "backends to run, e.g. torch-cpu,ort-cpu", _tuple),
+    Option("precisions", "matrix.precisions", "precisions to run, e.g. fp32,int8-dynamic",
+           _tuple),
+    Option("shapes", "matrix.shapes", "input shapes BATCHxSEQ, e.g. 1x128,8x128",
+           parse_shapes),
+    Option("scenarios", "matrix.scenarios", "serving scenarios: single-stream (default: one "
+           "request at a time), offline (all requests at once, dynamic batching), server "
+           "(Poisson arrivals, highest rate meeting the p99 bound); the shape's batch is the "
+           "batcher's maximum", _scenarios),
+    Option("tolerance", "gate.tolerances", "allowed relative regression of p50 latency and "
+           "throughput (default 0.10)", parse_tolerance),
+    Option("tolerances", "gate.tolerances", "per-metric tolerances, e.g. p50=0.1,p99=1.0,"
+           "throughput=0.1,speedup=0.1,memory=0.25,accuracy=0.005",
+           lambda v: parse_tolerance_table(v)),
+    Option("update_baselines", "gate.update_baselines",
+           "record this run's results as the new baselines", parse_bool, flag=True),
+    Option("fail_on_unstable", "gate.fail_on_unstable", "fail cases whose measurement cannot "
+           "resolve their tolerance (default: report them as unstable)", parse_bool, flag=True),
+    Option("fail_on_improvement", "gate.fail_on_improvement", "fail cases faster than their "
+           "baseline by more than the tolerance (a stale baseline)", parse_bool, flag=True),
+    Option("force_record", "gate.force_record", "with --xfperf-update-baselines, record cases "
+           "that failed their accuracy check too (marked as forced)", parse_bool, flag=True),
+    Option("other_machine", "gate.other_machine", "when the only baseline is from a machine "
+           "with another fingerprint: skip (default: report it, gate nothing) or fail",
+           lambda v: parse_choice(v, "other_machine", ("skip", "fail"))),
+    Option("warmup_rounds", "timing.warmup_rounds", "untimed calls before timing (default 3)",
            lambda v: parse_count(v, "warmup_rounds")),
-    Option("min_rounds", "minimum timed calls per case (default 10)",
+    Option("min_rounds", "timing.min_rounds", "minimum timed calls per case (default 10)",
            lambda v: parse_count(v, "min_rounds", 1)),
-    Option("min_time", "minimum seconds of timed calls per case (default 2.0)",
-           lambda v: parse_positive_float(v, "min_time")),
-    Option("max_time", "stop timing a case after this many seconds (default 30)",
-           lambda v: parse_positive_float(v, "max_time")),
-    Option("update_baselines", "record this run's results as the new baselines", parse_bool,
-           flag=True),
-    Option("confirm", "re-measure a timing result that is not a clear pass, interleaved "
-           "with the reference backend, before failing or flagging it (default true)",
-           parse_bool),
-    Option("fail_on_unstable", "fail cases whose own noise exceeds their tolerance "
-           "(default: report them as unstable)", parse_bool, flag=True),
-    Option("force_record", "with --xfperf-update-baselines, record cases that failed their "
-           "accuracy check too (marked as forced)", parse_bool, flag=True),
-    Option("parallel_timing", "let xdist workers time cases at the same time on one device "
-           "(throughput-only runs; latencies then include contention)", parse_bool, flag=True),
-    Option("timeout", "fail a case that runs longer than this many seconds (0: no limit)",
-           lambda v: parse_positive_float(v, "timeout")),
-    Option("max_memory_mb", "fail a case whose memory grows by more than this many MB "
-           "(0: no limit)", lambda v: parse_positive_float(v, "max_memory_mb")),
-    Option("fail_on_improvement", "fail cases faster than their baseline by more than the "
-           "tolerance (a stale baseline)", parse_bool, flag=True),
-    Option("baselines", "directory of baseline files (default: baselines/)", Path),
-    Option("cache_dir", "artifact cache directory (default: .xfperf-cache/)", Path),
-    Option("clear_cache", "empty the artifact cache before the run", parse_bool, flag=True),
-    Option("report", "write the results as JSON to this path", Path),
-    Option("markdown", "write a Markdown report to this path (also appended to "
-           "$GITHUB_STEP_SUMMARY when that is set)", Path),
-    Option("html", "write a single-file HTML report (tables and plots) to this path", Path),
-    Option("plots", "write PNG plots (matplotlib) into this directory", Path),
-    Option("prices", "price per hour of machines, for cost per million requests: "
-           "MACHINE_KEY=PRICE,... (the key names the baseline file)",
+    Option("min_time", "timing.min_time", "seconds of timed calls of a case's first "
+           "measurement, spread over its blocks (default 2.0)",
+           lambda v: parse_positive_float(v, "min_time", strict=True)),
+    Option("max_time", "timing.max_time", "stop timing a case after this many seconds "
+           "(default 30)", lambda v: parse_positive_float(v, "max_time", strict=True)),
+    Option("parallel_timing", "parallel_timing", "let xdist workers time cases at the same "
+           "time on one device (throughput-only runs; latencies then include contention)",
+           parse_bool, flag=True),
+    Option("timeout", "timeout", "fail a case that runs longer than this many seconds "
+           "(0: no limit)", lambda v: parse_positive_float(v, "timeout")),
+    Option("max_memory_mb", "max_memory_mb", "fail a case whose memory grows by more than "
+           "this many MB (0: no limit)", lambda v: parse_positive_float(v, "max_memory_mb")),
+    Option("baselines", "baselines_dir", "directory of baseline files (default: baselines/)",
+           Path),
+    Option("cache_dir", "cache_dir", "artifact cache directory (default: .xfperf-cache/)",
+           Path),
+    Option("clear_cache", "clear_cache", "empty the artifact cache before the run",
+           parse_bool, flag=True),
+    Option("report", "reports.report", "write the results as JSON to this path", Path),
+    Option("markdown", "reports.markdown", "write a Markdown report to this path (also "
+           "appended to $GITHUB_STEP_SUMMARY when that is set)", Path),
+    Option("html", "reports.html", "write a single-file HTML report (tables and plots) to "
+           "this path", Path),
+    Option("plots", "reports.plots", "write PNG plots (matplotlib) into this directory", Path),
+    Option("prices", "reports.prices", "price per hour of machines, for cost per million "
+           "requests: MACHINE_KEY=PRICE,... (the key names the baseline file)",
            lambda v: parse_prices(v)),
-    Option("seed", "seed for random weights and inputs (default 0)",
+    Option("seed", "seed", "seed for random weights and inputs (default 0)",
            lambda v: parse_count(v, "seed")),
-    Option("exporter", "ONNX exporter: torchscript (default; the form ORT fuses) or dynamo",
-           lambda v: parse_choice(v, "exporter", ("torchscript", "dynamo"))),
-    Option("calibration_method", "int8-static calibration: minmax (default), entropy or "
-           "percentile", lambda v: parse_choice(
+    Option("exporter", "build.exporter", "ONNX exporter: torchscript (default; the form ORT "
+           "fuses) or dynamo", lambda v: parse_choice(v, "exporter", ("torchscript", "dynamo"))),
+    Option("calibration_method", "build.calibration_method", "int8-static calibration: "
+           "minmax (default), entropy or percentile", lambda v: parse_choice(
                v, "calibration_method", ("minmax", "entropy", "percentile"))),
-    Option("calibration_batches", "int8-static: number of seeded calibration batches "
-           "(default 8)", lambda v: parse_count(v, "calibration_batches", 1)),
-    Option("per_channel", "per-channel weight scales for INT8 (default true)", parse_bool),
-    Option("scenarios", "serving scenarios: single-stream (default: one request at a time), "
-           "offline (all requests at once, dynamic batching), server (Poisson arrivals, "
-           "highest rate meeting the p99 bound); the shape's batch is the batcher's maximum",
-           _scenarios),
-    Option("lengths", "request lengths of offline/server: lognormal:MEDIAN:SIGMA (default "
-           "lognormal:48:0.6), uniform:LOW:HIGH or fixed:N, clipped to the shape's length",
-           _lengths),
-    Option("padding", "offline/server batches: buckets (default: pad to the length bucket), "
-           "longest (pad to the batch's longest request) or fixed (pad to the shape's length)",
-           lambda v: parse_choice(v, "padding", ("buckets", "longest", "fixed"))),
-    Option("buckets", "length buckets of --xfperf-padding=buckets, e.g. 32,64,128 (default "
-           "auto: powers of two from 16)", _buckets),
-    Option("max_queue_delay_ms", "dynamic batcher: longest a request waits for its batch to "
-           "fill (default 10)", lambda v: parse_positive_float(v, "max_queue_delay_ms")),
-    Option("serving_requests", "requests per offline pass (default 400)",
+    Option("calibration_batches", "build.calibration_batches", "int8-static: number of "
+           "seeded calibration batches (default 8)",
+           lambda v: parse_count(v, "calibration_batches", 1)),
+    Option("per_channel", "build.per_channel", "per-channel weight scales for INT8 "
+           "(default true)", parse_bool),
+    Option("reduce_range", "build.reduce_range", "7-bit INT8 weights: auto (default: on for "
+           "CPUs without an 8-bit dot product, VNNI), true or false",
+           lambda v: parse_choice(str(v).lower(), "reduce_range", ("auto", "true", "false"))),
+    Option("lengths", "serving.lengths", "request lengths of offline/server: "
+           "lognormal:MEDIAN:SIGMA (default lognormal:48:0.6), uniform:LOW:HIGH or fixed:N, "
+           "clipped to the shape's length", _lengths),
+    Option("padding", "serving.padding", "offline/server batches: buckets (default: pad to "
+           "the length bucket), longest (pad to the batch's longest request) or fixed (pad to "
+           "the shape's length)", lambda v: parse_choice(v, "padding",
+                                                          ("buckets", "longest", "fixed"))),
+    Option("buckets", "serving.buckets", "length buckets of --xfperf-padding=buckets, e.g. "
+           "32,64,128 (default auto: powers of two from 16)", _buckets),
+    Option("max_queue_delay_ms", "serving.max_delay_ms", "dynamic batcher: longest a request "
+           "waits for its batch to fill (default 10)",
+           lambda v: parse_positive_float(v, "max_queue_delay_ms")),
+    Option("serving_requests", "serving.requests", "requests per offline pass (default 400)",
            lambda v: parse_count(v, "serving_requests", 10)),
-    Option("p99_bound_ms", "server scenario: the p99 latency bound, queueing included "
-           "(default 100)", lambda v: parse_positive_float(v, "p99_bound_ms", strict=True)),
-    Option("server_budget", "server scenario: seconds the rate search may take (default 60)",
-           lambda v: parse_positive_float(v, "server_budget", strict=True)),
-    Option("server_trial", "server scenario: seconds of arrivals per tried rate (default 5; "
-           "at least 200 requests)", lambda v: parse_positive_float(v, "server_trial",
-                                                                    strict=True)),
+    Option("p99_bound_ms", "serving.bound_ms", "server scenario: the p99 latency bound, "
+           "queueing included (default 100)",
+           lambda v: parse_positive_float(v, "p99_bound_ms", strict=True)),
+    Option("server_budget", "serving.budget_s", "server scenario: seconds the rate search may "
+           "take (default 60)", lambda v: parse_positive_float(v, "server_budget", strict=True)),
+    Option("server_trial", "serving.trial_s", "server scenario: seconds of arrivals per tried "
+           "rate (default 5; at least 200 requests)",
+           lambda v: parse_positive_float(v, "server_trial", strict=True)),
 )
 OPTIONS_BY_KEY = {o.key: o for o in OPTIONS}
 
@@ -365,8 +398,20 @@ def resolve(
     tolerances = Tolerances(**values.pop("tolerances", {}))
     if "tolerance" in values:
         tolerances = tolerances.with_timing(values.pop("tolerance"))
-    renames = {"baselines": "baselines_dir", "report": "report_path",
-               "markdown": "markdown_path", "html": "html_path", "plots": "plots_dir"}
-    kwargs = {renames.get(k, k): v for k, v in values.items()}
-    return Settings(enabled=enabled, tolerances=tolerances,
-                    backend_options=parse_backend_tables(pyproject), **kwargs)
+    groups: dict[str, dict[str, Any]] = {"matrix": {}, "timing": {}, "gate": {}, "build": {},
+                                          "serving": {}, "reports": {}, "": {}}
+    for key, value in values.items():
+        group, _, name = OPTIONS_BY_KEY[key].target.rpartition(".")
+        groups[group][name] = value
+    build = groups["build"]
+    if "reduce_range" in build:
+        build["reduce_range"] = {"auto": None, "true": True, "false": False}[
+            build["reduce_range"]]
+    seed = groups[""].get("seed", 0)
+    return Settings(
+        enabled=enabled, matrix=Matrix(**groups["matrix"]),
+        timing=TimingPolicy(**groups["timing"]),
+        gate=GateOptions(tolerances=tolerances, **groups["gate"]),
+        build=BuildOptions(**build), serving=ServingConfig(seed=seed, **groups["serving"]),
+        reports=ReportPaths(**groups["reports"]),
+        backend_options=parse_backend_tables(pyproject), **groups[""])

@@ -6,8 +6,11 @@ import platform
 from functools import lru_cache
 from importlib import metadata
 
-TRACKED = ("torch", "transformers", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt",
-           "numpy", "pytest-xfperf")
+from pytest_xfperf.backends.catalog import BACKENDS
+
+# Every backend's libraries (its catalog row), and what every run uses.
+TRACKED = tuple(dict.fromkeys(
+    [lib for info in BACKENDS.values() for lib in info.tracked] + ["numpy", "pytest-xfperf"]))
 
 
 @lru_cache(maxsize=1)

@@ -18,6 +18,7 @@ from pytest_xfperf.artifacts.export import export_onnx
 from pytest_xfperf.artifacts.fp16 import convert_fp16
 from pytest_xfperf.artifacts.graph import op_histogram, quantization_coverage
 from pytest_xfperf.artifacts.optimize import optimize_onnx
+from pytest_xfperf.artifacts.options import BuildOptions
 from pytest_xfperf.artifacts.quantize import quantize_dynamic_int8, quantize_static_qdq
 from pytest_xfperf.artifacts.quiet import quiet_build
 from pytest_xfperf.models.spec import ModelSpec
@@ -36,16 +37,6 @@ MAX_CALIBRATION_BATCH = 8
 STATIC_MIN_COSINE = 0.99
 BUILDER_LIBRARIES = ("torch", "transformers", "onnx", "onnxruntime")
 TARGETS = ("cpu", "gpu", "portable")
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    """How artifacts are built; every field is part of the cache key of the stages it affects."""
-
-    exporter: str = "torchscript"
-    calibration_method: str = "minmax"
-    calibration_batches: int = 8
-    per_channel: bool = True
 
 
 @dataclass
@@ -177,12 +168,14 @@ class ArtifactPipeline:
         if precision == "int8-dynamic" and target != "cpu":
             raise ValueError("int8-dynamic is an ONNX Runtime CPU artifact")
         ort_versions = _versions("onnxruntime", "onnx")
+        reduce_range = options.resolved_reduce_range()
         if precision == "int8-dynamic":
             parts = {"stage": "quantize-dynamic", "parent": cache_key(optimize_parts),
-                     "per_channel": options.per_channel, **ort_versions}
+                     "per_channel": options.per_channel, "reduce_range": reduce_range,
+                     **ort_versions}
             final_stage = stage("quantize", parts, child_of(optimized, lambda d: (
                 quantize_dynamic_int8(optimized().file(MODEL_FILE), d / MODEL_FILE,
-                                      options.per_channel))), optimized)
+                                      options.per_channel, reduce_range))), optimized)
         elif precision == "fp16":
             parts = {"stage": "fp16", "parent": cache_key(optimize_parts), **ort_versions}
             final_stage = stage("fp16", parts, child_of(optimized, lambda d: (
@@ -194,7 +187,8 @@ class ArtifactPipeline:
                      "method": options.calibration_method,
                      "batches": options.calibration_batches, "batch": batch, "seq": seq,
                      "seed": self.seed, "per_channel": options.per_channel,
-                     "min_cosine": STATIC_MIN_COSINE, **ort_versions}
+                     "reduce_range": reduce_range, "min_cosine": STATIC_MIN_COSINE,
+                     **ort_versions}
 
             def calibrate_and_quantize(d: Path) -> dict[str, Any]:
                 calibration = [
@@ -202,7 +196,8 @@ class ArtifactPipeline:
                     for i in range(options.calibration_batches)]
                 return quantize_static_qdq(exported().file(MODEL_FILE), d / MODEL_FILE,
                                            calibration, options.calibration_method,
-                                           options.per_channel, STATIC_MIN_COSINE)
+                                           options.per_channel, STATIC_MIN_COSINE,
+                                           reduce_range)
 
             final_stage = stage("quantize", parts, child_of(exported, calibrate_and_quantize),
                                 exported)
@@ -211,7 +206,7 @@ class ArtifactPipeline:
                                  "opset": final.info["opset"],
                                  "built_with": _versions(*BUILDER_LIBRARIES)}
         if precision.startswith("int8"):
-            graph["quantization"] = final.info["coverage"]
+            graph["quantization"] = {**final.info["coverage"], "reduce_range": reduce_range}
         return BuiltArtifact(path=final.file(MODEL_FILE),
                              build_seconds=dict(final.info["build_seconds"]),
                              built_now=built_now, graph=graph,

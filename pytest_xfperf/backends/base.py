@@ -8,10 +8,16 @@ per-input work (host-to-device copies, IO binding) once, outside the timed regio
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
+    import torch
+
+    from pytest_xfperf.matrix import Case
 
 
 @runtime_checkable
@@ -40,3 +46,16 @@ class Runner(Protocol):
 
 class BackendUnavailable(Exception):
     """A backend's libraries or device are missing: the case is skipped with this message."""
+
+
+@dataclass(frozen=True)
+class RunnerContext:
+    """What a backend's ``create(context)`` factory gets: the case, its model (built on
+    first use), its ONNX artifact (backends that run one), its [tool.xfperf.<backend>]
+    settings, and, for backends that build more artifacts (TensorRT engines), the session."""
+
+    case: Case
+    model: Callable[[], torch.nn.Module]
+    artifact_path: Path | None
+    options: Mapping[str, Any]
+    session: Any = None

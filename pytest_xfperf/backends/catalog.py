@@ -9,26 +9,37 @@ from typing import Any
 from pytest_xfperf.values import parse_bool, parse_choice, parse_count
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-static")
-REFERENCE_BACKEND = "torch-cpu"
-REFERENCE_PRECISION = "fp32"
 
 
 @dataclass(frozen=True)
 class BackendInfo:
+    """One backend, described as data. Adding a backend is one module with a ``create``
+    factory (see backends/base.py, ``RunnerContext``), one row here and its pip extra."""
+
     name: str
     precisions: tuple[str, ...]
     device: str  # "cpu" or "cuda": cases on one device are never timed concurrently
     modules: tuple[str, ...]  # importable modules it needs
     extra: str  # the pip extra that provides them
-    uses_onnx: bool
-    # Which ONNX artifacts it runs: "cpu" (fused for the CPU), "gpu" (fused for the GPU),
-    # "portable" (standard operators only, for TensorRT's parser).
-    onnx_target: str = "cpu"
+    factory: str  # "module:function" that builds its Runner, imported only when used
+    # Which ONNX artifacts it runs: None (it runs the torch module), "cpu" (fused for the
+    # CPU), "gpu" (fused for the GPU), "portable" (standard operators, for TensorRT's parser).
+    onnx_target: str | None = None
     # Session settings a user may set in [tool.xfperf.<backend>]: name -> parser.
     options: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
     # Replays captured CUDA graphs, valid for one input shape only: the serving scenarios'
     # batches vary in size and length, so they are not run on it.
     fixed_shapes: bool = False
+    # How its memory is measured: "rss" (process peak), "torch" (the CUDA allocator's peak),
+    # "nvml" (device memory in use; for libraries that allocate outside torch).
+    memory_probe: str = "rss"
+    tracked: tuple[str, ...] = ()  # libraries whose versions its results record
+    # The machine yardstick timed between its blocks (measure/yardstick.py).
+    yardstick: str = "torch-cpu"
+
+    @property
+    def uses_onnx(self) -> bool:
+        return self.onnx_target is not None
 
     def parse_options(self, table: Mapping[str, Any], origin: str) -> dict[str, Any]:
         unknown = sorted(set(table) - set(self.options))
@@ -94,41 +105,66 @@ TORCH_CPU_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "threads": _threads,
 }
 
-BACKENDS: dict[str, BackendInfo] = {
-    b.name: b
-    for b in (
-        BackendInfo("torch-cpu", ("fp32",), "cpu", ("torch", "transformers"), "cpu", False,
-                    "cpu", TORCH_CPU_OPTIONS),
-        BackendInfo(
-            # FP16 runs on the CPU provider (it casts around kernels it lacks in FP16): slower
-            # than FP32 there, but it checks the FP16 artifact's accuracy without a GPU.
-            "ort-cpu", ("fp32", "fp16", "int8-dynamic", "int8-static"), "cpu",
-            ("torch", "transformers", "onnx", "onnxruntime"), "cpu", True, "cpu",
-            ORT_CPU_OPTIONS,
-        ),
-        BackendInfo("torch-cuda", ("fp32", "fp16", "bf16"), "cuda", ("torch", "transformers"),
-                    "gpu", False, "cpu", TORCH_CUDA_OPTIONS),
-        BackendInfo("torch-cuda-graph", ("fp32", "fp16", "bf16"), "cuda",
-                    ("torch", "transformers"), "gpu", False, "cpu", TORCH_CUDA_OPTIONS,
-                    fixed_shapes=True),
-        # Compiled with dynamic=False and, by default, CUDA graphs (reduce-overhead): every
-        # new batch shape would recompile.
-        BackendInfo("torch-compile", ("fp32", "fp16", "bf16"), "cuda",
-                    ("torch", "transformers"), "gpu", False, "cpu", TORCH_CUDA_OPTIONS,
-                    fixed_shapes=True),
-        # INT8 on the CUDA provider is the QDQ file: ORT runs its Q/DQ nodes, but the CUDA
-        # provider has no INT8 matmul kernels; TensorRT (below) has.
-        BackendInfo("ort-cuda", ("fp32", "fp16", "int8-static"), "cuda",
-                    ("torch", "transformers", "onnx", "onnxruntime"), "gpu", True, "gpu",
-                    ORT_CUDA_OPTIONS),
-        BackendInfo("ort-cuda-graph", ("fp32", "fp16"), "cuda",
-                    ("torch", "transformers", "onnx", "onnxruntime"), "gpu", True, "gpu",
-                    ORT_CUDA_OPTIONS, fixed_shapes=True),
-        BackendInfo("ort-trt", ("fp32", "fp16", "int8-static"), "cuda",
-                    ("torch", "transformers", "onnx", "onnxruntime", "tensorrt"), "tensorrt",
-                    True, "portable"),
-        BackendInfo("tensorrt", ("fp32", "fp16", "int8-static"), "cuda",
-                    ("torch", "transformers", "onnx", "tensorrt"), "tensorrt", True,
-                    "portable", TENSORRT_OPTIONS),
-    )
-}
+_TORCH = ("torch", "transformers")
+_ORT = (*_TORCH, "onnx", "onnxruntime")
+_TORCH_CUDA: dict[str, Any] = {"device": "cuda", "modules": _TORCH, "extra": "gpu",
+               "factory": "pytest_xfperf.backends.torch_cuda:create",
+               "options": TORCH_CUDA_OPTIONS, "memory_probe": "torch", "tracked": _TORCH,
+               "yardstick": "cuda"}
+_ORT_CUDA: dict[str, Any] = {
+             "device": "cuda", "modules": _ORT, "extra": "gpu", "onnx_target": "gpu",
+             "factory": "pytest_xfperf.backends.onnxruntime_cuda:create",
+             "options": ORT_CUDA_OPTIONS, "memory_probe": "nvml",
+             "tracked": (*_TORCH, "onnx", "onnxruntime-gpu"), "yardstick": "cuda"}
+
+BACKENDS: dict[str, BackendInfo] = {b.name: b for b in (
+    BackendInfo(name="torch-cpu", precisions=("fp32",), device="cpu", modules=_TORCH,
+                extra="cpu", factory="pytest_xfperf.backends.pytorch:create",
+                options=TORCH_CPU_OPTIONS, tracked=_TORCH, yardstick="torch-cpu"),
+    # FP16 runs on the CPU provider (it casts around kernels it lacks in FP16): slower than
+    # FP32 there, but it checks the FP16 artifact's accuracy without a GPU.
+    BackendInfo(name="ort-cpu", precisions=("fp32", "fp16", "int8-dynamic", "int8-static"),
+                device="cpu", modules=_ORT, extra="cpu", onnx_target="cpu",
+                factory="pytest_xfperf.backends.onnxruntime_cpu:create",
+                options=ORT_CPU_OPTIONS, tracked=(*_TORCH, "onnx", "onnxruntime"),
+                yardstick="ort-cpu"),
+    BackendInfo(name="torch-cuda", precisions=("fp32", "fp16", "bf16"), **_TORCH_CUDA),
+    BackendInfo(name="torch-cuda-graph", precisions=("fp32", "fp16", "bf16"),
+                fixed_shapes=True, **_TORCH_CUDA),
+    # Compiled with dynamic=False and, by default, CUDA graphs (reduce-overhead): every new
+    # batch shape would recompile.
+    BackendInfo(name="torch-compile", precisions=("fp32", "fp16", "bf16"), fixed_shapes=True,
+                **_TORCH_CUDA),
+    # INT8 on the CUDA provider is the QDQ file: ORT runs its Q/DQ nodes, but the CUDA
+    # provider has no INT8 matmul kernels; TensorRT (below) has.
+    BackendInfo(name="ort-cuda", precisions=("fp32", "fp16", "int8-static"), **_ORT_CUDA),
+    BackendInfo(name="ort-cuda-graph", precisions=("fp32", "fp16"), fixed_shapes=True,
+                **_ORT_CUDA),
+    BackendInfo(name="ort-trt", precisions=("fp32", "fp16", "int8-static"), device="cuda",
+                modules=(*_ORT, "tensorrt"), extra="tensorrt", onnx_target="portable",
+                factory="pytest_xfperf.backends.onnxruntime_cuda:create", memory_probe="nvml",
+                tracked=(*_TORCH, "onnx", "onnxruntime-gpu", "tensorrt"), yardstick="cuda"),
+    BackendInfo(name="tensorrt", precisions=("fp32", "fp16", "int8-static"), device="cuda",
+                modules=(*_TORCH, "onnx", "tensorrt"), extra="tensorrt",
+                onnx_target="portable", factory="pytest_xfperf.backends.tensorrt:create",
+                options=TENSORRT_OPTIONS, memory_probe="nvml",
+                tracked=(*_TORCH, "onnx", "tensorrt"), yardstick="cuda"),
+)}
+# Eager PyTorch on each device: the other side of every case's speed-up.
+EAGER = {"cpu": "torch-cpu", "cuda": "torch-cuda"}
+
+
+def eager_reference(backend: str, precision: str) -> tuple[str, str]:
+    """(backend, precision) of the speed-up's reference: eager PyTorch on the case's device,
+    at the case's precision where eager PyTorch runs it, else FP32."""
+    eager = BACKENDS[EAGER[BACKENDS[backend].device]]
+    return eager.name, precision if precision in eager.precisions else "fp32"
+
+
+def load_factory(info: BackendInfo) -> Callable[..., Any]:
+    """The backend's ``create`` function, imported now (heavy imports happen here)."""
+    import importlib
+
+    module, _, function = info.factory.partition(":")
+    factory: Callable[..., Any] = getattr(importlib.import_module(module), function)
+    return factory

@@ -9,6 +9,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
+    from pytest_xfperf.backends.base import RunnerContext
+
+
+def create(context: RunnerContext) -> OrtCpuRunner:
+    assert context.artifact_path is not None
+    return OrtCpuRunner(context.artifact_path, context.options)
+
 
 DEFAULTS: dict[str, Any] = {"graph_optimization_level": "all", "intra_op_threads": 0,
                             "inter_op_threads": 0, "execution_mode": "sequential"}

@@ -23,7 +23,19 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from pytest_xfperf.backends.base import RunnerContext
+
 GPU_EXTRA = "pip install 'pytest-xfperf[gpu]' (onnxruntime-gpu)"
+
+
+def create(context: RunnerContext) -> OrtCudaRunner:
+    """ort-cuda, ort-cuda-graph (the provider's CUDA graph) and ort-trt (TensorRT's)."""
+    assert context.artifact_path is not None
+    backend = context.case.backend
+    provider = "TensorrtExecutionProvider" if backend == "ort-trt" else "CUDAExecutionProvider"
+    return OrtCudaRunner(context.artifact_path, context.case.precision,
+                         cuda_graph=backend == "ort-cuda-graph", provider=provider,
+                         options=context.options)
 
 
 def load_ort_gpu() -> Any:

@@ -11,6 +11,12 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from pytest_xfperf.backends.base import RunnerContext
+
+
+def create(context: RunnerContext) -> TorchCpuRunner:
+    return TorchCpuRunner(context.model(), int(context.options.get("threads", 0)))
+
 
 class TorchCpuRunner:
     name = "torch-cpu"

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     import tensorrt as trt
     import torch
 
+    from pytest_xfperf.backends.base import RunnerContext
+
 TRT_EXTRA = "pip install 'pytest-xfperf[tensorrt]' (TensorRT 10 or 11)"
 ENGINE_FILE = "model.engine"
 TIMING_CACHE_FILE = "timing.cache"
@@ -43,6 +45,41 @@ WORKSPACE_BYTES = 4 << 30
 NOT_EXECUTED_NOTE = ("TensorRT backend: written against TensorRT 10/11 and type-checked, but "
                      "never executed on this project's machines (TensorRT is not installable "
                      "there)")
+
+
+def create(context: RunnerContext) -> TensorRTRunner:
+    """An engine for this ONNX file, TensorRT version, GPU and profile, from the cache."""
+    import torch
+
+    session, case = context.session, context.case
+    trt_module = load_tensorrt()
+    if not hasattr(trt_module, "Builder"):  # tensorrt-stubs alone installs a bare package
+        raise BackendUnavailable("only TensorRT's type stubs are installed, not TensorRT: "
+                                 + TRT_EXTRA)
+    version = str(trt_module.__version__)
+    assert context.artifact_path is not None
+    onnx_path = context.artifact_path
+    variant = onnx_variant(version, case.precision)
+    if variant != case.precision:  # TensorRT 10 builds FP16 from the FP32 file with a flag
+        spec = session.registry.get(case.ref)
+        onnx_path = session.pipeline.build(spec, variant, lambda: session.model(spec),
+                                           case.shape, "portable").path
+    # Serving batches range from one short request to the case's shape.
+    profile = profile_shapes(session.settings.matrix.shapes, serving=case.serving)
+    level = context.options.get("builder_optimization_level")
+    parts = engine_cache_parts(onnx_path.parent.name, version, torch.cuda.get_device_name(),
+                               case.precision, profile, level)
+    progress = session.progress(case.id)
+
+    def build(directory: Path) -> dict[str, Any]:
+        progress("building the TensorRT engine...")
+        info = build_engine(onnx_path, directory, case.precision, profile,
+                            optimization_level=level)
+        progress("built the TensorRT engine")
+        return info
+
+    entry = session.cache.get_or_build(parts, build)
+    return TensorRTRunner(entry.file(ENGINE_FILE), case.precision, level)
 
 
 class EngineBuildError(Exception):

@@ -18,9 +18,20 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from pytest_xfperf.backends.base import RunnerContext
+
 MODES = ("eager", "graph", "compile")
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 GRAPH_WARMUP = 3  # eager calls on a side stream before capture, as torch's docs require
+
+
+def create(context: RunnerContext) -> TorchCudaRunner:
+    mode = {"torch-cuda": "eager", "torch-cuda-graph": "graph",
+            "torch-compile": "compile"}[context.case.backend]
+    return TorchCudaRunner(context.model(), context.case.precision, mode,
+                           tf32=bool(context.options.get("tf32", False)),
+                           compile_mode=str(context.options.get("compile_mode",
+                                                                "reduce-overhead")))
 
 
 def require_cuda() -> None:

@@ -1,199 +1,190 @@
-"""The verdict: does a case's result fall outside its baseline's tolerances?
+"""The verdict of one case against its baseline entry: a pure function of data.
 
-Latency (p50) and throughput go through the significance-and-confirmation rule of
-``decision.py`` when both sides have timing samples; p99, memory and accuracy keep simple
-thresholds (p99 of a few dozen samples has no useful interval; the others are not noisy).
+Latency (and the single-stream throughput, its inverse) and the speed-up over eager PyTorch
+are decided by the block rule of ``rule.py`` on block records; p99, memory, serving rates and
+accuracy by thresholds (p99 of a few dozen calls has no useful interval; the others are not
+noisy). Metric names, units and directions come from ``metrics.METRICS``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_xfperf.baselines import decision
-from pytest_xfperf.measure.stats import percentile
-from pytest_xfperf.settings import Tolerances
+from pytest_xfperf.baselines import rule
+from pytest_xfperf.metrics import METRICS, Verdict
+from pytest_xfperf.settings import GateOptions, Tolerances
 
-# metric -> (tolerance field, direction, unit); direction +1: higher is better.
-GATED: dict[str, tuple[str, int, str]] = {
-    "p50_ms": ("p50", -1, "ms"),
-    "p99_ms": ("p99", -1, "ms"),
-    "throughput": ("throughput", +1, "/s"),
-    # Serving scenarios: offline tokens/s, and the server's highest rate meeting its p99 bound.
-    "tokens_per_s": ("throughput", +1, "tok/s"),
-    "max_rate": ("throughput", +1, "req/s"),
-    "memory_mb": ("memory", -1, "MB"),
-    "gpu_memory_mb": ("memory", -1, "MB"),
-    "cosine": ("accuracy", +1, ""),
-    "retrieval": ("accuracy", +1, ""),
-}
-ABSOLUTE_METRICS = {"cosine", "retrieval"}  # compared by absolute drop, not ratio
-# Growth below these is not flagged. GPU memory is exact to a few MB. Host memory is the
-# growth of the process's peak RSS over a case, which depends on what earlier cases and builds
-# left in the allocators: on the CPU suite the same case measured 0.7 MB in one run and 89 MB
-# in the next (bert-base INT8), so only growth past 128 MB is a signal there.
-MEMORY_SLACK_MB = {"memory_mb": 128.0, "gpu_memory_mb": 16.0}
+
+@dataclass(frozen=True)
+class Evidence:
+    """What this run measured of a case, in the shapes a baseline entry stores."""
+
+    metrics: Mapping[str, float]
+    timing: Mapping[str, Any] | None = None  # block record of the case
+    speedup: Mapping[str, Any] | None = None  # block record of its eager reference
+    accuracy_problems: Sequence[str] = ()
+    drift: Sequence[str] = ()
+    timed: bool = True  # False under --benchmark-disable: timing metrics are not gated
 
 
 @dataclass
 class GateOutcome:
+    verdict: Verdict = Verdict.PASS
     regressions: list[str] = field(default_factory=list)
     improvements: list[str] = field(default_factory=list)
     unstable: list[str] = field(default_factory=list)
-    # Timing estimates past the tolerance whose interval reaches inside it: passed, reported.
-    near_tolerance: list[str] = field(default_factory=list)
     deltas: dict[str, float] = field(default_factory=dict)  # metric -> relative change
-    decisions: dict[str, decision.TimingDecision] = field(default_factory=dict)
+    decisions: dict[str, dict[str, Any]] = field(default_factory=dict)  # block metrics
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def passed(self) -> bool:
-        return not self.regressions
+
+def _normalizing(now: Mapping[str, Any], then: Mapping[str, Any]) -> tuple[bool, str]:
+    """Whether the comparison divides by the yardstick: whenever both sides timed the same
+    yardstick (workload, library version, threads). The yardstick's purpose is the drift of
+    the host between the baseline's run and this one, which no interval of one run can see,
+    so it is not dropped where a run's own blocks happen to look steadier without it."""
+    if not then.get("yardstick_ms"):
+        return False, "the baseline has no yardstick blocks: own times compared"
+    if not now.get("yardstick_ms") or now.get("yardstick") != then.get("yardstick"):
+        return False, (f"the yardstick changed since the baseline ({then.get('yardstick')!r} "
+                       f"→ {now.get('yardstick')!r}): own times compared")
+    return True, ""
 
 
-def _fmt(value: float, unit: str) -> str:
-    if not unit:
-        return f"{value:.4f}"
-    return f"{value:.3f} {unit}" if value < 100 else f"{value:.1f} {unit}"
+def block_shift(now: Mapping[str, Any], then: Mapping[str, Any], confidence: float
+                ) -> tuple[rule.Shift, str]:
+    """This run's blocks against the baseline's (normalized where both have the same
+    yardstick), and a note when normalization had to be dropped."""
+    normalize, note = _normalizing(now, then)
+    current = rule.block_values(now["case_ms"], now.get("yardstick_ms"), normalize)
+    baseline = rule.block_values(then["case_ms"], then.get("yardstick_ms"), normalize)
+    return rule.shift(current, baseline, confidence, normalize), note
 
 
-# Timing metrics decided on samples: metric -> statistic of the latency samples compared.
-# The first quartile, for both: on a shared host, interference only ever adds time, so q25
-# moves least with the neighbours and most with the code (benchmarks/gate_power.py measured
-# it against the median: same false-alarm rate, far higher detection; see docs).
-SAMPLED = {"p50_ms": "q25", "throughput": "q25"}
+def decided(now: Mapping[str, Any], reference: Mapping[str, Any] | None,
+            baseline: Mapping[str, Any] | None, tolerances: Tolerances,
+            policy: rule.GatePolicy, final: bool) -> bool:
+    """The stopping rule after the blocks measured so far: are latency and speed-up both
+    decided (or is there nothing to decide them against)?"""
+    then = baseline.get("timing") if baseline else None
+    if then is None or then.get("clock") != now.get("clock"):
+        return True  # nothing to decide against: stop at the first round
+    estimate, _ = block_shift(now, then, policy.confidence)
+    if rule.decide(estimate, tolerances.p50, final) is None:
+        return False
+    then_ref = baseline.get("speedup") if baseline else None
+    if not reference or not then_ref or then_ref.get("clock") != reference.get("clock"):
+        return True
+    eager, _ = block_shift(reference, then_ref, policy.confidence)
+    return rule.decide(rule.combined(estimate, eager), tolerances.speedup, final) is not None
 
 
-def paired_record(baseline: Mapping[str, Any]) -> decision.Blocks | None:
-    """The baseline's interleaved record of the case and its reference, if it has one."""
-    paired = baseline.get("paired")
-    if not isinstance(paired, Mapping):
-        return None
-    blocks = decision.Blocks(paired.get("case_ms") or [], paired.get("reference_ms") or [])
-    return blocks if blocks.usable else None
-
-
-def _sampled(
-    metric: str,
-    outcome: GateOutcome,
-    current_value: float,
-    samples: Sequence[float],
-    baseline: Mapping[str, Any],
-    reference_baseline: Sequence[float] | None,
-    reference_current: Sequence[float] | None,
-    tolerance: float,
-    confirm: Callable[[int], decision.Blocks] | None,
-) -> None:
-    then = list(baseline.get("samples_ms") or [])
-    paired = None
-    if len(then) < decision.MIN_SAMPLES:
-        # An older baseline: its stored figure against this run's (throughput inverted, so
-        # that the ratio reads as a latency ratio like the sampled rule's).
-        value, figure = float(baseline["metrics"][metric]), float(current_value)
-        then = [value if metric == "p50_ms" else 1.0 / value]
-        samples = [figure if metric == "p50_ms" else 1.0 / figure]
-        confirm = None  # nothing to re-measure against: the old file holds one figure
-    else:
-        paired = paired_record(baseline)
-    base = decision.Measurement(then, reference_baseline)
-    now = decision.Measurement(samples, reference_current)
-    result = decision.decide(now, base, tolerance, confirm, SAMPLED[metric], paired)
-    outcome.decisions[metric] = result
-    final = result.own or result.confirmation or result.first
-    change = final.ratio - 1 if metric == "p50_ms" else 1 / final.ratio - 1
+def _decide_block(metric: str, estimate: rule.Shift, tolerance: float, outcome: GateOutcome,
+                  figures: str) -> None:
+    decided = rule.decide(estimate, tolerance, final=True)
+    assert decided is not None
+    change = estimate.ratio - 1 if metric == "p50_ms" else 1 / estimate.ratio - 1
     outcome.deltas[metric] = change
-    then_value = float(baseline["metrics"][metric])
-    now_value = float(current_value)  # this run's figure (the ratios below are the decision)
-    unit = "ms" if metric == "p50_ms" else "/s"
-    measure = f"{SAMPLED[metric]} latency"
-    detail = (f"{metric} baseline {_fmt(then_value, unit)}, now {_fmt(now_value, unit)}: "
-              f"{measure} {result.first.describe()}")
-    if result.confirmation is not None:
-        rounds = (f" ({result.confirm_rounds} rounds)" if result.confirm_rounds > 1 else "")
-        detail += f"; confirmation{rounds} {result.confirmation.describe()}"
-    detail += f" (tolerance {tolerance:.0%})"
-    for note in result.notes:
-        if note not in outcome.notes:
-            outcome.notes.append(note)
-    if result.outcome == decision.REGRESSED:
-        outcome.regressions.append(detail)
-    elif result.outcome == decision.UNSTABLE:
-        outcome.unstable.append(detail)
-    elif result.outcome == decision.IMPROVED:
-        outcome.improvements.append(detail)
-    elif final.ratio > 1 + tolerance:
-        outcome.near_tolerance.append(detail)
+    if metric == "p50_ms":
+        outcome.deltas["throughput"] = 1 / estimate.ratio - 1
+    outcome.decisions[metric] = {"outcome": decided.value, "tolerance": tolerance,
+                                 **estimate.as_dict()}
+    detail = (f"{METRICS[metric].label} {figures}: {estimate.describe()} "
+              f"(tolerance {tolerance:.0%})")
+    if metric == "speedup":
+        detail = (f"speed-up vs eager PyTorch {figures}: the case lost "
+                  f"{estimate.ratio - 1:+.1%} against its reference [95% "
+                  f"{estimate.low - 1:+.1%} .. {estimate.high - 1:+.1%}] "
+                  f"(tolerance {tolerance:.0%})")
+    {rule.Outcome.REGRESSED: outcome.regressions, rule.Outcome.IMPROVED: outcome.improvements,
+     rule.Outcome.UNSTABLE: outcome.unstable}.get(decided, []).append(detail)
 
 
-def compare(
-    current: Mapping[str, float],
-    baseline: Mapping[str, Any],
-    tolerances: Tolerances,
-    timing: bool = True,
-    samples_ms: Sequence[float] | None = None,
-    confirm: Callable[[int], decision.Blocks] | None = None,
-    reference_baseline: Sequence[float] | None = None,
-    reference_current: Sequence[float] | None = None,
-) -> GateOutcome:
-    """Check every metric present in both; ``timing=False`` skips latency and throughput
-    (a run with timing disabled measured only accuracy).
-
-    With ``samples_ms`` (this run's latency samples), p50 and throughput are decided by the
-    sample rule; ``confirm(k)`` measures round ``k`` of a re-measure of a first
-    measurement that was not a clear pass (each round measured once, shared by both; the
-    baseline's ``paired`` record is what a re-measure is compared with);
-    ``reference_baseline`` and ``reference_current`` hold the reference backend's samples of
-    the baseline and of this run (same model and shape): with both, every ratio is taken of
-    speeds normalized by the reference, so drift of the whole machine cancels.
-    """
-    outcome = GateOutcome()
-    base_metrics = baseline.get("metrics", {})
-    rounds: list[decision.Blocks] = []
-
-    def confirm_round(k: int) -> decision.Blocks:
-        """Round ``k`` of the re-measure, measured once and shared by every metric."""
-        assert confirm is not None
-        while len(rounds) <= k:
-            rounds.append(confirm(len(rounds)))
-        return rounds[k]
-
-    for metric, (tol_name, direction, unit) in GATED.items():
-        if metric not in current or metric not in base_metrics:
+def _thresholds(evidence: Evidence, baseline: Mapping[str, Any], tolerances: Tolerances,
+                skip: set[str], outcome: GateOutcome) -> None:
+    then_metrics = baseline.get("metrics", {})
+    for name, metric in METRICS.items():
+        if name in skip or name not in evidence.metrics or name not in then_metrics:
             continue
-        if not timing and metric in ("p50_ms", "p99_ms", "throughput", "memory_mb",
-                                     "gpu_memory_mb", "tokens_per_s", "max_rate"):
+        if metric.timing and not evidence.timed:
             continue
-        if samples_ms and metric in SAMPLED:
-            _sampled(metric, outcome, current[metric], samples_ms, baseline, reference_baseline,
-                     reference_current, getattr(tolerances, tol_name),
-                     confirm_round if confirm else None)
-            continue
-        now, then = float(current[metric]), float(base_metrics[metric])
-        tolerance = getattr(tolerances, tol_name)
-        if metric in ABSOLUTE_METRICS:
+        now, then = float(evidence.metrics[name]), float(then_metrics[name])
+        tolerance = getattr(tolerances, metric.tolerance)
+        if metric.absolute:
             change = now - then
-            outcome.deltas[metric] = change
-            worse = direction * change < -tolerance
-            detail = f"{metric} {then:.4f} -> {now:.4f} (allowed drop {tolerance})"
+            worse = metric.direction * change < -tolerance
+            detail = f"{name} {then:.4f} -> {now:.4f} (allowed drop {tolerance})"
         else:
-            if then <= 0:
-                continue
             change = now / then - 1.0
-            outcome.deltas[metric] = change
-            worse = direction * change < -tolerance
-            if metric in MEMORY_SLACK_MB and now - then < MEMORY_SLACK_MB[metric]:
-                worse = False
-            detail = (f"{metric} baseline {_fmt(then, unit)}, now {_fmt(now, unit)} "
+            worse = (metric.direction * change < -tolerance
+                     and abs(now - then) >= metric.slack)
+            detail = (f"{name} baseline {metric.render(then)}, now {metric.render(now)} "
                       f"({change:+.1%}, tolerance {tolerance:.0%})")
-        if worse and metric == "p99_ms" and confirm is not None:
-            # A tail is where a passing neighbour shows first: re-measured like p50 (one
-            # shared confirmation), it fails only if the fresh samples' p99 is past it too.
-            again = percentile(sorted(confirm_round(0).pooled().samples), 99)
-            worse = again / then - 1.0 > tolerance
-            detail += f"; confirmation {_fmt(again, unit)} ({again / then - 1.0:+.1%})"
+        outcome.deltas[name] = change
         if worse:
             outcome.regressions.append(detail)
-        elif metric == "p50_ms" and -change > tolerance:  # a stale baseline: suggest updating
-            outcome.improvements.append(detail)
+
+
+def verdict(evidence: Evidence, baseline: Mapping[str, Any] | None, options: GateOptions
+            ) -> GateOutcome:
+    """Compare ``evidence`` with ``baseline`` (None: this machine has none) and say what it
+    means. Accuracy problems and graph drift fail whatever the timing says."""
+    outcome = GateOutcome()
+    tolerances, policy = options.tolerances, options.policy
+    if baseline is not None:
+        decided: set[str] = set()
+        then_timing = baseline.get("timing")
+        if evidence.timed and evidence.timing and then_timing:
+            if then_timing.get("clock") == evidence.timing.get("clock"):
+                estimate, note = block_shift(evidence.timing, then_timing, policy.confidence)
+                if note:
+                    outcome.notes.append(note)
+                _decide_block("p50_ms", estimate, tolerances.p50, outcome,
+                              _figures("p50_ms", evidence.metrics, baseline))
+                decided |= {"p50_ms", "throughput"}
+                then_ref, now_ref = baseline.get("speedup"), evidence.speedup
+                if then_ref and now_ref and then_ref.get("clock") == now_ref.get("clock"):
+                    reference, ref_note = block_shift(now_ref, then_ref, policy.confidence)
+                    if ref_note:
+                        outcome.notes.append("eager reference: " + ref_note)
+                    _decide_block("speedup", rule.combined(estimate, reference),
+                                  tolerances.speedup, outcome,
+                                  _figures("speedup", evidence.metrics, baseline))
+        elif evidence.timed and evidence.timing:
+            outcome.notes.append("the baseline entry has no block record (recorded by an "
+                                 "older pytest-xfperf): latency is not gated; record it again "
+                                 "with --xfperf-update-baselines")
+            decided |= {"p50_ms", "throughput", "speedup"}
+        decided.add("speedup")  # never by threshold: only against its block record
+        _thresholds(evidence, baseline, tolerances, decided, outcome)
+    outcome.verdict = _summarize(evidence, baseline, outcome, options)
     return outcome
+
+
+def _figures(metric: str, now: Mapping[str, float], baseline: Mapping[str, Any]) -> str:
+    then = baseline.get("metrics", {}).get(metric)
+    if then is None or metric not in now:
+        return ""
+    spec = METRICS[metric]
+    return f"baseline {spec.render(float(then))}, now {spec.render(float(now[metric]))}"
+
+
+def _summarize(evidence: Evidence, baseline: Mapping[str, Any] | None, outcome: GateOutcome,
+               options: GateOptions) -> Verdict:
+    if evidence.accuracy_problems:
+        return Verdict.ACCURACY
+    if evidence.drift:
+        return Verdict.DRIFT
+    if baseline is None:
+        return Verdict.NO_BASELINE
+    if outcome.regressions:
+        return Verdict.REGRESSED
+    if outcome.unstable:
+        return Verdict.UNSTABLE_FAIL if options.fail_on_unstable else Verdict.UNSTABLE
+    if outcome.improvements:
+        return Verdict.STALE if options.fail_on_improvement else Verdict.IMPROVED
+    if evidence.timed and evidence.timing and not baseline.get("timing"):
+        return Verdict.NO_BASELINE
+    return Verdict.PASS

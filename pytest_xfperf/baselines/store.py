@@ -10,20 +10,26 @@ from __future__ import annotations
 import json
 import math
 import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pytest_xfperf.fileio import atomic_write_bytes, locked
 
-# Schema 2 adds a per-entry "noise" block (robust CV and CV of the recording run), and
-# optionally "paired" (interleaved samples of the case and its reference). Schema 1
-# files are migrated on load (the block is derived from their samples and stats) and written
-# back as schema 2 by the next update.
-SCHEMA = 2
+# Schema 3: the gate's block record ("timing": block medians of the case and of the
+# machine yardstick, see baselines/rule.py), the eager reference's record ("speedup") and the
+# machine fingerprint the file was recorded on. Entries of schema 1 and 2 files load (their
+# threshold metrics, accuracy and graph still gate) and say their timing must be recorded
+# again; the next update writes the file as schema 3.
+SCHEMA = 3
 MAX_BYTES = 64 * 1024 * 1024
 MAX_SAMPLES = 256
+MAX_BLOCKS = 64
 _SAFE_KEY = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+# Larger magnitudes than this are not measurements: refused before any float conversion
+# (a 401-digit integer would overflow it).
+_LARGEST = 1e15
 
 
 class BaselineError(Exception):
@@ -49,14 +55,85 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"non-finite number {name} (NaN and Infinity are not valid baselines)")
 
 
-def _check_number(value: Any, where: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{where} must be a finite number, got {value!r}")
-    if value < 0:
+def _number(value: Any, where: str, positive: bool = False, signed: bool = False) -> float:
+    """A finite JSON number in range; ``positive``: > 0 (times), else >= 0 unless ``signed``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where} must be a number, got {value!r}")
+    if isinstance(value, int) and abs(value) > _LARGEST:
+        raise ValueError(f"{where} is out of range ({len(str(abs(value)))} digits)")
+    number = float(value)
+    if not math.isfinite(number) or abs(number) > _LARGEST:
+        raise ValueError(f"{where} must be a finite number below {_LARGEST:g}, got {value!r}")
+    if positive and number <= 0:
+        raise ValueError(f"{where} must be > 0 (a time or rate), got {value!r}")
+    if not positive and not signed and number < 0:
         raise ValueError(f"{where} must be >= 0, got {value!r}")
+    return number
+
+
+def _object(entry: Mapping[str, Any], name: str, where: str) -> Mapping[str, Any] | None:
+    value = entry.get(name)
+    if value is None and name not in entry:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}.{name} must be an object")
+    return value
+
+
+def _numbers_by_name(table: Any, where: str, integers: bool = False) -> None:
+    if not isinstance(table, dict):
+        raise ValueError(f"{where} must be an object of numbers")
+    for key, value in table.items():
+        if integers and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"{where}.{key} must be a whole number, got {value!r}")
+        _number(value, f"{where}.{key}", signed=not integers)
+
+
+def _check_graph(graph: Mapping[str, Any], where: str) -> None:
+    """The artifact's fingerprint (artifacts/graph.py): counts, coverage, opset, versions."""
+    for name in ("fused", "ops"):
+        if name in graph:
+            _numbers_by_name(graph[name], f"{where}.{name}", integers=True)
+    if "quantization" in graph and graph["quantization"] is not None:
+        quantization = graph["quantization"]
+        if not isinstance(quantization, dict):
+            raise ValueError(f"{where}.quantization must be an object")
+        for key, value in quantization.items():
+            if not isinstance(value, (str, bool)) and value is not None:
+                _number(value, f"{where}.quantization.{key}")
+    if "opset" in graph and graph["opset"] is not None:
+        _number(graph["opset"], f"{where}.opset")
+    built = graph.get("built_with", {})
+    if not isinstance(built, dict) or not all(isinstance(v, str) for v in built.values()):
+        raise ValueError(f"{where}.built_with must map library names to version strings")
+
+
+def _check_blocks(blocks: Any, where: str) -> int:
+    if not isinstance(blocks, list) or not 0 < len(blocks) <= MAX_BLOCKS:
+        raise ValueError(f"{where} must be a list of 1 to {MAX_BLOCKS} block times")
+    for i, value in enumerate(blocks):
+        _number(value, f"{where}[{i}]", positive=True)
+    return len(blocks)
+
+
+def _check_record(record: Mapping[str, Any], where: str) -> None:
+    """A block record: the case's (or reference's) block medians and the yardstick's, in
+    pairs, and how they were taken."""
+    count = _check_blocks(record.get("case_ms"), f"{where}.case_ms")
+    yardstick = record.get("yardstick_ms", [])
+    if yardstick:
+        if _check_blocks(yardstick, f"{where}.yardstick_ms") != count:
+            raise ValueError(f"{where}: case_ms and yardstick_ms must pair up (same length)")
+    for name in ("clock", "yardstick", "reference"):
+        if name in record and not isinstance(record[name], str):
+            raise ValueError(f"{where}.{name} must be a string")
+    if "normalize" in record and not isinstance(record["normalize"], bool):
+        raise ValueError(f"{where}.normalize must be true or false")
 
 
 def validate_entry(case_id: str, entry: Any) -> None:
+    from pytest_xfperf.metrics import METRICS
+
     where = f"cases[{case_id!r}]"
     if not isinstance(entry, dict):
         raise ValueError(f"{where} must be an object")
@@ -64,39 +141,39 @@ def validate_entry(case_id: str, entry: Any) -> None:
     if not isinstance(metrics, dict) or not metrics:
         raise ValueError(f"{where}.metrics must be a non-empty object")
     for name, value in metrics.items():
-        _check_number(value, f"{where}.metrics.{name}")
+        metric = METRICS.get(name)
+        if metric is None:
+            raise ValueError(f"{where}.metrics.{name} is not a metric this version knows "
+                             f"(valid: {', '.join(METRICS)})")
+        _number(value, f"{where}.metrics.{name}",
+                positive=metric.timing and metric.unit not in ("MB",),
+                signed=metric.absolute)
     _check_samples(entry.get("samples_ms", []), f"{where}.samples_ms")
     versions = entry.get("versions", {})
     if not isinstance(versions, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in versions.items()
     ):
         raise ValueError(f"{where}.versions must map library names to version strings")
-    for optional in ("graph", "settings", "stats", "noise", "serving", "paired"):
-        if optional in entry and not isinstance(entry[optional], dict):
-            raise ValueError(f"{where}.{optional} must be an object")
-    if "paired" in entry:
-        _check_paired(entry["paired"], f"{where}.paired")
-
-
-def _check_paired(paired: dict[str, Any], where: str) -> None:
-    """The case and its reference timed in interleaved blocks when the entry was recorded:
-    two lists of as many blocks, each a list of samples, at most MAX_SAMPLES per side."""
-    sides = [paired.get("case_ms"), paired.get("reference_ms")]
-    for name, blocks in zip(("case_ms", "reference_ms"), sides, strict=True):
-        if not isinstance(blocks, list) or not all(isinstance(b, list) for b in blocks):
-            raise ValueError(f"{where}.{name} must be a list of blocks (lists of numbers)")
-        _check_samples([x for b in blocks for x in b], f"{where}.{name} (all blocks)")
-    assert isinstance(sides[0], list) and isinstance(sides[1], list)
-    if len(sides[0]) != len(sides[1]):
-        raise ValueError(f"{where}: case_ms has {len(sides[0])} blocks but reference_ms "
-                         f"{len(sides[1])}; they must pair up")
+    for name in ("settings", "serving", "paired"):
+        _object(entry, name, where)
+    for name in ("stats", "noise"):
+        table = _object(entry, name, where)
+        if table is not None:
+            _numbers_by_name(table, f"{where}.{name}")
+    graph = _object(entry, "graph", where)
+    if graph is not None:
+        _check_graph(graph, f"{where}.graph")
+    for name in ("timing", "speedup"):
+        record = _object(entry, name, where)
+        if record is not None:
+            _check_record(record, f"{where}.{name}")
 
 
 def _check_samples(samples: Any, where: str) -> None:
     if not isinstance(samples, list) or len(samples) > MAX_SAMPLES:
         raise ValueError(f"{where} must be a list of at most {MAX_SAMPLES} numbers")
     for i, value in enumerate(samples):
-        _check_number(value, f"{where}[{i}]")
+        _number(value, f"{where}[{i}]", positive=True)
 
 
 def parse(text: str) -> dict[str, Any]:
@@ -123,15 +200,18 @@ def parse(text: str) -> dict[str, Any]:
         raise ValueError("'cases' must be an object keyed by case id")
     for case_id, entry in cases.items():
         validate_entry(case_id, entry)
-    if schema == 1:
-        return migrate_v1(data)
+    machine = data.get("machine", {})
+    if not isinstance(machine, dict):
+        raise ValueError("'machine' must be an object (the fingerprint of the recording machine)")
+    if schema < SCHEMA:
+        return migrate(data)
     document: dict[str, Any] = data
     return document
 
 
 def noise_block(samples: list[float], stats: Mapping[str, Any]) -> dict[str, float]:
     """The recording run's noise: robust CV (MAD-based) of its samples, and its CV."""
-    from pytest_xfperf.baselines.decision import robust_cv
+    from pytest_xfperf.measure.stats import robust_cv
 
     robust = round(robust_cv(samples), 6) if samples else 0.0
     cv = stats.get("cv", 0.0)
@@ -139,20 +219,32 @@ def noise_block(samples: list[float], stats: Mapping[str, Any]) -> dict[str, flo
             else 0.0}
 
 
-def migrate_v1(data: dict[str, Any]) -> dict[str, Any]:
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """An older file in memory as the current schema (the file itself is not touched): the
+    noise block derived where missing; the block record cannot be derived, so its entries
+    gate thresholds, accuracy and graph only, and their timing says to record again."""
     cases = {}
     for case_id, entry in data["cases"].items():
         entry = dict(entry)
         entry.setdefault("noise", noise_block(list(entry.get("samples_ms", [])),
                                               entry.get("stats", {})))
+        entry.pop("paired", None)  # the interleaved record of schema 2: not this rule's
         cases[case_id] = entry
-    return {**data, "schema": SCHEMA, "cases": cases, "migrated_from": 1}
+    return {**data, "schema": SCHEMA, "cases": cases, "migrated_from": data["schema"]}
 
 
 def load(path: Path) -> dict[str, Any]:
     """The validated document, or an empty one if the file does not exist yet."""
-    if not path.exists():
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
         return {"schema": SCHEMA, "cases": {}}
+    except OSError as exc:
+        raise BaselineError(f"baseline file {path} cannot be read: {exc}") from None
+    if not stat.S_ISREG(mode):
+        raise BaselineError(
+            f"baseline file {path} is not a regular file (a FIFO, device or directory): it "
+            "was not opened; remove it or point --xfperf-baselines elsewhere")
     try:
         size = path.stat().st_size
         if size > MAX_BYTES:

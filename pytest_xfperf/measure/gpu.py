@@ -6,6 +6,7 @@ helpers are pure, so CI (no GPU) tests them.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -50,6 +51,33 @@ def gpu_names_without_cuda() -> list[str]:
     except Exception:  # noqa: BLE001 - no NVML, no driver, no GPU: all mean "none"
         return []
     return names
+
+
+def gpu_facts_without_cuda() -> dict[str, Any]:
+    """The GPU fields of the machine fingerprint: name and count (driver files or NVML), and
+    where NVML answers, SM count, memory, driver major version and power limit. {} without a
+    GPU. No CUDA context is created: a CPU-only run on a GPU host stays cheap."""
+    names = gpu_names_without_cuda()
+    if not names:
+        return {}
+    facts: dict[str, Any] = {"gpu_name": names[0], "gpu_count": len(names)}
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+            facts["gpu_memory_gb"] = round(pynvml.nvmlDeviceGetMemoryInfo(handle).total / 2**30)
+            facts["gpu_driver_major"] = _text(pynvml.nvmlSystemGetDriverVersion()).split(".")[0]
+            facts["gpu_power_limit_w"] = round(
+                pynvml.nvmlDeviceGetPowerManagementLimit(handle) / 1000)
+            with contextlib.suppress(Exception):  # not every NVML build has it
+                facts["gpu_cuda_cores"] = int(pynvml.nvmlDeviceGetNumGpuCores(handle))
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001 - no NVML: name and count only
+        pass
+    return facts
 
 
 def _text(value: Any) -> str:

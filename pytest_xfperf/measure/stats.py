@@ -54,3 +54,14 @@ def summarize(samples_s: Sequence[float], batch: int) -> LatencyStats:
         p99_ms=percentile(ms, 99), mad_ms=mad, cv=stdev / mean if mean > 0 else 0.0,
         throughput=batch * 1000.0 / mean if mean > 0 else 0.0,
     )
+
+
+MAD_TO_SIGMA = 1.4826  # MAD of a normal sample times this estimates its standard deviation
+
+
+def robust_cv(samples: Sequence[float]) -> float:
+    """MAD-based coefficient of variation: a noise figure that one outlier does not move."""
+    median = statistics.median(samples)
+    if median <= 0:
+        return 0.0
+    return MAD_TO_SIGMA * statistics.median(abs(x - median) for x in samples) / median

@@ -72,7 +72,7 @@ def render(results: Sequence[Result], groups: Sequence[Group],
             lines = r.failure_message().splitlines()
             detail = "".join(f"<li>{html.escape(line.strip())}</li>" for line in lines[1:])
             parts.append(f"<li><code>{html.escape(r.case.id)}</code> <strong>"
-                         f"{html.escape(r.verdict)}</strong><ul>{detail}</ul></li>")
+                         f"{html.escape(r.verdict.value)}</strong><ul>{detail}</ul></li>")
         parts.append("</ul>")
     for group in groups:
         serving = group.scenario != "single-stream"

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from pytest_xfperf.baselines.machine import machine_info
 from pytest_xfperf.fileio import atomic_write_bytes
-from pytest_xfperf.report.terminal import speedups
-from pytest_xfperf.result import REGRESSED, Result
+from pytest_xfperf.metrics import Verdict
+from pytest_xfperf.report.tables import speedups
+from pytest_xfperf.result import Result
 from pytest_xfperf.settings import Settings
 from pytest_xfperf.versions import library_versions
 
@@ -34,20 +36,21 @@ def build_report(results: Sequence[Result], settings: Settings,
     cases = []
     for r in results:
         entry = r.as_json()
-        entry["speedup_vs_torch_fp32"] = ups.get(r.case.id)
+        entry["speedup_vs_eager"] = ups.get(r.case.id)
         entry["failure_message"] = r.failure_message() if r.failed else None
-        if r.verdict == REGRESSED and baselines and r.case.id in baselines:
+        if r.verdict == Verdict.REGRESSED and baselines and r.case.id in baselines:
             # What the regression was judged against: the report's distribution plot.
             entry["baseline_samples_ms"] = baselines[r.case.id].get("samples_ms", [])
         cases.append(entry)
     report: dict[str, Any] = _finite({
         "machine": machine_info(), "versions": library_versions(),
-        "timing": {"warmup_rounds": settings.warmup_rounds, "min_rounds": settings.min_rounds,
-                   "min_time_s": settings.min_time, "max_time_s": settings.max_time,
+        "timing": {**asdict(settings.timing),
                    "mode": "wall clock per synchronized call (perf_counter), host inputs "
-                           "pre-bound outside the timed region"},
-        "tolerances": settings.tolerances.__dict__,
-        "prices": dict(settings.prices),
+                           "pre-bound outside the timed region; on GPUs the gate's clock is "
+                           "device time by CUDA events"},
+        "gate_policy": asdict(settings.gate.policy),
+        "tolerances": asdict(settings.gate.tolerances),
+        "prices": dict(settings.reports.prices),
         "notes": list(notes),
         "cases": cases,
     })

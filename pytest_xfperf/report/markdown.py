@@ -46,14 +46,15 @@ def _cells(row: Any, serving: bool) -> list[str]:
     money = fmt(row.cost_per_million, ".4f")
     common_tail = [fmt(row.model_mb, ".1f"), fmt(row.memory_mb, ".1f"),
                    fmt(row.gpu_memory_mb, ".1f"), delta_text(row),
-                   money, f"**{r.verdict}**" if r.failed else r.verdict]
+                   money, f"**{r.verdict.value}**" if r.failed else r.verdict.value]
     if serving:
         return [row.label, fmt(row.throughput, ".1f", "none" if r.bound_unmet else "-"),
                 fmt(row.tokens_per_s, ".0f"), fmt(row.p50_ms, ".1f"), fmt(row.p99_ms, ".1f"),
                 fmt(row.padding_share, ".0%"), fmt(row.cosine, ".5f"), *common_tail]
     return [row.label, fmt(row.p50_ms, ".2f"), fmt(row.p99_ms, ".2f"), fmt(row.throughput, ".1f"),
             fmt(row.speedup, ".2f") + ("x" if row.speedup else ""),
-            "ref" if r.case.is_reference else fmt(row.cosine, ".5f"), fmt(row.retrieval, ".3f"),
+            "ref" if r.case.is_fp32_reference else fmt(row.cosine, ".5f"),
+            fmt(row.retrieval, ".3f"),
             *common_tail]
 
 
@@ -86,7 +87,7 @@ def render(results: Sequence[Result], groups: Sequence[Group],
         out += ["## Failures", ""]
         for r in failed:
             message = r.failure_message().splitlines()
-            out.append(f"- `{r.case.id}` **{r.verdict}**")
+            out.append(f"- `{r.case.id}` **{r.verdict.value}**")
             out += [f"  - {line.strip()}" for line in message[1:]]
         out.append("")
     for group in groups:

@@ -13,8 +13,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pytest_xfperf.metrics import Verdict
 from pytest_xfperf.report.tables import Group
-from pytest_xfperf.result import REGRESSED, Result
+from pytest_xfperf.result import Result
 
 
 class PlotsUnavailable(Exception):
@@ -116,7 +117,7 @@ def distribution_chart(plt: Any, result: Result, baseline_samples: Sequence[floa
               color="#c0392b")
     axes.set_xlabel("latency per call, ms")
     axes.set_ylabel("samples")
-    axes.set_title(f"{result.case.id}: {result.verdict}")
+    axes.set_title(f"{result.case.id}: {result.verdict.value}")
     axes.legend()
     return _png(plt, figure)
 
@@ -135,7 +136,7 @@ def make_plots(groups: Sequence[Group], results: Sequence[Result],
         if png:
             charts[f"{model} throughput"] = ("throughput_" + file_name(model), png)
     for r in results:
-        if r.verdict == REGRESSED and r.case.id in baseline_samples:
+        if r.verdict == Verdict.REGRESSED and r.case.id in baseline_samples:
             png = distribution_chart(plt, r, baseline_samples[r.case.id])
             if png:
                 charts[f"{r.case.id} samples"] = ("samples_" + file_name(r.case.id), png)

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from pytest_xfperf.fileio import atomic_write_bytes
+from pytest_xfperf.notes import Notes
 from pytest_xfperf.report import html as html_report
 from pytest_xfperf.report import markdown
 from pytest_xfperf.report.json_report import read_report
 from pytest_xfperf.report.tables import build_groups, recommendations
 from pytest_xfperf.result import Result
+from pytest_xfperf.settings import Settings
 
 
 def price_for(prices: Mapping[str, float], machine_key: str) -> tuple[str, float] | None:
@@ -100,3 +102,37 @@ def results_from_report(path: Path) -> tuple[list[Result], dict[str, Any]]:
                          f"{exc!r}") from None
     meta = {k: v for k, v in data.items() if k != "cases"}
     return results, meta
+
+
+def write_reports(settings: Settings, results: Sequence[Result],
+                  baselines: Mapping[str, Any], machine: Mapping[str, Any],
+                  notes: Notes) -> None:
+    """The run's JSON report, then Markdown / step summary, plots and HTML. A failure here
+    is a note: the run's verdict is the tests' alone."""
+    import time
+
+    paths = settings.reports
+    if paths.report is not None and results:
+        from pytest_xfperf.report.json_report import write_report
+
+        try:
+            write_report(paths.report, results, settings, baselines, notes.lines())
+            notes.add(f"JSON report written to {paths.report}")
+        except OSError as exc:
+            notes.add(f"could not write the JSON report {paths.report}: {exc}")
+    wanted = (paths.markdown, paths.html, paths.plots)
+    if not results or not (any(wanted) or os.environ.get("GITHUB_STEP_SUMMARY")):
+        return
+    started = time.perf_counter()
+    try:
+        from pytest_xfperf.versions import library_versions
+
+        samples = {case_id: entry.get("samples_ms", []) for case_id, entry in baselines.items()}
+        messages = render_outputs(results, {"machine": dict(machine),
+                                            "versions": library_versions()},
+                                  samples, paths.prices, *wanted, notes=notes.lines())
+    except Exception as exc:  # noqa: BLE001 - a broken report must not change the verdict
+        messages = [f"the human-readable reports failed ({type(exc).__name__}: {exc}); the "
+                    "test results above are unaffected"]
+    notes.extend(messages)
+    notes.add(f"reports generated in {time.perf_counter() - started:.2f} s")

@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_xfperf.report.terminal import serving_figures, speedups
 from pytest_xfperf.result import Result
 
 # The recommendation "best accuracy within a drop": the reference study fails an INT8 model
@@ -37,6 +36,7 @@ class Row:
     cost_per_million: float | None
     padding_share: float | None = None
     tokens_per_s: float | None = None
+    speedup_delta: float | None = None  # change of the speed-up vs the baseline's
 
     @property
     def failed(self) -> bool:
@@ -74,7 +74,33 @@ def cost_per_million(price_per_hour: float | None, requests_per_s: float | None)
     return price_per_hour / 3600 / requests_per_s * 1_000_000
 
 
-def build_groups(results: Sequence[Result], price_per_hour: float | None) -> list[Group]:
+def speedups(results: Sequence[Result]) -> dict[str, float]:
+    """Speed-up of each case over eager PyTorch on the same device, model and shape."""
+    out: dict[str, float] = {}
+    for r in results:
+        if r.stats is not None and r.case.is_eager:
+            out[r.case.id] = 1.0
+        elif r.stats is not None and r.speedup is not None:
+            out[r.case.id] = r.speedup
+    return out
+
+
+def serving_figures(r: Result) -> tuple[dict[str, Any], str]:
+    """The figures a serving row shows (offline: the median pass; server: the highest rate
+    meeting the bound) and the gated metric's name."""
+    if r.case.scenario == "server":
+        server = r.serving.get("server") or {}
+        return dict(server.get("at_max_rate") or {}), "max_rate"
+    # Offline latencies count from a start where every request is queued at once: not a
+    # request latency anyone sees, so not shown.
+    offline = r.serving.get("offline") or {}
+    return {k: v for k, v in offline.items() if k not in ("p50_ms", "p99_ms")}, "throughput"
+
+
+def build_groups(results: Sequence[Result], price_per_hour: float | None,
+                 failures_first: bool = True) -> list[Group]:
+    """The table model of every report: one group per model, shape (and scenario), one row
+    per backend/precision."""
     ups = speedups(results)
     groups: dict[str, Group] = {}
     for r in results:
@@ -98,11 +124,14 @@ def build_groups(results: Sequence[Result], price_per_hour: float | None) -> lis
             row = Row(r, f"{case.backend}/{case.precision}", s.p50_ms if s else None,
                       s.p99_ms if s else None, s.throughput if s else None, ups.get(case.id),
                       r.memory_mb, r.gpu_memory_mb, r.model_mb,
-                      None if case.is_reference else _finite(r.accuracy.get("cosine")),
+                      None if case.is_fp32_reference else _finite(r.accuracy.get("cosine")),
                       _finite(r.accuracy.get("retrieval")),
                       r.gate.deltas.get("p50_ms") if r.gate else None, "p50_ms",
-                      cost_per_million(price_per_hour, s.throughput if s else None))
+                      cost_per_million(price_per_hour, s.throughput if s else None),
+                      speedup_delta=r.gate.deltas.get("speedup") if r.gate else None)
         group.rows.append(row)
+    if not failures_first:
+        return list(groups.values())
     ordered = sorted(groups.values(), key=lambda g: (not g.failed, g.scenario != "single-stream",
                                                      g.title))
     for group in ordered:
@@ -153,14 +182,15 @@ def recommendations(groups: Sequence[Group]) -> dict[str, list[Recommendation]]:
                 "smallest memory", best,
                 f"{best.model_mb:.1f} MB of weights ({largest / (best.model_mb or 1):.1f}x "
                 f"smaller than the largest, {largest:.1f} MB)"))
-        accurate = [r for r in single if (r.result.case.is_reference or (
+        accurate = [r for r in single if (r.result.case.is_fp32_reference or (
             r.cosine is not None and r.cosine >= 1 - MAX_ACCURACY_DROP))
             and (r.retrieval is None or r.retrieval >= 1 - MAX_ACCURACY_DROP)]
         if accurate:
             smallest = min(r.result.case.shape.batch for r in accurate)
             best = min((r for r in accurate if r.result.case.shape.batch == smallest),
                        key=lambda r: r.p50_ms or math.inf)
-            cosine = "reference" if best.result.case.is_reference else f"cosine {best.cosine:.5f}"
+            cosine = ("reference" if best.result.case.is_fp32_reference
+                      else f"cosine {best.cosine:.5f}")
             picks.append(Recommendation(
                 f"fastest within a {MAX_ACCURACY_DROP:.0%} accuracy drop", best,
                 f"p50 {best.p50_ms:.2f} ms, {cosine}"
@@ -172,7 +202,7 @@ def recommendations(groups: Sequence[Group]) -> dict[str, list[Recommendation]]:
 def summary_counts(results: Sequence[Result]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for r in results:
-        counts[r.verdict] = counts.get(r.verdict, 0) + 1
+        counts[r.verdict.value] = counts.get(r.verdict.value, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
@@ -194,12 +224,22 @@ def delta_text(row: Row) -> str:
     return f"{row.delta:+.1%} {word}"
 
 
+def speedup_delta_text(row: Row) -> str:
+    """The change of the speed-up over eager PyTorch against the baseline's."""
+    if row.speedup_delta is None:
+        return "-"
+    word = "gained" if row.speedup_delta > 0 else "lost"
+    return f"{row.speedup_delta:+.1%} {word}"
+
+
 def header_facts(meta: Mapping[str, Any]) -> list[str]:
     machine = meta.get("machine", {})
     versions = meta.get("versions", {})
-    lines = [f"machine `{machine.get('key', '?')}`: {machine.get('cpu', '?')}, "
-             f"{machine.get('cores', '?')} cores"
-             + (f", {machine.get('gpus')} x {machine.get('gpu')}" if machine.get("gpu") else "")]
+    isa = " ".join(machine.get("isa") or [])
+    lines = [f"machine `{machine.get('key', '?')}`: {machine.get('cpu_name', '?')} "
+             f"({isa}), {machine.get('cores', '?')} cores"
+             + (f", {machine.get('gpu_count')} x {machine.get('gpu_name')}"
+                if machine.get("gpu_name") else "")]
     if versions:
         lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     return lines

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_xfperf.serving.config import ServingConfig
 from pytest_xfperf.serving.scenarios import (
     BatchPolicy,
     Execute,
@@ -15,7 +16,7 @@ from pytest_xfperf.serving.scenarios import (
     search_rate,
     server_trial_size,
 )
-from pytest_xfperf.serving.workload import LengthDistribution, TokenPool, poisson_arrivals
+from pytest_xfperf.serving.workload import TokenPool, poisson_arrivals
 
 OFFLINE_PASSES = 3  # the median pass by throughput is the figure (one pass is a noisy figure)
 SERVER_MIN_REQUESTS = 200  # below this a p99 is little more than the maximum
@@ -25,27 +26,6 @@ ACCURACY_REQUESTS = 6  # requests whose unbatched outputs are checked against FP
 # shape is slow on some backends (ONNX Runtime CUDA: about 45 ms for BERT-base on an H100,
 # against 1 ms once warm), which a real server pays at start-up, not per request.
 WARMUP_SECONDS = 60.0
-
-
-@dataclass(frozen=True)
-class ServingConfig:
-    lengths: LengthDistribution
-    padding: str = "buckets"
-    buckets: tuple[int, ...] = ()
-    max_delay_ms: float = 10.0
-    requests: int = 400
-    bound_ms: float = 100.0
-    budget_s: float = 60.0
-    seed: int = 0
-    # Seconds of arrivals per server trial: a queue that grows slowly past capacity shows in
-    # a trial of seconds, not in one of a few hundred milliseconds.
-    trial_s: float = 5.0
-
-    def describe(self) -> dict[str, Any]:
-        return {"lengths": str(self.lengths), "padding": self.padding,
-                "buckets": list(self.buckets) or "auto", "max_queue_delay_ms": self.max_delay_ms,
-                "requests": self.requests, "p99_bound_ms": self.bound_ms,
-                "search_budget_s": self.budget_s, "server_trial_s": self.trial_s}
 
 
 @dataclass

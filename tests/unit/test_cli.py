@@ -33,13 +33,14 @@ def cli(*args: str) -> tuple[int, str]:
 
 
 def test_show_lists_cases_with_figures(tmp_path: Path):
-    record = {"case_ms": [[20.0] * 4] * 10, "reference_ms": [[40.0] * 4] * 10}
+    record = {"clock": "wall", "case_ms": [20.0] * 10, "yardstick_ms": [2.0] * 10,
+              "yardstick": "mlp1"}
     path = write(tmp_path / "a.json", {"m/ort-cpu/fp32/b1s128": {**entry(20.0),
-                                                                 "paired": record},
+                                                                 "timing": record},
                                        "m/torch-cpu/fp32/b1s128": entry(40.0)})
     code, text = cli("baselines", "show", str(path))
     assert code == 0
-    assert "schema 2, 2 case(s)" in text and "machine: key=cpu-test-2c" in text
+    assert f"schema {store.SCHEMA}, 2 case(s)" in text and "machine: key=cpu-test-2c" in text
     line = next(x for x in text.splitlines() if x.startswith("m/ort-cpu"))
     assert "20.000" in line and "50.0" in line and "0.99950" in line and "3.1%" in line
     assert "2026-11-20" in line and "10 blocks" in line

@@ -1,144 +1,124 @@
+"""The verdict of one case against its baseline entry, on synthetic block records."""
+
+import numpy as np
 import pytest
 
-from pytest_xfperf.baselines.gate import compare
-from pytest_xfperf.settings import Tolerances
+from pytest_xfperf.baselines.gate import Evidence, decided, verdict
+from pytest_xfperf.baselines.rule import GatePolicy
+from pytest_xfperf.metrics import Verdict
+from pytest_xfperf.settings import GateOptions, Tolerances
 
-BASE = {"metrics": {"p50_ms": 100.0, "p99_ms": 120.0, "throughput": 10.0, "memory_mb": 200.0,
-                    "cosine": 0.999}}
-
-
-def test_within_tolerance_passes():
-    out = compare({"p50_ms": 109.0, "throughput": 9.2, "cosine": 0.998}, BASE, Tolerances())
-    assert out.passed and out.deltas["p50_ms"] == pytest.approx(0.09)
+YARD = "mlp1 onnxruntime 1.0 threads=0"
 
 
-def test_latency_regression_names_numbers():
-    out = compare({"p50_ms": 125.0}, BASE, Tolerances())
-    assert not out.passed
-    assert out.regressions == [
-        "p50_ms baseline 100.0 ms, now 125.0 ms (+25.0%, tolerance 10%)"]
+def record(level: float, blocks: int = 12, noise: float = 0.01, seed: int = 0,
+           machine: float = 1.0, yardstick: str = YARD, reference: str = "") -> dict:
+    """Blocks of a case whose own speed is ``level`` on a host whose state scales every block
+    (case and yardstick alike) by ``machine`` and by a per-block factor."""
+    rng = np.random.default_rng(seed)
+    state = machine * np.exp(rng.normal(0, 0.2, blocks))  # the host: 20 % between blocks
+    case = level * 10.0 * state * np.exp(rng.normal(0, noise, blocks))
+    yard = 2.0 * state * np.exp(rng.normal(0, noise, blocks))
+    out = {"clock": "wall", "case_ms": case.tolist(), "yardstick_ms": yard.tolist(),
+           "yardstick": yardstick}
+    if reference:
+        out["reference"] = reference
+    return out
 
 
-def test_throughput_drop_and_accuracy_drop_fail():
-    out = compare({"throughput": 8.0, "cosine": 0.99}, BASE, Tolerances())
-    assert len(out.regressions) == 2
-    assert any("cosine 0.9990 -> 0.9900" in r for r in out.regressions)
+def entry(level: float = 1.0, **metrics: float) -> dict:
+    return {"metrics": {"p50_ms": 10.0 * level, "p99_ms": 12.0, "throughput": 100.0,
+                        "memory_mb": 200.0, "cosine": 0.999, **metrics},
+            "timing": record(level), "speedup": record(3.0, seed=7, reference="torch-cpu")}
 
 
-def test_memory_needs_both_ratio_and_absolute_growth():
-    assert compare({"memory_mb": 315.0}, BASE, Tolerances(memory=0.05)).passed  # +115 MB
-    assert not compare({"memory_mb": 400.0}, BASE, Tolerances()).passed
+def judge(now_level: float, ref_level: float = 3.0, baseline: dict | None = None,
+          machine: float = 1.0, options: GateOptions | None = None, **metrics: float):
+    evidence = Evidence(
+        metrics={"p50_ms": 10.0 * now_level, "cosine": 0.999, **metrics},
+        timing=record(now_level, 8, seed=1, machine=machine),
+        speedup=record(ref_level, 8, seed=2, machine=machine, reference="torch-cpu"))
+    return verdict(evidence, entry() if baseline is None else baseline,
+                   options or GateOptions())
 
 
-def test_improvement_is_reported_not_failed():
-    out = compare({"p50_ms": 50.0}, BASE, Tolerances())
-    assert out.passed and out.improvements
-    assert not compare({"memory_mb": 20.0}, BASE, Tolerances()).improvements
+def test_unchanged_case_on_a_slower_machine_passes():
+    out = judge(1.0, machine=1.4)  # the whole host 40 % slower, case and yardstick alike
+    assert out.verdict == Verdict.PASS
+    assert abs(out.deltas["p50_ms"]) < 0.03
 
 
-def test_timing_off_compares_accuracy_only():
-    out = compare({"p50_ms": 500.0, "cosine": 0.5}, BASE, Tolerances(), timing=False)
-    assert len(out.regressions) == 1 and "cosine" in out.regressions[0]
+def test_a_slower_model_fails_latency_even_when_its_reference_slows_too():
+    # The user made the model deeper: the case and its eager reference both +25 %.
+    out = judge(1.25, ref_level=3.0 * 1.25)
+    assert out.verdict == Verdict.REGRESSED
+    assert out.decisions["p50_ms"]["outcome"] == "regressed"
+    assert out.decisions["speedup"]["outcome"] == "pass"  # it kept its lead over eager
+    assert out.deltas["p50_ms"] == pytest.approx(0.25, abs=0.03)
 
 
-def test_custom_tolerance():
-    assert compare({"p50_ms": 125.0}, BASE, Tolerances(p50=0.3)).passed
+def test_lost_optimization_fails_the_speedup_when_the_reference_changed_with_it():
+    # The model got 25 % cheaper (the reference sped up with it) while the optimized path
+    # lost its fusions: its latency is unchanged, its lead over eager PyTorch is not.
+    out = judge(1.0, ref_level=3.0 / 1.25, options=GateOptions(tolerances=Tolerances(p50=0.3)))
+    assert out.decisions["p50_ms"]["outcome"] == "pass"
+    assert out.decisions["speedup"]["outcome"] == "regressed"
+    assert out.verdict == Verdict.REGRESSED
+    assert any("speed-up vs eager PyTorch" in r for r in out.regressions)
 
 
-def _samples(median, n=40, spread=0.02, seed=0):
-    import numpy as np
-
-    return list(median * np.exp(np.random.default_rng(seed).normal(0, spread, n)))
-
-
-SAMPLED_BASE = {"metrics": {"p50_ms": 10.0, "throughput": 100.0}, "samples_ms": _samples(10.0)}
+def test_faster_past_the_tolerance_is_improved_or_stale():
+    assert judge(0.7).verdict == Verdict.IMPROVED
+    stale = GateOptions(fail_on_improvement=True)
+    assert judge(0.7, options=stale).verdict == Verdict.STALE
 
 
-def test_sampled_regression_is_confirmed_once_for_both_timing_metrics():
-    from pytest_xfperf.baselines.decision import Blocks
-
-    calls = []
-
-    def confirm(k):
-        calls.append(k)
-        return Blocks([_samples(13.0, seed=2 + i, n=12) for i in range(5)], [])
-
-    now = _samples(13.0, seed=1)
-    out = compare({"p50_ms": 13.0, "throughput": 77.0}, SAMPLED_BASE, Tolerances(),
-                  samples_ms=now, confirm=confirm)
-    assert calls == [0] and len(out.regressions) == 2
-    assert out.regressions[0].startswith("p50_ms baseline 10.000 ms, now 13.")
-    assert "confirmation +" in out.regressions[0]
-    assert out.decisions["p50_ms"].confirmation is not None
+def test_thresholds_for_memory_p99_and_accuracy():
+    assert judge(1.0, memory_mb=400.0).verdict == Verdict.REGRESSED  # +200 MB, +100 %
+    assert judge(1.0, memory_mb=315.0).verdict == Verdict.PASS  # +57 % but under 128 MB
+    out = judge(1.0, cosine=0.99)
+    assert out.verdict == Verdict.REGRESSED and "cosine 0.9990 -> 0.9900" in out.regressions[0]
+    assert judge(1.0, p99_ms=30.0).verdict == Verdict.REGRESSED  # +150 % past p99's 100 %
 
 
-def test_unconfirmed_regression_passes_with_a_note():
-    from pytest_xfperf.baselines.decision import Blocks
-
-    out = compare({"p50_ms": 13.0}, SAMPLED_BASE, Tolerances(), samples_ms=_samples(13.0, seed=3),
-                  confirm=lambda k: Blocks([_samples(10.1, seed=4)], []))
-    assert out.passed and "did not reproduce" in out.notes[0]
-
-
-def test_the_interleaved_record_of_a_baseline_is_what_a_confirmation_meets():
-    from pytest_xfperf.baselines.decision import Blocks
-
-    record = {"case_ms": [_samples(10.0, seed=10 + i, n=12) for i in range(10)],
-              "reference_ms": [_samples(40.0, seed=30 + i, n=12) for i in range(10)]}
-    base = {**SAMPLED_BASE, "paired": record}
-    rounds = []
-
-    def confirm(k):
-        rounds.append(k)
-        return Blocks([_samples(13.0, seed=50 + i, n=12) for i in range(5)],
-                      [_samples(40.0, seed=60 + i, n=12) for i in range(5)])
-
-    out = compare({"p50_ms": 13.0}, base, Tolerances(), samples_ms=_samples(13.0, seed=5),
-                  confirm=confirm, reference_baseline=_samples(40.0, seed=6),
-                  reference_current=_samples(40.0, seed=7))
-    decision = out.decisions["p50_ms"]
-    assert rounds == [0] and decision.outcome == "regressed"
-    assert decision.confirmation is not None and decision.confirmation.method == "blocks"
-    assert "interleaved blocks" in out.regressions[0]
+def test_accuracy_and_drift_fail_whatever_the_timing():
+    evidence = Evidence(metrics={"p50_ms": 10.0}, timing=record(1.0, 8, seed=1),
+                        accuracy_problems=["cosine 0.9 < 0.99"])
+    assert verdict(evidence, entry(), GateOptions()).verdict == Verdict.ACCURACY
+    evidence = Evidence(metrics={"p50_ms": 10.0}, timing=record(1.0, 8, seed=1),
+                        drift=["Attention 12 → 0"])
+    assert verdict(evidence, entry(), GateOptions()).verdict == Verdict.DRIFT
 
 
-def test_baseline_without_samples_uses_the_threshold_and_says_so():
-    old = {"metrics": {"p50_ms": 10.0, "throughput": 100.0}}
-    out = compare({"p50_ms": 12.5, "throughput": 80.0}, old, Tolerances(),
-                  samples_ms=_samples(12.5, seed=5))
-    assert len(out.regressions) == 2 and "threshold rule" in out.regressions[0]
-    assert any("no timing samples" in n for n in out.notes)
+def test_no_baseline_and_timing_off():
+    evidence = Evidence(metrics={"p50_ms": 50.0}, timing=record(5.0, 8))
+    assert verdict(evidence, None, GateOptions()).verdict == Verdict.NO_BASELINE
+    off = Evidence(metrics={"p50_ms": 500.0, "cosine": 0.999}, timed=False)
+    assert verdict(off, entry(), GateOptions()).verdict == Verdict.PASS
 
 
-def test_faster_past_the_tolerance_is_an_improvement():
-    out = compare({"p50_ms": 7.0}, SAMPLED_BASE, Tolerances(), samples_ms=_samples(7.0, seed=6))
-    assert out.passed and out.improvements and out.deltas["p50_ms"] < -0.25
+def test_an_older_entry_without_blocks_says_to_record_again():
+    old = {"metrics": {"p50_ms": 10.0, "cosine": 0.999}, "samples_ms": [10.0] * 20}
+    evidence = Evidence(metrics={"p50_ms": 30.0, "cosine": 0.999}, timing=record(3.0, 8))
+    out = verdict(evidence, old, GateOptions())
+    assert out.verdict == Verdict.NO_BASELINE
+    assert "record it again" in out.notes[0]
 
 
-def test_noisy_case_is_unstable():
-    noisy_base = {**SAMPLED_BASE, "samples_ms": _samples(10.0, spread=0.5, seed=1)}
-    out = compare({"p50_ms": 10.5}, noisy_base, Tolerances(),
-                  samples_ms=_samples(10.5, spread=0.5, seed=7))
-    assert out.passed and out.unstable and not out.improvements
+def test_another_yardstick_compares_own_times_and_says_so():
+    evidence = Evidence(metrics={"p50_ms": 10.0},
+                        timing=record(1.0, 8, seed=1, yardstick="mlp1 onnxruntime 2.0"))
+    out = verdict(evidence, entry(), GateOptions())
+    assert out.decisions["p50_ms"]["normalized"] is False
+    assert "yardstick changed" in out.notes[0]
 
 
-def test_a_server_that_finds_no_rate_regresses_against_one_that_did():
-    # max_rate 0 (no rate met the bound) against a recorded rate: -100 %, by the ratio rule.
-    outcome = compare({"max_rate": 0.0}, {"metrics": {"max_rate": 180.0}}, Tolerances())
-    assert outcome.deltas["max_rate"] == -1.0
-    assert outcome.regressions == ["max_rate baseline 180.0 req/s, now 0.000 req/s "
-                                   "(-100.0%, tolerance 10%)"]
-
-
-def test_past_the_tolerance_but_not_significantly_passes_and_is_named():
-    """+11 % whose interval reaches inside the 10 % tolerance: passed, listed as near it (the
-    harness turns that into a note under the summary), and not an improvement either."""
-    out = compare({"p50_ms": 11.4}, SAMPLED_BASE, Tolerances(),
-                  samples_ms=_samples(11.4, spread=0.04, seed=8))
-    first = out.decisions["p50_ms"].first
-    assert first.low <= 1.10 < first.ratio
-    assert out.passed and not out.unstable and not out.improvements
-    assert len(out.near_tolerance) == 1 and out.near_tolerance[0].startswith("p50_ms baseline")
-    clear = compare({"p50_ms": 10.2}, SAMPLED_BASE, Tolerances(),
-                    samples_ms=_samples(10.2, seed=9))
-    assert clear.passed and not clear.near_tolerance
+def test_the_stopping_rule_stops_on_a_clear_answer_and_not_near_the_line():
+    policy, tolerances = GatePolicy(), Tolerances()
+    base = entry()
+    clear = record(1.0, 8, seed=1)
+    assert decided(clear, None, base, tolerances, policy, final=False)
+    near = record(1.10, 8, seed=1, noise=0.08)  # right at the tolerance, noisy
+    assert not decided(near, None, base, tolerances, policy, final=False)
+    assert decided(near, None, base, tolerances, policy, final=True)
+    assert decided(record(5.0, 8), None, None, tolerances, policy, final=False)  # no baseline

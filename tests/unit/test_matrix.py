@@ -11,7 +11,8 @@ def test_ids_and_order():
         "m/torch-cpu/fp32/b1s128", "m/torch-cpu/int8-dynamic/b1s128",
         "m/ort-cpu/fp32/b1s128", "m/ort-cpu/int8-dynamic/b1s128"]
     assert len(cases) == 8
-    assert cases[0].is_reference and not cases[2].is_reference
+    assert cases[0].is_fp32_reference and not cases[2].is_fp32_reference
+    assert cases[0].is_eager and not cases[2].is_eager
 
 
 def test_unsupported_combination_is_a_skip_with_reason():

@@ -11,6 +11,7 @@ import pytest
 from pytest_xfperf.baselines.gate import GateOutcome
 from pytest_xfperf.matrix import Case
 from pytest_xfperf.measure.stats import summarize
+from pytest_xfperf.metrics import Verdict
 from pytest_xfperf.report import html as html_report
 from pytest_xfperf.report import markdown
 from pytest_xfperf.report.render import render_outputs
@@ -21,23 +22,28 @@ from pytest_xfperf.report.tables import (
     drop_empty_columns,
     recommendations,
 )
-from pytest_xfperf.result import IMPROVED, NO_BASELINE, PASS, REGRESSED, Result
+from pytest_xfperf.result import Result
 from pytest_xfperf.settings import parse_prices
 from pytest_xfperf.values import Shape
 
-META = {"machine": {"key": "cpu-test-2c", "cpu": "Test CPU", "cores": 2},
+PASS, REGRESSED = Verdict.PASS, Verdict.REGRESSED
+IMPROVED, NO_BASELINE = Verdict.IMPROVED, Verdict.NO_BASELINE
+# Eager PyTorch's p50 at each batch in suite(): the other side of each speed-up.
+EAGER_P50 = {1: 140.0, 8: 400.0}
+META = {"machine": {"key": "cpu-test-2c", "cpu_name": "Test CPU", "cores": 2},
         "versions": {"torch": "2.13.0", "onnxruntime": "1.32.0"}}
 
 
 def result(backend: str, precision: str, p50: float, batch: int = 1, cosine: float = 1.0,
-           verdict: str = PASS, delta: float | None = None, model_mb: float = 400.0,
+           verdict: Verdict = PASS, delta: float | None = None, model_mb: float = 400.0,
            scenario: str = "single-stream") -> Result:
     case = Case("bert-base", backend, precision, Shape(batch, 128), scenario=scenario)
     samples = [p50 / 1000 * (1 + 0.01 * (i % 5)) for i in range(20)]
     r = Result(case=case, stats=summarize(samples, batch), samples_ms=[s * 1000 for s in samples],
                memory_mb=10.0, model_mb=model_mb, verdict=verdict)
-    if not case.is_reference:
+    if not case.is_fp32_reference:
         r.accuracy = {"cosine": cosine}
+        r.speedup = EAGER_P50[batch] / p50
     if delta is not None:
         r.gate = GateOutcome(deltas={"p50_ms": delta},
                              regressions=["p50_ms baseline 1 ms, now 2 ms"]

@@ -45,7 +45,7 @@ def test_schema_1_is_migrated_on_load_and_written_as_current(tmp_path: Path):
 
 def test_newer_schema_says_upgrade(tmp_path: Path):
     path = tmp_path / "k.json"
-    path.write_text('{"schema": 3, "cases": {}}')
+    path.write_text(f'{{"schema": {store.SCHEMA + 1}, "cases": {{}}}}')
     with pytest.raises(BaselineError, match="upgrade pytest-xfperf"):
         store.load(path)
 
@@ -62,24 +62,24 @@ def test_invalid_entry_is_not_written(tmp_path: Path):
     assert not path.exists()
 
 
-def test_an_interleaved_record_is_kept_bounded_and_in_its_blocks(tmp_path: Path):
-    """10 blocks of 100 calls each side: every block is kept (evenly thinned) so that the
-    file holds no more samples per side than ``samples_ms`` may, and it loads back."""
-    from pytest_xfperf.backends.catalog import REFERENCE_BACKEND
+def test_the_record_step_keeps_blocks_and_a_bounded_spread_of_samples(tmp_path: Path):
+    """300 samples become MAX_SAMPLES evenly spread; the block records are kept whole, in
+    order, and the entry loads back."""
+    from pytest_xfperf.baselines.record import entry as record_entry
     from pytest_xfperf.matrix import Case, Shape
+    from pytest_xfperf.measure.stats import summarize
     from pytest_xfperf.result import Result
 
+    timing = {"clock": "wall", "case_ms": [1.0 + i for i in range(12)],
+              "yardstick_ms": [0.5] * 12, "yardstick": "mlp1 onnxruntime 1.0 threads=0"}
     result = Result(case=Case("m", "ort-cpu", "fp32", Shape(1, 8)),
-                    samples_ms=[1.0] * 300,
-                    paired={"case_ms": [[1.0 + i] * 100 for i in range(10)],
-                            "reference_ms": [[4.0 + i] * 100 for i in range(10)]})
-    kept = result.baseline_entry()
+                    stats=summarize([0.001 * (1 + i % 7) for i in range(300)], 1),
+                    samples_ms=[1.0 + i % 7 for i in range(300)], timing=timing,
+                    reference_timing={**timing, "reference": "torch-cpu"}, speedup=2.0)
+    kept = record_entry(result)
     assert len(kept["samples_ms"]) == store.MAX_SAMPLES
-    for side in ("case_ms", "reference_ms"):
-        blocks = kept["paired"][side]
-        assert len(blocks) == 10 and sum(map(len, blocks)) <= store.MAX_SAMPLES
-    assert kept["paired"]["case_ms"][3][0] == 4.0  # block order and values kept
+    assert kept["timing"]["case_ms"][3] == 4.0 and len(kept["timing"]["case_ms"]) == 12
+    assert kept["speedup"]["reference"] == "torch-cpu" and kept["metrics"]["speedup"] == 2.0
     path = tmp_path / "cpu-test-2c.json"
-    store.merge_and_write(path, {f"m/{REFERENCE_BACKEND}/x": {**entry(), "paired": kept["paired"]}},
-                          MACHINE)
-    assert store.load(path)["cases"][f"m/{REFERENCE_BACKEND}/x"]["paired"] == kept["paired"]
+    store.merge_and_write(path, {"m/ort-cpu/fp32/b1s8": kept}, MACHINE)
+    assert store.load(path)["cases"]["m/ort-cpu/fp32/b1s8"]["timing"] == kept["timing"]

@@ -53,10 +53,10 @@ def test_precedence_cli_over_env_over_ini_over_pyproject():
     env = {"XFPERF_PRECISIONS": "p-env", "XFPERF_SHAPES": "4x16"}
     cli = {"shapes": parse_shapes("5x16")}
     s = resolve(cli, ini, pyproject, env, enabled=True)
-    assert s.models == ("from-pyproject",)
-    assert s.backends == ("b-ini",)
-    assert s.precisions == ("p-env",)
-    assert s.shapes == (Shape(5, 16),)
+    assert s.matrix.models == ("from-pyproject",)
+    assert s.matrix.backends == ("b-ini",)
+    assert s.matrix.precisions == ("p-env",)
+    assert s.matrix.shapes == (Shape(5, 16),)
 
 
 def test_bad_value_names_its_source():
@@ -68,7 +68,7 @@ def test_bad_value_names_its_source():
 
 def test_tolerances_from_table_and_flag():
     s = resolve({"tolerance": 0.2}, {}, {"tolerances": {"memory": "50%", "p50": 0.3}}, {})
-    assert s.tolerances == Tolerances(p50=0.2, throughput=0.2, memory=0.5)
+    assert s.gate.tolerances == Tolerances(p50=0.2, throughput=0.2, memory=0.5)
     with pytest.raises(ValueError, match="unknown tolerance 'latency'"):
         resolve({}, {}, {"tolerances": {"latency": 0.1}}, {})
 
@@ -103,8 +103,11 @@ def test_backend_session_tables_are_validated_and_parsed():
 def test_pipeline_options_parse_and_reject_bad_values():
     settings = resolve({}, {}, {"exporter": "dynamo", "calibration_method": "entropy",
                                 "calibration_batches": 2, "per_channel": "false"}, environ={})
-    assert (settings.exporter, settings.calibration_method) == ("dynamo", "entropy")
-    assert settings.calibration_batches == 2 and settings.per_channel is False
+    build = settings.build
+    assert (build.exporter, build.calibration_method) == ("dynamo", "entropy")
+    assert build.calibration_batches == 2 and build.per_channel is False
+    assert build.reduce_range is None  # auto: from the machine fingerprint
+    assert resolve({}, {}, {"reduce_range": "true"}, environ={}).build.reduce_range is True
     with pytest.raises(ValueError, match="calibration_batches"):
         resolve({}, {}, {"calibration_batches": 0}, environ={})
     with pytest.raises(ValueError, match="calibration_method must be one of minmax"):
@@ -114,3 +117,23 @@ def test_pipeline_options_parse_and_reject_bad_values():
 def test_backend_tables_are_valid_pyproject_keys(tmp_path: Path):
     (tmp_path / "pyproject.toml").write_text('[tool.xfperf.ort-cpu]\nintra_op_threads = 2\n')
     assert read_pyproject(tmp_path) == {"ort-cpu": {"intra_op_threads": 2}}
+
+
+def test_every_option_sets_the_field_it_names():
+    """Each Option row's target is a real field of the nested settings, built once."""
+    from dataclasses import fields
+
+    from pytest_xfperf.settings import OPTIONS, Settings
+
+    top = {f.name: f for f in fields(Settings)}
+    for option in OPTIONS:
+        group, _, name = option.target.rpartition(".")
+        if group:
+            assert name in {f.name for f in fields(top[group].default_factory())}, option.key
+        else:
+            assert name in top, option.key
+    settings = resolve({}, {}, {"serving_requests": 50, "max_queue_delay_ms": 3, "seed": 7,
+                                "min_time": 1.5, "other_machine": "fail"}, environ={})
+    assert settings.serving.requests == 50 and settings.serving.max_delay_ms == 3.0
+    assert settings.serving.seed == 7 and settings.seed == 7
+    assert settings.timing.min_time == 1.5 and settings.gate.other_machine == "fail"

@@ -1,0 +1,143 @@
+"""The timing rule: one estimator, one stopping rule, every knob in ``GatePolicy``.
+
+The rule, in one paragraph (derived in docs/gate.md). A case is timed in blocks; each case
+block is followed by a short block of a machine yardstick, a fixed workload owned by the plugin
+on the same device and library, so that both see the same state of the host. A block's value is
+the median of its calls divided by the median of the yardstick block after it (the case's own
+time where this run's yardstick is not the baseline's: another library version, thread count or
+workload). The change against the baseline is the Hodges-Lehmann shift between the logarithms
+of this run's block values and the baseline's, with its 95 % Mann-Whitney (Moses) interval.
+After each round of blocks the interval is read against the tolerance line 1 + t: wholly above
+is REGRESSED, wholly below (and above the improvement line 1 / (1 + t)) is a pass, wholly below
+the improvement line is IMPROVED. Otherwise another round is taken, up to ``max_blocks``;
+there, a measurement whose interval is wider than the tolerance is UNSTABLE, and any other is
+decided by its estimate. The speed-up over eager PyTorch of the same model on the same device
+is decided the same way, with its own tolerance, from the case's shift and the eager
+reference's shift (their intervals combined on the log scale).
+
+Pure numpy; unit-tested on synthetic blocks with known answers.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """Every knob of the timing gate (benchmarks/gate_power.py sweeps them)."""
+
+    first_blocks: int = 8  # blocks of the first round: together the case's measurement time
+    round_blocks: int = 8  # blocks added by each further round
+    max_blocks: int = 24  # the measurement stops here, decided or not
+    record_blocks: int = 12  # blocks a baseline records (the other side of every comparison)
+    min_block_calls: int = 3  # calls of the case in one block, at least
+    yardstick_share: float = 0.2  # yardstick time per block, as a share of the case's
+    min_yardstick_calls: int = 3
+    confidence: float = 0.95
+
+
+DEFAULT_POLICY = GatePolicy()
+
+
+class Outcome(str, enum.Enum):
+    PASS = "pass"
+    REGRESSED = "regressed"
+    IMPROVED = "improved"
+    UNSTABLE = "unstable"
+
+
+@dataclass(frozen=True)
+class Shift:
+    """This run against the baseline, as a ratio of times (> 1: slower)."""
+
+    ratio: float
+    low: float
+    high: float
+    current_blocks: int
+    baseline_blocks: int
+    normalized: bool
+
+    @property
+    def half_width(self) -> float:
+        """Half the interval's width on the log scale: the change this measurement resolves."""
+        return (math.log(self.high) - math.log(self.low)) / 2
+
+    def describe(self) -> str:
+        how = "normalized by the yardstick" if self.normalized else "own time"
+        return (f"{self.ratio - 1:+.1%} [95% {self.low - 1:+.1%} .. {self.high - 1:+.1%}], "
+                f"{self.current_blocks} vs {self.baseline_blocks} blocks, {how}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ratio": round(self.ratio, 5), "low": round(self.low, 5),
+                "high": round(self.high, 5), "blocks": self.current_blocks,
+                "baseline_blocks": self.baseline_blocks, "normalized": self.normalized}
+
+
+def block_values(case_ms: Sequence[float], yardstick_ms: Sequence[float] | None,
+                 normalize: bool) -> list[float]:
+    """The values compared: case block medians, divided by the paired yardstick medians when
+    normalizing."""
+    if not normalize:
+        return list(case_ms)
+    assert yardstick_ms is not None and len(yardstick_ms) == len(case_ms)
+    return [c / y for c, y in zip(case_ms, yardstick_ms, strict=True)]
+
+
+def shift(current: Sequence[float], baseline: Sequence[float], confidence: float,
+          normalized: bool) -> Shift:
+    """Hodges-Lehmann estimate of the shift of log(current) against log(baseline), with the
+    distribution-free Moses interval (the rank-order interval of Mann-Whitney's test)."""
+    import numpy as np
+
+    now = np.log(np.asarray(current, dtype=np.float64))
+    then = np.log(np.asarray(baseline, dtype=np.float64))
+    n, m = len(now), len(then)
+    if n == 0 or m == 0:
+        raise ValueError("a shift needs blocks on both sides")
+    differences = np.sort((now[:, None] - then[None, :]).ravel())
+    estimate = float(np.median(differences))
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    # Rank of the lower bound among the n*m differences (normal approximation, continuity-
+    # corrected); with too few blocks the interval is the whole range of differences.
+    k = math.floor(n * m / 2 - z * math.sqrt(n * m * (n + m + 1) / 12))
+    k = max(k, 0)
+    low, high = float(differences[k]), float(differences[len(differences) - 1 - k])
+    return Shift(math.exp(estimate), math.exp(low), math.exp(high), n, m, normalized)
+
+
+def combined(case: Shift, reference: Shift) -> Shift:
+    """The case's shift divided by the reference's: the change of its speed-up lost (> 1: the
+    case lost ground against eager PyTorch). Interval half-widths add in quadrature on the
+    log scale (the two are measured apart, so independent)."""
+    centre = math.log(case.ratio) - math.log(reference.ratio)
+    spread = math.hypot(case.half_width, reference.half_width)  # both at the same confidence
+    return Shift(math.exp(centre), math.exp(centre - spread), math.exp(centre + spread),
+                 case.current_blocks, case.baseline_blocks,
+                 case.normalized and reference.normalized)
+
+
+def decide(estimate: Shift, tolerance: float, final: bool) -> Outcome | None:
+    """The stopping rule: an outcome once the interval is clear of the lines, else None
+    (take another round) unless this is the last round."""
+    slower, faster = 1 + tolerance, 1 / (1 + tolerance)
+    if estimate.low > slower:
+        return Outcome.REGRESSED
+    if estimate.high < faster:
+        return Outcome.IMPROVED
+    if estimate.high < slower and estimate.low > faster:
+        return Outcome.PASS
+    if not final:
+        return None
+    if estimate.half_width > math.log1p(tolerance):
+        return Outcome.UNSTABLE
+    if estimate.ratio > slower:
+        return Outcome.REGRESSED
+    if estimate.ratio < faster:
+        return Outcome.IMPROVED
+    return Outcome.PASS

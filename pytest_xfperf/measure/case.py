@@ -1,0 +1,128 @@
+"""Measuring one case: the only place that runs the yardstick and the eager reference.
+
+The case's blocks alternate with the yardstick's (measure/blocks.py) under the device lock,
+round after round while the gate's stopping rule asks for more. The eager reference of the
+speed-up (PyTorch on the case's device) is measured the same way once per session for each
+model, shape and device, by whichever case needs it first: under pytest-xdist every worker
+measures its own, so no case depends on another having run before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from pytest_xfperf.backends.base import BackendUnavailable, Runner
+from pytest_xfperf.backends.catalog import BACKENDS
+from pytest_xfperf.baselines.rule import GatePolicy
+from pytest_xfperf.measure.blocks import BlockPlan, Series, Timed, measure
+from pytest_xfperf.measure.yardstick import FACTORIES, Yardstick
+
+if TYPE_CHECKING:
+    import contextlib
+
+    import numpy as np
+
+# The stopping rule, asked after each round with the case's record so far, the eager
+# reference's (None where there is none) and whether no further round is allowed: True stops.
+StopRule = Callable[[Mapping[str, Any], Mapping[str, Any] | None, bool], bool]
+# The eager reference's record with at least this many blocks (measured or extended now).
+ReferenceSource = Callable[[int], "dict[str, Any] | None"]
+
+
+def block_record(series: Series, yardstick: Yardstick | None) -> dict[str, Any]:
+    """The series as a baseline stores it (and as the gate compares it)."""
+    record: dict[str, Any] = {"clock": series.clock, "case_ms": list(series.case_ms)}
+    if yardstick is not None and series.yardstick_ms:
+        record.update(yardstick=yardstick.identity, yardstick_ms=list(series.yardstick_ms))
+    return record
+
+
+def make_yardstick(backend: str, options: Mapping[str, Any]) -> Yardstick | None:
+    """The backend's yardstick, or None where its library cannot build one (the case is then
+    compared on its own times, and its record says so)."""
+    try:
+        return FACTORIES[BACKENDS[backend].yardstick](options)
+    except (ImportError, RuntimeError, BackendUnavailable):
+        return None
+
+
+def time_series(runner: Runner, call: Callable[[], object], yardstick: Yardstick | None,
+                plan: BlockPlan, blocks: int, series: Series | None = None) -> Series:
+    device = series.clock == "device" if series is not None else _on_gpu(runner)
+    series = series or Series(clock="device" if device else "wall")
+    target = Timed(call, runner.synchronize, device)
+    stick = (Timed(yardstick.call, yardstick.synchronize, yardstick.device)
+             if yardstick is not None else None)
+    measure(series, target, stick, plan, blocks)
+    return series
+
+
+def _on_gpu(runner: Runner) -> bool:
+    return BACKENDS[runner.name].device == "cuda" if runner.name in BACKENDS else False
+
+
+class CaseMeasurement:
+    """Times ``runner`` on its prepared call; owns the case's yardstick for its lifetime."""
+
+    def __init__(self, runner: Runner, call: Callable[[], object], options: Mapping[str, Any],
+                 plan: BlockPlan, policy: GatePolicy,
+                 lock: Callable[[], contextlib.AbstractContextManager[None]]) -> None:
+        self._runner, self._call, self._plan, self._policy = runner, call, plan, policy
+        self._lock = lock
+        self._yardstick = make_yardstick(runner.name, options)
+
+    def run(self, stop: StopRule, reference: ReferenceSource | None, recording: bool
+            ) -> tuple[Series, dict[str, Any], dict[str, Any] | None, int]:
+        """Rounds of blocks until ``stop`` is satisfied (or the policy's maximum); after each
+        round the eager reference is brought to as many blocks as the case has. A recording
+        takes the policy's record_blocks in one round."""
+        policy = self._policy
+        first = policy.record_blocks if recording else policy.first_blocks
+        rounds = 1
+        while True:
+            with self._lock():
+                if rounds == 1:
+                    series = time_series(self._runner, self._call, self._yardstick,
+                                         self._plan, first)
+                else:
+                    time_series(self._runner, self._call, self._yardstick, self._plan,
+                                policy.round_blocks, series)
+            record = block_record(series, self._yardstick)
+            eager = reference(series.blocks) if reference is not None else None
+            final = recording or series.blocks + policy.round_blocks > policy.max_blocks
+            if final or stop(record, eager, final):
+                return series, record, eager, rounds
+            rounds += 1
+
+    def close(self) -> None:
+        if self._yardstick is not None:
+            self._yardstick.close()
+            self._yardstick = None
+
+
+def extend_reference(record: dict[str, Any] | None, runner: Runner,
+                     inputs: Mapping[str, np.ndarray], options: Mapping[str, Any],
+                     plan: BlockPlan, blocks: int,
+                     lock: Callable[[], contextlib.AbstractContextManager[None]]
+                     ) -> dict[str, Any]:
+    """The eager reference's block record (with its own yardstick), with ``blocks`` more
+    blocks measured now and appended to ``record`` (None: a new record)."""
+    yardstick = make_yardstick(runner.name, options)
+    try:
+        series = Series(clock=record["clock"]) if record else None
+        with lock():
+            series = time_series(runner, runner.prepare(inputs), yardstick, plan, blocks,
+                                 series)
+        added = block_record(series, yardstick)
+    finally:
+        if yardstick is not None:
+            yardstick.close()
+    if record is not None and record.get("yardstick") == added.get("yardstick"):
+        case_ms = [*record["case_ms"], *added["case_ms"]]
+        yard_ms = [*record.get("yardstick_ms", []), *added.get("yardstick_ms", [])]
+        added = {**added, "case_ms": case_ms}
+        if "yardstick_ms" in added:
+            added["yardstick_ms"] = yard_ms
+    added["reference"] = runner.name
+    return added

@@ -1,0 +1,76 @@
+"""Verdicts and gated metrics, defined once: the gate, the baseline store, every report and the
+CLI read them from here."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Verdict(str, enum.Enum):
+    """What the gate says of one case. The value is the text reports show: upper case for the
+    verdicts that fail the test."""
+
+    PASS = "pass"
+    RECORDED = "recorded"
+    NO_BASELINE = "no baseline"
+    # A baseline exists, but from a machine whose fingerprint differs: not comparable.
+    OTHER_MACHINE = "other machine"
+    OTHER_MACHINE_FAIL = "OTHER MACHINE"  # the same with --xfperf-other-machine=fail
+    IMPROVED = "improved"  # faster than the baseline past the tolerance: suggest recording
+    UNSTABLE = "unstable"  # the measurement cannot resolve the tolerance
+    REGRESSED = "REGRESSED"
+    ACCURACY = "ACCURACY"
+    DRIFT = "DRIFT"  # the graph lost fusions or quantization
+    UNSTABLE_FAIL = "UNSTABLE"  # unstable, with --xfperf-fail-on-unstable
+    STALE = "STALE"  # improved, with --xfperf-fail-on-improvement
+    BOUND_UNMET = "BOUND UNMET"  # server scenario: no arrival rate met the p99 bound
+
+    @property
+    def failed(self) -> bool:
+        return self.value.isupper()
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One gated figure.
+
+    ``direction`` is +1 where higher is better; ``tolerance`` names the field of
+    ``settings.Tolerances`` that bounds it; ``absolute`` metrics are compared by their drop,
+    the others by their ratio; ``slack`` is a change too small to flag whatever the ratio
+    (host memory depends on what earlier cases left in the allocators)."""
+
+    name: str
+    unit: str
+    direction: int
+    tolerance: str
+    label: str
+    format: str
+    timing: bool = False  # needs timing (not measured under --benchmark-disable)
+    absolute: bool = False
+    slack: float = 0.0
+
+    def render(self, value: float) -> str:
+        return format(value, self.format) + (f" {self.unit}" if self.unit else "")
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    # Decided by the block rule (baselines/rule.py); the others by thresholds.
+    Metric("p50_ms", "ms", -1, "p50", "p50 latency", ".3f", timing=True),
+    Metric("throughput", "/s", +1, "throughput", "samples/s", ".1f", timing=True),
+    Metric("speedup", "x", +1, "speedup", "speed-up vs eager PyTorch", ".2f", timing=True),
+    Metric("p99_ms", "ms", -1, "p99", "p99 latency", ".3f", timing=True),
+    Metric("tokens_per_s", "tok/s", +1, "throughput", "tokens/s", ".0f", timing=True),
+    Metric("max_rate", "req/s", +1, "throughput", "max rate at the p99 bound", ".1f",
+           timing=True),
+    Metric("memory_mb", "MB", -1, "memory", "host memory growth", ".1f", timing=True,
+           slack=128.0),
+    Metric("gpu_memory_mb", "MB", -1, "memory", "GPU memory", ".1f", timing=True, slack=16.0),
+    Metric("cosine", "", +1, "accuracy", "cosine vs FP32", ".5f", absolute=True),
+    Metric("retrieval", "", +1, "accuracy", "retrieval agreement", ".3f", absolute=True),
+)}
+# Decided on interleaved blocks against the baseline's block record, not by a threshold.
+BLOCK_METRICS = ("p50_ms", "speedup")
