@@ -40,6 +40,19 @@ def cache_key(parts: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+# Damaged entries moved aside are kept for a look, the newest few only: each can be a
+# model-sized ONNX file.
+KEEP_CORRUPT = 3
+
+
+def sweep(graveyard: Path, keep: int) -> None:
+    """Delete all but the ``keep`` newest entries moved aside (named ``<key>-<ns>``)."""
+    entries = sorted(graveyard.iterdir(), key=lambda p: int(p.name.rsplit("-", 1)[-1])
+                     if p.name.rsplit("-", 1)[-1].isdigit() else 0)
+    for old in entries[:-keep] if keep else entries:
+        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+
+
 class ArtifactCache:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -77,6 +90,7 @@ class ArtifactCache:
             graveyard = self.root / "corrupt"
             graveyard.mkdir(parents=True, exist_ok=True)
             os.replace(directory, graveyard / f"{key}-{time.time_ns()}")
+            sweep(graveyard, KEEP_CORRUPT)
             return None
         return Entry(key, directory, meta["info"], meta["build_seconds"], built_now=False)
 

@@ -30,8 +30,8 @@ def test_record_pass_regress_update_pass(project: pytest.Pytester):
     assert slower.ret == 1
     slower.assert_outcomes(failed=1)
     slower.stdout.fnmatch_lines([f"{CASE}: REGRESSED",
-                                 "*p50_ms baseline * ms, now * ms: q25 latency +*% [[]95% +*%*"
-                                 "; confirmation +*% [[]95%*(tolerance 150%)*",
+                                 "*p50 latency baseline * ms, now * ms: +*% [[]95% +*% .. +*%], "
+                                 "* vs 12 blocks, normalized by the yardstick (tolerance 150%)*",
                                  f"FAILED*test_inference[[]{CASE}[]]*"])
     assert read_json(path)["cases"][CASE] == entry  # a failing run never writes
 
@@ -64,7 +64,8 @@ def test_json_report_and_benchmark_json(project: pytest.Pytester):
     (case,) = report["cases"]
     assert case["id"] == CASE and case["verdict"] == "no baseline"
     assert case["stats"]["rounds"] == len(case["samples_ms"]) >= 20
-    assert report["machine"]["key"].startswith("cpu-")
+    assert report["machine"]["key"].startswith(("cpu-", "gpu-"))
+    assert report["machine"]["isa"] == sorted(report["machine"]["isa"])
     bench = json.loads((project.path / "bench.json").read_text())
     (benchmark,) = bench["benchmarks"]
     assert benchmark["stats"]["rounds"] == case["stats"]["rounds"]

@@ -2,12 +2,10 @@
 
 import numpy as np
 import onnx
-import pytest
 
 from pytest_xfperf.accuracy import compare, token_mask
 from pytest_xfperf.artifacts.cache import ArtifactCache
 from pytest_xfperf.artifacts.pipeline import ArtifactPipeline
-from pytest_xfperf.backends.base import Runner
 from pytest_xfperf.backends.onnxruntime_cpu import OrtCpuRunner
 from pytest_xfperf.backends.pytorch import TorchCpuRunner
 
@@ -60,22 +58,6 @@ def test_second_build_is_a_cache_hit_without_the_model(cache_dir, tiny_spec, tin
     assert artifact.built_now == []
     assert pipeline.build(tiny_spec, "fp32", lambda: tiny_model).built_now == []
     assert set(artifact.build_seconds) == {"export", "optimize", "quantize"}
-
-
-@pytest.mark.parametrize("backend", ["torch-cpu", "ort-cpu"])
-def test_runner_contract(backend, pipeline, tiny_spec, tiny_model):
-    """One conformance test for every backend that can run here."""
-    runner = (TorchCpuRunner(tiny_model) if backend == "torch-cpu"
-              else OrtCpuRunner(pipeline.build(tiny_spec, "fp32", lambda: tiny_model).path))
-    assert isinstance(runner, Runner)
-    inputs = tiny_spec.make_inputs(2, 16, 0)
-    call = runner.prepare(inputs)
-    call()
-    runner.synchronize()
-    out = runner.run(inputs)
-    assert out.shape == (2, 16, 128) and out.dtype == np.float32
-    assert isinstance(runner.settings(), dict) and runner.settings()
-    runner.close()
 
 
 def test_inputs_are_deterministic(tiny_spec):

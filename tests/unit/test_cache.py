@@ -34,3 +34,16 @@ def test_failed_build_leaves_no_entry(tmp_path: Path):
     calls: list = []
     assert cache.get_or_build({"k": 2}, writer(calls)).built_now
     assert not any((tmp_path / "tmp").iterdir())
+
+
+def test_entries_moved_aside_are_bounded(tmp_path: Path):
+    """Damaged entries are moved to <cache>/corrupt/ for a look, the newest KEEP_CORRUPT
+    only: a cache damaged again and again does not fill the disk."""
+    from pytest_xfperf.artifacts.cache import KEEP_CORRUPT
+
+    calls: list = []
+    for round_ in range(KEEP_CORRUPT + 3):
+        entry = ArtifactCache(tmp_path).get_or_build({"n": 1}, writer(calls))
+        entry.file("model.onnx").write_bytes(b"damaged")  # wrong size: found on the next load
+        ArtifactCache(tmp_path).get_or_build({"n": 1}, writer(calls))
+        assert len(list((tmp_path / "corrupt").iterdir())) == min(round_ + 1, KEEP_CORRUPT)

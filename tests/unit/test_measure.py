@@ -33,15 +33,27 @@ def test_time_calls_meets_min_rounds_and_counts_warmup():
                          TimingPolicy(warmup_rounds=2, min_rounds=7, min_time=0, max_time=10))
     assert len(samples) == 7
     assert len(calls) == 9 and len(syncs) == 9  # every call, warm-up included, is synced
-    assert all(s >= 0 for s in samples)
+
+
+def test_time_calls_measures_what_the_call_takes():
+    import time
+
+    samples = time_calls(lambda: time.sleep(0.004), lambda: None,
+                         TimingPolicy(warmup_rounds=0, min_rounds=5, min_time=0, max_time=10))
+    assert len(samples) == 5
+    assert all(0.004 <= s < 0.004 + 0.05 for s in samples)
 
 
 def test_time_calls_runs_until_min_time_and_stops_at_max_time():
     policy = TimingPolicy(warmup_rounds=0, min_rounds=1, min_time=0.05, max_time=10)
     samples = time_calls(lambda: sum(range(1000)), lambda: None, policy)
     assert sum(samples) >= 0.04 and len(samples) > 1
+    import time
+
     capped = TimingPolicy(warmup_rounds=0, min_rounds=10**9, min_time=0, max_time=0.05)
-    assert len(time_calls(lambda: None, lambda: None, capped)) < 10**9
+    started = time.perf_counter()
+    time_calls(lambda: time.sleep(0.001), lambda: None, capped)
+    assert time.perf_counter() - started < 0.5  # max_time wins over min_rounds
 
 
 def test_peak_memory_sees_an_allocation():
@@ -68,3 +80,45 @@ def test_machine_state_snapshot_and_warnings():
                      "cpu_max_mhz": 3000})
     assert len(busy) == 3 and "load average 5.0 on 2 CPUs" in busy[0]
     assert "powersave" in busy[1] and "800 MHz of 3000 MHz" in busy[2]
+
+
+def test_blocks_alternate_case_and_yardstick_on_the_chosen_clock(monkeypatch):
+    import time
+
+    from pytest_xfperf.baselines.rule import GatePolicy
+    from pytest_xfperf.measure import blocks
+    from pytest_xfperf.measure.blocks import BlockPlan, Series, Timed, measure
+
+    order: list[str] = []
+    plan = BlockPlan.of(TimingPolicy(warmup_rounds=1, min_rounds=8, min_time=0.08,
+                                     max_time=5), GatePolicy())
+    assert plan.case_seconds == pytest.approx(0.01) and plan.case_calls == 3
+    assert plan.yardstick_seconds == pytest.approx(0.002)
+    series = Series(clock="wall")
+    case = Timed(lambda: (order.append("c"), time.sleep(0.002)), lambda: None)
+    stick = Timed(lambda: (order.append("y"), time.sleep(0.001)), lambda: None)
+    measure(series, case, stick, plan, 4)
+    assert series.blocks == 4 == len(series.yardstick_ms)
+    assert order[:2] == ["c", "y"]  # warm-up of each, then blocks
+    runs = "".join(order[2:]).replace("cc", "c").replace("yy", "y")
+    assert runs.strip("cy") == "" and runs.count("cy") >= 4  # alternating blocks
+    assert all(b >= 2.0 for b in series.case_ms) and all(y >= 1.0 for y in series.yardstick_ms)
+    assert len(series.samples_ms) >= 12 and series.device_ms == []
+
+    class Event:  # a CUDA event stand-in (no GPU here): device time is 7 ms a call
+        ticks = 0.0
+
+        def record(self):
+            Event.ticks += 3.5
+            self.at = Event.ticks
+
+        def synchronize(self):
+            pass
+
+        def elapsed_time(self, end):
+            return end.at - self.at
+
+    monkeypatch.setattr(blocks, "_events", lambda: (Event(), Event()))
+    device = Series(clock="device")
+    measure(device, Timed(lambda: None, lambda: None, device=True), None, plan, 2)
+    assert device.case_ms == [3.5, 3.5] and device.yardstick_ms == []

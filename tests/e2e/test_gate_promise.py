@@ -1,0 +1,153 @@
+"""What the gate promises, through real pytest runs of a user-registered model: a slower
+model fails even though its eager reference slows with it; a GPU case is measured against
+GPU work only; a baseline from another machine never produces a regression; an unchanged
+run passes and its "vs base" column is the figure the verdict rests on."""
+
+import json
+import textwrap
+
+import pytest
+
+from .conftest import FAST, baseline_file, read_json
+
+ORT_CASE = "stack/ort-cpu/fp32/b8s64"
+
+
+def run(project: pytest.Pytester, *args: str, depth: int = 2) -> pytest.RunResult:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STACK_DEPTH", str(depth))
+        return project.runpytest_subprocess("--xfperf", *FAST, "--xfperf-backends",
+                                            "torch-cpu,ort-cpu", *args)
+
+
+def test_a_deeper_model_fails_though_its_eager_reference_slows_with_it(
+        project: pytest.Pytester):
+    run(project, "--xfperf-update-baselines").assert_outcomes(passed=2)
+    # 12 layers instead of 2: the user's model is several times slower, on every backend,
+    # PyTorch eager included. The case's latency must fail, though its eager reference, which
+    # normalized it before, slowed too; its speed-up over eager moves far less.
+    deeper = run(project, "--xfperf-report", "r.json", depth=12)
+    assert deeper.ret == 1
+    deeper.stdout.fnmatch_lines([f"{ORT_CASE}: REGRESSED", "*p50 latency baseline*"])
+    cases = {c["id"]: c for c in read_json(project.path / "r.json")["cases"]}
+    gate = cases[ORT_CASE]["baseline"]
+    assert gate["decisions"]["p50_ms"]["outcome"] == "regressed"
+    assert gate["deltas"]["p50_ms"] > 1.5  # more than 2.5x slower
+    assert abs(gate["deltas"]["speedup"]) < gate["deltas"]["p50_ms"] / 3
+    assert cases[ORT_CASE]["reference_timing"]["reference"] == "torch-cpu"
+
+
+def test_an_unchanged_run_passes_and_shows_the_figure_it_was_judged_on(
+        project: pytest.Pytester):
+    run(project, "--xfperf-update-baselines").assert_outcomes(passed=2)
+    same = run(project, "--xfperf-report", "r.json", "--xfperf-tolerance", "50%")
+    same.assert_outcomes(passed=2)
+    for case in read_json(project.path / "r.json")["cases"]:
+        decision = case["baseline"]["decisions"]["p50_ms"]
+        shown = case["baseline"]["deltas"]["p50_ms"]
+        assert shown == pytest.approx(decision["ratio"] - 1, abs=1e-4)  # stored to 5 places
+        word = "slower" if shown > 0 else "faster"
+        same.stdout.fnmatch_lines([f"*{case['backend']}/fp32*{shown:+.1%} {word}*"])
+        assert decision["normalized"] is True  # divided by the machine yardstick
+        assert case["timing"]["yardstick"].startswith("mlp1 ")
+
+
+def test_a_baseline_from_another_machine_is_never_a_regression(project: pytest.Pytester):
+    run(project, "--xfperf-update-baselines").assert_outcomes(passed=2)
+    path = baseline_file(project)
+    document = read_json(path)
+    # The same suite recorded on a machine 20x faster with AMX tiles: compared as if it were
+    # this one, every case would regress.
+    document["machine"]["isa"] = sorted({*document["machine"]["isa"], "amx_tile"})
+    document["machine"]["key"] = "cpu-other-2c-00000000"
+    for entry in document["cases"].values():
+        entry["timing"]["case_ms"] = [x / 20 for x in entry["timing"]["case_ms"]]
+        entry["metrics"]["p50_ms"] /= 20
+    path.unlink()
+    other = path.with_name("cpu-other-2c-00000000.json")
+    other.write_text(json.dumps(document))
+    before = other.read_bytes()
+    result = run(project)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*other machine*", "*no baseline for this machine*"
+                                 "recorded on another machine (isa: amx_tile missing here)*"])
+    assert "REGRESSED" not in result.stdout.str()
+    strict = run(project, "--xfperf-other-machine", "fail")
+    assert strict.ret == 1
+    strict.stdout.fnmatch_lines(["*OTHER MACHINE*"])
+    # The same file copied under this machine's own name is still another machine's.
+    other.rename(path)
+    copied = run(project)
+    assert copied.ret == 0 and "REGRESSED" not in copied.stdout.str()
+    assert path.read_bytes() == before
+
+
+GPU_STAND_INS = textwrap.dedent('''
+    """CUDA cannot run on this machine: the 'cuda' device is simulated with CPU stand-ins
+    (mocks) so that the harness's choice of reference and yardstick can be observed."""
+    import time
+    from dataclasses import replace
+
+    import torch
+
+    from pytest_xfperf.backends import catalog, torch_cuda
+    from pytest_xfperf.backends.pytorch import TorchCpuRunner
+    from pytest_xfperf.measure import blocks, yardstick
+
+    CREATED = []
+
+    class StandIn(TorchCpuRunner):
+        def __init__(self, model, name):
+            super().__init__(model, 1)
+            self.name = name
+            CREATED.append(name)
+
+    def create(context):
+        return StandIn(context.model(), context.case.backend)
+
+    class Event:
+        def record(self):
+            self.t = time.perf_counter()
+        def synchronize(self):
+            pass
+        def elapsed_time(self, end):
+            return (end.t - self.t) * 1000
+
+    def stand_in_yardstick(options):
+        x = torch.ones(64, 512)
+        return yardstick.Yardstick("fake-cuda gemm", lambda: x @ x.T, lambda: None, True,
+                                   lambda: None)
+
+    def install():
+        catalog.BACKENDS["fake-gpu"] = replace(
+            catalog.BACKENDS["torch-cuda"], name="fake-gpu", factory="gpu_stand_ins:create",
+            modules=("torch",), memory_probe="rss")
+        catalog.BACKENDS["torch-cuda"] = replace(
+            catalog.BACKENDS["torch-cuda"], factory="gpu_stand_ins:create", modules=("torch",),
+            memory_probe="rss")
+        torch_cuda.require_cuda = lambda: None
+        torch.cuda.empty_cache = lambda: None
+        blocks._events = lambda: (Event(), Event())
+        yardstick.FACTORIES["cuda"] = stand_in_yardstick
+''')
+
+
+def test_a_gpu_case_is_paced_by_gpu_work_only(project: pytest.Pytester):
+    project.makepyfile(gpu_stand_ins=GPU_STAND_INS)
+    conftest = (project.path / "conftest.py").read_text()
+    project.makeconftest("import sys, os\nsys.path.insert(0, os.path.dirname(__file__))\n"
+                         "import gpu_stand_ins\ngpu_stand_ins.install()\n" + conftest + '''
+def pytest_sessionfinish(session):
+    import gpu_stand_ins
+    (session.config.rootpath / "created.txt").write_text(",".join(gpu_stand_ins.CREATED))
+''')
+    result = project.runpytest_subprocess("--xfperf", *FAST, "--xfperf-backends", "fake-gpu",
+                                          "--xfperf-report", "r.json")
+    result.assert_outcomes(passed=1)
+    (case,) = read_json(project.path / "r.json")["cases"]
+    assert case["timing"]["clock"] == "device"  # CUDA events (stood in for) decide
+    assert case["timing"]["yardstick"] == "fake-cuda gemm"
+    assert case["reference_timing"]["reference"] == "torch-cuda"
+    assert case["reference_timing"]["clock"] == "device"
+    # Only GPU runners were made: no PyTorch-on-the-CPU reference paced the case.
+    assert (project.path / "created.txt").read_text().split(",") == ["fake-gpu", "torch-cuda"]
