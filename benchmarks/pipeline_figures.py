@@ -22,7 +22,8 @@ from typing import Any
 from pytest_xfperf.accuracy import compare, mean_pooled, retrieval_agreement, token_mask
 from pytest_xfperf.artifacts.cache import ArtifactCache
 from pytest_xfperf.artifacts.fusion import expected_fusions
-from pytest_xfperf.artifacts.pipeline import ArtifactPipeline, BuildOptions
+from pytest_xfperf.artifacts.options import BuildOptions
+from pytest_xfperf.artifacts.pipeline import ArtifactPipeline
 from pytest_xfperf.backends.onnxruntime_cpu import OrtCpuRunner
 from pytest_xfperf.backends.pytorch import TorchCpuRunner
 from pytest_xfperf.baselines.machine import machine_key

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_xfperf.baselines.machine import machine_key
-from pytest_xfperf.serving.case import WARMUP_SECONDS, ServingConfig, serve, warm_up
+from pytest_xfperf.serving.case import WARMUP_SECONDS, serve, warm_up
+from pytest_xfperf.serving.config import ServingConfig
 from pytest_xfperf.serving.scenarios import BatchPolicy, run
 from pytest_xfperf.serving.workload import LengthDistribution, TokenPool, poisson_arrivals
 from pytest_xfperf.versions import library_versions
@@ -93,6 +94,7 @@ def build_runner(model: str, backend: str, precision: str, seq: int) -> tuple[An
 
         return spec, TorchCudaRunner(built, precision, "eager")
     pipeline = ArtifactPipeline(ArtifactCache(Path(".xfperf-cache")), 0)
+    assert info.onnx_target is not None
     artifact = pipeline.build(spec, precision, lambda: built, Shape(8, seq), info.onnx_target)
     if backend == "ort-cpu":
         from pytest_xfperf.backends.onnxruntime_cpu import OrtCpuRunner

@@ -34,8 +34,8 @@ class BackendInfo:
     # "nvml" (device memory in use; for libraries that allocate outside torch).
     memory_probe: str = "rss"
     tracked: tuple[str, ...] = ()  # libraries whose versions its results record
-    # The machine yardstick timed between its blocks (measure/yardstick.py).
-    yardstick: str = "torch-cpu"
+    # The machine yardstick timed between its blocks (measure/yardstick.py): "cpu" or "cuda".
+    yardstick: str = "cpu"
 
     @property
     def uses_onnx(self) -> bool:
@@ -120,14 +120,14 @@ _ORT_CUDA: dict[str, Any] = {
 BACKENDS: dict[str, BackendInfo] = {b.name: b for b in (
     BackendInfo(name="torch-cpu", precisions=("fp32",), device="cpu", modules=_TORCH,
                 extra="cpu", factory="pytest_xfperf.backends.pytorch:create",
-                options=TORCH_CPU_OPTIONS, tracked=_TORCH, yardstick="torch-cpu"),
+                options=TORCH_CPU_OPTIONS, tracked=_TORCH, yardstick="cpu"),
     # FP16 runs on the CPU provider (it casts around kernels it lacks in FP16): slower than
     # FP32 there, but it checks the FP16 artifact's accuracy without a GPU.
     BackendInfo(name="ort-cpu", precisions=("fp32", "fp16", "int8-dynamic", "int8-static"),
                 device="cpu", modules=_ORT, extra="cpu", onnx_target="cpu",
                 factory="pytest_xfperf.backends.onnxruntime_cpu:create",
                 options=ORT_CPU_OPTIONS, tracked=(*_TORCH, "onnx", "onnxruntime"),
-                yardstick="ort-cpu"),
+                yardstick="cpu"),
     BackendInfo(name="torch-cuda", precisions=("fp32", "fp16", "bf16"), **_TORCH_CUDA),
     BackendInfo(name="torch-cuda-graph", precisions=("fp32", "fp16", "bf16"),
                 fixed_shapes=True, **_TORCH_CUDA),

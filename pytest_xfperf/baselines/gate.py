@@ -1,9 +1,10 @@
 """The verdict of one case against its baseline entry: a pure function of data.
 
 Latency (and the single-stream throughput, its inverse) and the speed-up over eager PyTorch
-are decided by the block rule of ``rule.py`` on block records; p99, memory, serving rates and
-accuracy by thresholds (p99 of a few dozen calls has no useful interval; the others are not
-noisy). Metric names, units and directions come from ``metrics.METRICS``.
+are decided by the block rule of ``rule.py`` on block records, in two views that must agree;
+p99, memory, serving rates and accuracy by thresholds (p99 of a few dozen calls has no useful
+interval; the others are not noisy). Metric names, units and directions come from
+``metrics.METRICS``.
 """
 
 from __future__ import annotations
@@ -40,27 +41,36 @@ class GateOutcome:
     notes: list[str] = field(default_factory=list)
 
 
-def _normalizing(now: Mapping[str, Any], then: Mapping[str, Any]) -> tuple[bool, str]:
-    """Whether the comparison divides by the yardstick: whenever both sides timed the same
-    yardstick (workload, library version, threads). The yardstick's purpose is the drift of
-    the host between the baseline's run and this one, which no interval of one run can see,
-    so it is not dropped where a run's own blocks happen to look steadier without it."""
-    if not then.get("yardstick_ms"):
-        return False, "the baseline has no yardstick blocks: own times compared"
-    if not now.get("yardstick_ms") or now.get("yardstick") != then.get("yardstick"):
-        return False, (f"the yardstick changed since the baseline ({then.get('yardstick')!r} "
-                       f"→ {now.get('yardstick')!r}): own times compared")
-    return True, ""
+def block_views(now: Mapping[str, Any], then: Mapping[str, Any], confidence: float
+                ) -> tuple[list[rule.Shift], str]:
+    """This run's blocks against the baseline's, in two views: the case's own times, and the
+    same divided by the yardstick's where both sides timed the same yardstick (workload,
+    library version, threads); with a note when the second view is missing for that reason."""
+    views = [rule.shift(now["case_ms"], then["case_ms"], confidence, normalized=False)]
+    note = ""
+    if then.get("yardstick_ms") and now.get("yardstick_ms"):
+        if now.get("yardstick") == then.get("yardstick"):
+            views.append(rule.shift(
+                rule.block_values(now["case_ms"], now["yardstick_ms"], True),
+                rule.block_values(then["case_ms"], then["yardstick_ms"], True),
+                confidence, normalized=True))
+        else:
+            note = (f"the yardstick changed since the baseline ({then.get('yardstick')!r} "
+                    f"→ {now.get('yardstick')!r}): only the case's own times are compared")
+    return views, note
 
 
-def block_shift(now: Mapping[str, Any], then: Mapping[str, Any], confidence: float
-                ) -> tuple[rule.Shift, str]:
-    """This run's blocks against the baseline's (normalized where both have the same
-    yardstick), and a note when normalization had to be dropped."""
-    normalize, note = _normalizing(now, then)
-    current = rule.block_values(now["case_ms"], now.get("yardstick_ms"), normalize)
-    baseline = rule.block_values(then["case_ms"], then.get("yardstick_ms"), normalize)
-    return rule.shift(current, baseline, confidence, normalize), note
+def speedup_views(case: list[rule.Shift], reference: list[rule.Shift]) -> list[rule.Shift]:
+    """The case's shift over the eager reference's, view by view (own times with own
+    times, normalized with normalized)."""
+    by_kind = {view.normalized: view for view in reference}
+    return [rule.combined(view, by_kind[view.normalized]) for view in case
+            if view.normalized in by_kind]
+
+
+def _comparable(now: Mapping[str, Any] | None, then: Any) -> bool:
+    return (now is not None and isinstance(then, Mapping)
+            and then.get("clock") == now.get("clock"))
 
 
 def decided(now: Mapping[str, Any], reference: Mapping[str, Any] | None,
@@ -69,35 +79,42 @@ def decided(now: Mapping[str, Any], reference: Mapping[str, Any] | None,
     """The stopping rule after the blocks measured so far: are latency and speed-up both
     decided (or is there nothing to decide them against)?"""
     then = baseline.get("timing") if baseline else None
-    if then is None or then.get("clock") != now.get("clock"):
+    if not _comparable(now, then):
         return True  # nothing to decide against: stop at the first round
-    estimate, _ = block_shift(now, then, policy.confidence)
-    if rule.decide(estimate, tolerances.p50, final) is None:
+    assert baseline is not None and then is not None
+    views, _ = block_views(now, then, policy.confidence)
+    if rule.agree(views, tolerances.p50, final) is None:
         return False
-    then_ref = baseline.get("speedup") if baseline else None
-    if not reference or not then_ref or then_ref.get("clock") != reference.get("clock"):
+    then_ref = baseline.get("speedup")
+    if reference is None or not _comparable(reference, then_ref):
         return True
-    eager, _ = block_shift(reference, then_ref, policy.confidence)
-    return rule.decide(rule.combined(estimate, eager), tolerances.speedup, final) is not None
+    assert then_ref is not None
+    eager, _ = block_views(reference, then_ref, policy.confidence)
+    lost = speedup_views(views, eager)
+    return not lost or rule.agree(lost, tolerances.speedup, final) is not None
 
 
-def _decide_block(metric: str, estimate: rule.Shift, tolerance: float, outcome: GateOutcome,
-                  figures: str) -> None:
-    decided = rule.decide(estimate, tolerance, final=True)
+def _decide_block(metric: str, views: list[rule.Shift], tolerance: float,
+                  outcome: GateOutcome, figures: str) -> None:
+    decided = rule.agree(views, tolerance, final=True)
     assert decided is not None
-    change = estimate.ratio - 1 if metric == "p50_ms" else 1 / estimate.ratio - 1
+    shown = rule.binding(views)
+    change = shown.ratio - 1 if metric == "p50_ms" else 1 / shown.ratio - 1
     outcome.deltas[metric] = change
     if metric == "p50_ms":
-        outcome.deltas["throughput"] = 1 / estimate.ratio - 1
+        outcome.deltas["throughput"] = 1 / shown.ratio - 1
     outcome.decisions[metric] = {"outcome": decided.value, "tolerance": tolerance,
-                                 **estimate.as_dict()}
-    detail = (f"{METRICS[metric].label} {figures}: {estimate.describe()} "
-              f"(tolerance {tolerance:.0%})")
+                                 **shown.as_dict(),
+                                 "views": [view.as_dict() for view in views]}
     if metric == "speedup":
-        detail = (f"speed-up vs eager PyTorch {figures}: the case lost "
-                  f"{estimate.ratio - 1:+.1%} against its reference [95% "
-                  f"{estimate.low - 1:+.1%} .. {estimate.high - 1:+.1%}] "
+        described = "; ".join(
+            f"{'normalized' if v.normalized else 'own times'}: lost {v.ratio - 1:+.1%} [95% "
+            f"{v.low - 1:+.1%} .. {v.high - 1:+.1%}]" for v in views)
+        detail = (f"speed-up vs eager PyTorch {figures}: {described} "
                   f"(tolerance {tolerance:.0%})")
+    else:
+        described = "; ".join(view.describe() for view in views)
+        detail = f"{METRICS[metric].label} {figures}: {described} (tolerance {tolerance:.0%})"
     {rule.Outcome.REGRESSED: outcome.regressions, rule.Outcome.IMPROVED: outcome.improvements,
      rule.Outcome.UNSTABLE: outcome.unstable}.get(decided, []).append(detail)
 
@@ -137,21 +154,23 @@ def verdict(evidence: Evidence, baseline: Mapping[str, Any] | None, options: Gat
         decided: set[str] = set()
         then_timing = baseline.get("timing")
         if evidence.timed and evidence.timing and then_timing:
-            if then_timing.get("clock") == evidence.timing.get("clock"):
-                estimate, note = block_shift(evidence.timing, then_timing, policy.confidence)
+            if _comparable(evidence.timing, then_timing):
+                views, note = block_views(evidence.timing, then_timing, policy.confidence)
                 if note:
                     outcome.notes.append(note)
-                _decide_block("p50_ms", estimate, tolerances.p50, outcome,
+                _decide_block("p50_ms", views, tolerances.p50, outcome,
                               _figures("p50_ms", evidence.metrics, baseline))
                 decided |= {"p50_ms", "throughput"}
                 then_ref, now_ref = baseline.get("speedup"), evidence.speedup
-                if then_ref and now_ref and then_ref.get("clock") == now_ref.get("clock"):
-                    reference, ref_note = block_shift(now_ref, then_ref, policy.confidence)
+                if _comparable(now_ref, then_ref):
+                    assert now_ref is not None and then_ref is not None
+                    eager, ref_note = block_views(now_ref, then_ref, policy.confidence)
                     if ref_note:
                         outcome.notes.append("eager reference: " + ref_note)
-                    _decide_block("speedup", rule.combined(estimate, reference),
-                                  tolerances.speedup, outcome,
-                                  _figures("speedup", evidence.metrics, baseline))
+                    lost = speedup_views(views, eager)
+                    if lost:
+                        _decide_block("speedup", lost, tolerances.speedup, outcome,
+                                      _figures("speedup", evidence.metrics, baseline))
         elif evidence.timed and evidence.timing:
             outcome.notes.append("the baseline entry has no block record (recorded by an "
                                  "older pytest-xfperf): latency is not gated; record it again "

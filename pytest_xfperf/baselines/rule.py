@@ -2,18 +2,19 @@
 
 The rule, in one paragraph (derived in docs/gate.md). A case is timed in blocks; each case
 block is followed by a short block of a machine yardstick, a fixed workload owned by the plugin
-on the same device and library, so that both see the same state of the host. A block's value is
-the median of its calls divided by the median of the yardstick block after it (the case's own
-time where this run's yardstick is not the baseline's: another library version, thread count or
-workload). The change against the baseline is the Hodges-Lehmann shift between the logarithms
-of this run's block values and the baseline's, with its 95 % Mann-Whitney (Moses) interval.
-After each round of blocks the interval is read against the tolerance line 1 + t: wholly above
-is REGRESSED, wholly below (and above the improvement line 1 / (1 + t)) is a pass, wholly below
-the improvement line is IMPROVED. Otherwise another round is taken, up to ``max_blocks``;
-there, a measurement whose interval is wider than the tolerance is UNSTABLE, and any other is
-decided by its estimate. The speed-up over eager PyTorch of the same model on the same device
-is decided the same way, with its own tolerance, from the case's shift and the eager
-reference's shift (their intervals combined on the log scale).
+on the same device. A block's value is the median of its calls. The change against the baseline
+is measured in two views: the case's own block values, and the same divided by the yardstick's
+(which cancels the state of the host where the case moves with it); in each, it is the Hodges-
+Lehmann shift between the logarithms of this run's block values and the baseline's, with its 95
+% Mann-Whitney (Moses) interval. After each round of blocks each interval is read against the
+tolerance line 1 + t and the improvement line 1 / (1 + t). A change is shown only when both
+views show it: both intervals wholly above the tolerance line is REGRESSED, both wholly below
+the improvement line is IMPROVED; a view wholly between the lines settles a pass. Otherwise
+another round is taken, up to ``max_blocks``; there, a measurement that could not resolve the
+tolerance (an interval wider than it) is UNSTABLE, and any other is a pass. The speed-up over
+eager PyTorch of the same model on the same device is decided the same way, with its own
+tolerance, from the case's shift divided by the eager reference's, view by view (their
+intervals combined on the log scale).
 
 Pure numpy; unit-tested on synthetic blocks with known answers.
 """
@@ -134,10 +135,26 @@ def decide(estimate: Shift, tolerance: float, final: bool) -> Outcome | None:
         return Outcome.PASS
     if not final:
         return None
-    if estimate.half_width > math.log1p(tolerance):
-        return Outcome.UNSTABLE
-    if estimate.ratio > slower:
-        return Outcome.REGRESSED
-    if estimate.ratio < faster:
-        return Outcome.IMPROVED
-    return Outcome.PASS
+    # At the end, an interval across a line has not shown a change: a pass, unless it is
+    # wider than the tolerance, so that it could not have shown one.
+    return Outcome.UNSTABLE if estimate.half_width > math.log1p(tolerance) else Outcome.PASS
+
+
+def agree(views: Sequence[Shift], tolerance: float, final: bool) -> Outcome | None:
+    """The views together: a change is shown only when every view shows it; a view clear
+    inside both lines settles a pass; otherwise measure more (None), or at the end the
+    measurement is unstable if a view could not resolve the tolerance, else a pass."""
+    outcomes = [decide(view, tolerance, final) for view in views]
+    for shown in (Outcome.REGRESSED, Outcome.IMPROVED):
+        if all(o is shown for o in outcomes):
+            return shown
+    if Outcome.PASS in outcomes:
+        return Outcome.PASS
+    if None in outcomes:
+        return None
+    return Outcome.UNSTABLE if Outcome.UNSTABLE in outcomes else Outcome.PASS
+
+
+def binding(views: Sequence[Shift]) -> Shift:
+    """The view a verdict rests on: the one nearest to no change."""
+    return min(views, key=lambda view: abs(math.log(view.ratio)))

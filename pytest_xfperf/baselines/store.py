@@ -127,8 +127,6 @@ def _check_record(record: Mapping[str, Any], where: str) -> None:
     for name in ("clock", "yardstick", "reference"):
         if name in record and not isinstance(record[name], str):
             raise ValueError(f"{where}.{name} must be a string")
-    if "normalize" in record and not isinstance(record["normalize"], bool):
-        raise ValueError(f"{where}.normalize must be true or false")
 
 
 def validate_entry(case_id: str, entry: Any) -> None:

@@ -16,7 +16,7 @@ from pytest_xfperf.backends.base import BackendUnavailable, Runner
 from pytest_xfperf.backends.catalog import BACKENDS
 from pytest_xfperf.baselines.rule import GatePolicy
 from pytest_xfperf.measure.blocks import BlockPlan, Series, Timed, measure
-from pytest_xfperf.measure.yardstick import FACTORIES, Yardstick
+from pytest_xfperf.measure.yardstick import FACTORIES, Yardstick, case_threads
 
 if TYPE_CHECKING:
     import contextlib
@@ -39,10 +39,10 @@ def block_record(series: Series, yardstick: Yardstick | None) -> dict[str, Any]:
 
 
 def make_yardstick(backend: str, options: Mapping[str, Any]) -> Yardstick | None:
-    """The backend's yardstick, or None where its library cannot build one (the case is then
-    compared on its own times, and its record says so)."""
+    """The backend's device's yardstick on the case's threads, or None where it cannot be
+    built (no onnxruntime: the case is compared on its own times, and its record says so)."""
     try:
-        return FACTORIES[BACKENDS[backend].yardstick](options)
+        return FACTORIES[BACKENDS[backend].yardstick](case_threads(options))
     except (ImportError, RuntimeError, BackendUnavailable):
         return None
 

@@ -1,4 +1,4 @@
-"""Machine yardsticks: fixed workloads owned by the plugin, one per library and device.
+"""Machine yardsticks: fixed workloads owned by the plugin, one per device.
 
 A yardstick is timed in short blocks between the case's blocks, with the case's thread
 settings, so the two see the same state of the host; the ratio case/yardstick then moves with
@@ -39,8 +39,10 @@ def _weights() -> list[Any]:
             for _ in range(LAYERS)]
 
 
-def ort_cpu(options: Mapping[str, Any]) -> Yardstick:
-    """The MLP in ONNX Runtime with the case's session thread settings."""
+def cpu(threads: int) -> Yardstick:
+    """The MLP in ONNX Runtime on ``threads`` intra-op threads (0: its default), for every CPU
+    case: ONNX Runtime's and PyTorch's alike, since on a shared host it tracks both better
+    than a PyTorch workload does (docs/measurements.md, "The yardstick")."""
     import numpy as np
     import onnx
     import onnxruntime as ort
@@ -59,41 +61,17 @@ def ort_cpu(options: Mapping[str, Any]) -> Yardstick:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = min(model.ir_version, onnx.IR_VERSION)
     session_options = ort.SessionOptions()
-    intra = int(options.get("intra_op_threads", 0))
-    inter = int(options.get("inter_op_threads", 0))
-    session_options.intra_op_num_threads = intra
-    session_options.inter_op_num_threads = inter
+    session_options.intra_op_num_threads = threads
+    session_options.inter_op_num_threads = 1
     session = ort.InferenceSession(model.SerializeToString(), session_options,
                                    providers=["CPUExecutionProvider"])
     feeds = {"x": np.random.default_rng(0).standard_normal((ROWS, WIDTH)).astype(np.float32)}
     outputs = [name]
-    return Yardstick(f"mlp{WORKLOAD_VERSION} onnxruntime {ort.__version__} threads={intra}",
+    return Yardstick(f"mlp{WORKLOAD_VERSION} onnxruntime {ort.__version__} threads={threads}",
                      lambda: session.run(outputs, feeds), lambda: None, False, lambda: None)
 
 
-def torch_cpu(options: Mapping[str, Any]) -> Yardstick:
-    """The MLP in eager PyTorch; torch's thread count is the process's (the case's runner
-    set it)."""
-    import numpy as np
-    import torch
-
-    weights = [torch.from_numpy(w) for w in _weights()]
-    x = torch.from_numpy(np.random.default_rng(0).standard_normal((ROWS, WIDTH)).astype(
-        np.float32))
-
-    def call() -> object:
-        with torch.inference_mode():
-            h = x
-            for w in weights:
-                h = torch.relu(h @ w)
-            return h
-
-    return Yardstick(f"mlp{WORKLOAD_VERSION} torch {torch.__version__} "
-                     f"threads={torch.get_num_threads()}", call, lambda: None, False,
-                     lambda: None)
-
-
-def cuda(options: Mapping[str, Any]) -> Yardstick:
+def cuda(threads: int) -> Yardstick:
     """FP16 matrix products on the case's GPU, timed by CUDA events like the GPU cases."""
     import torch
 
@@ -115,5 +93,10 @@ def cuda(options: Mapping[str, Any]) -> Yardstick:
                      f"{torch.cuda.get_device_name()}", call, torch.cuda.synchronize, True, close)
 
 
-FACTORIES: dict[str, Callable[[Mapping[str, Any]], Yardstick]] = {
-    "ort-cpu": ort_cpu, "torch-cpu": torch_cpu, "cuda": cuda}
+FACTORIES: dict[str, Callable[[int], Yardstick]] = {"cpu": cpu, "cuda": cuda}
+
+
+def case_threads(options: Mapping[str, Any]) -> int:
+    """The thread count a case's library runs with, from its [tool.xfperf.<backend>] table
+    (ONNX Runtime's intra_op_threads, PyTorch's threads; 0: the library's default)."""
+    return int(options.get("intra_op_threads", options.get("threads", 0)) or 0)

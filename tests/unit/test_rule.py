@@ -47,7 +47,7 @@ def estimate(ratio: float, half: float) -> Shift:
     (1.25, 0.02, False, Outcome.REGRESSED),  # wholly above 1.10
     (0.80, 0.02, False, Outcome.IMPROVED),  # wholly below 1/1.10
     (1.10, 0.03, False, None),  # straddles: measure more
-    (1.12, 0.03, True, Outcome.REGRESSED),  # at the end, the estimate decides
+    (1.12, 0.03, True, Outcome.PASS),  # at the end, a change not shown is a pass
     (1.08, 0.03, True, Outcome.PASS),
     (1.00, 0.20, True, Outcome.UNSTABLE),  # wider than the tolerance at the end
 ])
@@ -60,3 +60,16 @@ def test_the_speedup_loss_is_the_case_shift_over_the_reference_shift():
     loss = combined(case, reference)
     assert loss.ratio == pytest.approx(1.0)
     assert math.log(loss.high / loss.ratio) == pytest.approx(0.05)  # 0.03 and 0.04 in quadrature
+
+
+def test_views_must_agree_on_a_change():
+    from pytest_xfperf.baselines.rule import agree, binding
+
+    slow, inside, straddling = estimate(1.3, 0.02), estimate(1.0, 0.02), estimate(1.1, 0.04)
+    assert agree([slow, slow], 0.1, False) == Outcome.REGRESSED
+    assert agree([slow, inside], 0.1, False) == Outcome.PASS  # one view settles a pass
+    assert agree([slow, straddling], 0.1, False) is None  # measure more
+    assert agree([slow, straddling], 0.1, True) == Outcome.PASS
+    assert agree([slow, estimate(1.0, 0.3)], 0.1, True) == Outcome.UNSTABLE
+    assert agree([slow], 0.1, False) == Outcome.REGRESSED  # one view where there is one
+    assert binding([slow, straddling]) is straddling  # the verdict rests on the nearer view
