@@ -14,7 +14,8 @@ in the figures.
     python benchmarks/gate_power.py analyze --raw RAW.json [--json OUT.json]
 
 The gpu profile gates BERT-base-wide copies (hidden 768) on torch-cuda-graph at FP16, shapes
-1x128 and 32x128, with a 5 % tolerance: A/A runs and a +10 % level (22 layers for 20).
+1x128 and 32x128, with a 5 % tolerance: A/A runs and a +10 % level (22 layers for 20); eager
+torch-cuda cases run beside them, their speed-up gated against the CUDA-graph reference.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                   "other machine"]},
     "gpu": {
         "width": 768, "heads": 12, "base_layers": 20, "copies": 3, "record_every": 6,
-        "backends": ["torch-cuda-graph"], "precisions": ["fp16"],
+        "backends": ["torch-cuda-graph", "torch-cuda"], "precisions": ["fp16"],
         "shapes": ["1x128", "32x128"], "tolerance": "5%",
         "levels": {"A/A": (20, []), "+10%": (22, [])}, "cycle": ["A/A", "+10%"]},
 }
@@ -224,30 +225,36 @@ def _load(path: str) -> dict[str, Any]:
 def analyze(args: argparse.Namespace) -> dict[str, Any]:
     raw = _load(args.raw)
     runs = raw["runs"]
-    base = [c["p50_ms"] for r in runs if r["level"] == "A/A" for c in r["cases"]
-            if c["p50_ms"]]
-    base_p50 = statistics.median(base) if base else float("nan")
+    def base_p50(case_id: str) -> float:
+        """Median p50 of the same case (copy number aside) in the A/A runs."""
+        kind = case_id.split("/", 1)[1]
+        base = [c["p50_ms"] for r in runs if r["level"] == "A/A" for c in r["cases"]
+                if c["p50_ms"] and c["id"].split("/", 1)[1] == kind]
+        return statistics.median(base) if base else float("nan")
+
     table = {}
-    for level in raw["levels"]:
-        cases = [c for r in runs if r["level"] == level for c in r["cases"]]
+    backends = sorted({c["id"].split("/")[1] for r in runs for c in r["cases"]})
+    for level, backend in [(lv, b) for lv in raw["levels"] for b in backends]:
+        cases = [c for r in runs if r["level"] == level for c in r["cases"]
+                 if c["id"].split("/")[1] == backend]
         if not cases:
             continue
         failed = [c for c in cases if c["verdict"] in ("REGRESSED", "DRIFT", "UNSTABLE")]
         regressed = sum(c["verdict"] == "REGRESSED" for c in cases)
-        p50 = [c["p50_ms"] for c in cases if c["p50_ms"]]
+        factors = [c["p50_ms"] / base_p50(c["id"]) for c in cases if c["p50_ms"]]
         cost = [(c["measure_seconds"]["case"] + c["measure_seconds"]["yardstick"])
                 / (c["measure_seconds"]["case"] / c["rounds"]) for c in cases
                 if c["measure_seconds"] and c["rounds"]]
         speedup_lost = sum((c["decisions"].get("speedup") or {}).get("outcome") == "regressed"
                            for c in cases)
-        table[level] = {
+        table[f"{level} {backend}"] = {
             "trials": len(cases), "runs": sum(r["level"] == level for r in runs),
             "fails": len(failed), "fail_rate": len(failed) / len(cases),
             "upper_95": upper_bound(len(failed), len(cases)),
             "regressed": regressed, "drift": sum(c["verdict"] == "DRIFT" for c in cases),
             "speedup_regressed": speedup_lost,
             "unstable": sum(c["verdict"] in ("unstable", "UNSTABLE") for c in cases),
-            "true_factor": statistics.median(p50) / base_p50 if p50 else None,
+            "true_factor": statistics.median(factors) if factors else None,
             "mean_rounds": statistics.fmean(c["rounds"] for c in cases),
             "cost_x_measurement": statistics.fmean(cost) if cost else None,
             "seconds_per_run": statistics.fmean(r["seconds"] for r in runs
@@ -263,7 +270,7 @@ def analyze(args: argparse.Namespace) -> dict[str, Any]:
            "levels": table}
     for level, row in table.items():
         factor = row["true_factor"]
-        print(f"{level:26s} trials {row['trials']:4d}  fails {row['fails']:3d} "
+        print(f"{level:40s} trials {row['trials']:4d}  fails {row['fails']:3d} "
               f"({row['fail_rate']:.1%}, 95% upper {row['upper_95']:.1%})  "
               f"regressed {row['regressed']}  drift {row['drift']}  speed-up lost "
               f"{row['speedup_regressed']}  unstable {row['unstable']}  true "

@@ -137,7 +137,7 @@ class CaseHarness:
 
     def _measure(self, result: Result) -> None:
         """Blocks of the case and the yardstick until the stopping rule is satisfied, then the
-        speed-up's eager reference (measure/case.py)."""
+        speed-up's PyTorch reference (measure/case.py)."""
         session, case = self.session, self.case
         settings = session.settings
         if settings.timing_disabled:
@@ -154,14 +154,14 @@ class CaseHarness:
             return decided(record, reference, baseline, self.tolerances, policy, final)
 
         def reference(blocks: int) -> dict[str, Any] | None:
-            return session.eager_record(case, self.spec, self.inputs, blocks)
+            return session.speedup_reference_record(case, self.spec, self.inputs, blocks)
 
         measurement = CaseMeasurement(self.runner, self._timed_call(),
                                       settings.backend_options.get(case.backend, {}), plan,
                                       policy, lambda: session.device_lock(case.backend))
         try:
             series, record, eager, result.rounds = measurement.run(
-                stop, None if case.is_eager else reference,
+                stop, None if case.is_speedup_reference else reference,
                 recording=settings.gate.update_baselines)
         finally:
             measurement.close()
@@ -175,8 +175,8 @@ class CaseHarness:
             result.device_stats = summarize([d / 1000 for d in series.device_ms],
                                             case.shape.batch)
             self._gpu_facts(result)
-        if case.is_eager:
-            session.remember_eager(case, record)
+        if case.is_speedup_reference:
+            session.remember_reference(case, record)
         elif eager is not None and eager.get("clock") == record["clock"]:
             result.reference_timing = eager
             result.speedup = (statistics.median(eager["case_ms"])

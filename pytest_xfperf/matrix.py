@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pytest_xfperf.backends.catalog import BACKENDS, PRECISIONS, eager_reference
+from pytest_xfperf.backends.catalog import BACKENDS, PRECISIONS, speedup_reference
+from pytest_xfperf.settings import Tolerances
 from pytest_xfperf.values import Shape, check_known, parse_shapes, parse_tolerance, split_list
 
 MARKER_KEYS = ("models", "backends", "precisions", "shapes", "scenarios", "tolerance",
@@ -27,6 +28,9 @@ class Case:
     # single-stream: one request at a time (shape = the batch of each call); offline/server:
     # serving scenarios (shape = the batcher's maximum batch and sequence length).
     scenario: str = SINGLE_STREAM
+    # The run's tolerances with the test's marker applied (marker > run), parsed once at
+    # collection; None: the run's own.
+    tolerances: Tolerances | None = field(default=None, compare=False)
 
     @property
     def id(self) -> str:
@@ -49,9 +53,10 @@ class Case:
         return self.backend == "torch-cpu" and self.precision == "fp32"
 
     @property
-    def is_eager(self) -> bool:
-        """Eager PyTorch on its device: the other side of that device's speed-ups."""
-        return (self.backend, self.precision) == eager_reference(self.backend, self.precision)
+    def is_speedup_reference(self) -> bool:
+        """PyTorch on its device, the other side of that device's speed-ups (eager on the
+        CPU, CUDA-graph replay on a GPU: backends/catalog.py says why)."""
+        return (self.backend, self.precision) == speedup_reference(self.backend, self.precision)
 
 
 def expand(
@@ -110,3 +115,15 @@ def parse_marker(kwargs: Mapping[str, Any], where: str) -> dict[str, Any]:
     except ValueError as exc:
         raise ValueError(f"{where}: xfperf marker: {exc}") from None
     return parsed
+
+
+def with_marker_tolerances(cases: Sequence[Case], run: Tolerances,
+                           overrides: Mapping[str, Any]) -> list[Case]:
+    """The cases carrying the tolerances they are judged with: the marker's table taken over
+    the run's, then its one-number ``tolerance`` on top (as on the command line)."""
+    tolerances = run
+    if "tolerances" in overrides:
+        tolerances = replace(tolerances, **overrides["tolerances"])
+    if "tolerance" in overrides:
+        tolerances = tolerances.with_timing(overrides["tolerance"])
+    return [replace(case, tolerances=tolerances) for case in cases]

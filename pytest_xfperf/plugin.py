@@ -158,7 +158,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             None, id="xfperf-off",
             marks=pytest.mark.skip(reason="perf test: run pytest with --xfperf"))])
         return
-    from pytest_xfperf.matrix import expand, parse_marker
+    from pytest_xfperf.matrix import expand, parse_marker, with_marker_tolerances
 
     settings = state.settings
     marker = metafunc.definition.get_closest_marker("xfperf")
@@ -175,6 +175,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             overrides.get("shapes", matrix.shapes),
             overrides.get("scenarios", matrix.scenarios),
         )
+        cases = with_marker_tolerances(cases, settings.gate.tolerances, overrides)
     except ValueError as exc:
         # Raised from here it would become a collection error; a usage error (exit 4) is
         # what a bad name is, so it is raised once collection ends.
@@ -200,17 +201,12 @@ def xfperf_case() -> None:
 def xfperf(request: pytest.FixtureRequest, xfperf_case: Any) -> Iterator[Any]:
     """The case harness: artifacts and runner ready; call ``xfperf.check()`` in the test."""
     from pytest_xfperf.harness import CaseHarness
-    from pytest_xfperf.settings import parse_tolerance_table
-    from pytest_xfperf.values import parse_tolerance
 
     config = request.config
     state = _state(config)
-    tolerances = state.settings.gate.tolerances
-    marker = request.node.get_closest_marker("xfperf")
-    if marker and "tolerances" in marker.kwargs:  # validated at collection (parse_marker)
-        tolerances = replace(tolerances, **parse_tolerance_table(marker.kwargs["tolerances"]))
-    if marker and "tolerance" in marker.kwargs:
-        tolerances = tolerances.with_timing(parse_tolerance(marker.kwargs["tolerance"]))
+    # The marker was parsed once, at collection, into the case's tolerances.
+    tolerances = (xfperf_case.tolerances if xfperf_case is not None
+                  and xfperf_case.tolerances is not None else state.settings.gate.tolerances)
 
     def benchmark_fixture() -> Any:
         # pytest-benchmark is a dependency, but a project may disable it with -p no:benchmark.

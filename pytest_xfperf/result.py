@@ -40,7 +40,7 @@ class Result:
     serving: dict[str, Any] = field(default_factory=dict)
     serving_metrics: dict[str, float] = field(default_factory=dict)
     bound_unmet: str = ""
-    # Block records (measure/case.py): the case's, and its eager reference's (speed-up).
+    # Block records (measure/case.py): the case's, and its PyTorch reference's (speed-up).
     timing: dict[str, Any] | None = None
     reference_timing: dict[str, Any] | None = None
     speedup: float | None = None  # eager PyTorch on the same device / this case, this run

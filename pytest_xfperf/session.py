@@ -76,8 +76,8 @@ class XfperfSession:
         if not self.baselines and not settings.gate.update_baselines:
             self._look_for_other_machines(directory)
         self.results: list[Result] = []
-        # Eager-reference block records of the speed-up, per model, shape and device.
-        self._eager: dict[tuple[str, str, str], dict[str, Any]] = {}
+        # The speed-up reference's block records, per model, shape and device.
+        self._references_timed: dict[tuple[str, str, str], dict[str, Any]] = {}
         # Set by the plugin in verbose mode: long steps announce themselves through it.
         self.announce: Callable[[str], None] | None = None
         # One torch model at a time: cases arrive grouped by model, and BERT-large in FP32
@@ -219,40 +219,42 @@ class XfperfSession:
         runner: Runner = load_factory(info)(context)
         return runner
 
-    def eager_record(self, case: Case, spec: ModelSpec, inputs: Mapping[str, np.ndarray],
-                     blocks: int) -> dict[str, Any] | None:
-        """The speed-up's reference (eager PyTorch on the case's device) as a block record of
+    def speedup_reference_record(self, case: Case, spec: ModelSpec,
+                                 inputs: Mapping[str, np.ndarray], blocks: int
+                                 ) -> dict[str, Any] | None:
+        """The speed-up's reference (PyTorch on the case's device) as a block record of
         at least ``blocks`` blocks, measured (or extended) on use in this process; None where
         it cannot run here."""
-        from pytest_xfperf.backends.catalog import eager_reference
+        from pytest_xfperf.backends.catalog import speedup_reference
         from pytest_xfperf.measure.blocks import BlockPlan
         from pytest_xfperf.measure.case import extend_reference
 
-        backend, precision = eager_reference(case.backend, case.precision)
+        backend, precision = speedup_reference(case.backend, case.precision)
         key = (case.model, case.shape.label, f"{backend}/{precision}")
-        have = self._eager.get(key)
+        have = self._references_timed.get(key)
         missing = blocks - (len(have["case_ms"]) if have else 0)
         if missing <= 0:
             return have
-        eager = Case(case.model, backend, precision, case.shape, case.model_ref)
+        reference = Case(case.model, backend, precision, case.shape, case.model_ref)
         try:
             self.check_backend(backend)
-            runner = self.make_runner(eager, spec, None)
+            runner = self.make_runner(reference, spec, None)
         except (BackendUnavailable, ModuleNotFoundError):
             return None
         try:
             plan = BlockPlan.of(self.settings.timing, self.settings.gate.policy)
-            self._eager[key] = extend_reference(
+            self._references_timed[key] = extend_reference(
                 have, runner, inputs, self.settings.backend_options.get(backend, {}), plan,
                 missing, lambda: self.device_lock(backend))
         finally:
             runner.close()
-        return self._eager[key]
+        return self._references_timed[key]
 
-    def remember_eager(self, case: Case, record: dict[str, Any]) -> None:
-        """An eager case's own record serves as its model's reference (when none is yet)."""
+    def remember_reference(self, case: Case, record: dict[str, Any]) -> None:
+        """A reference case's own record serves as its model's reference (when none is
+        yet)."""
         key = (case.model, case.shape.label, f"{case.backend}/{case.precision}")
-        self._eager.setdefault(key, {**record, "reference": case.backend})
+        self._references_timed.setdefault(key, {**record, "reference": case.backend})
 
     def device_lock(self, backend: str) -> contextlib.AbstractContextManager[None]:
         """Held while a case is timed: xdist workers (and parallel jobs sharing this cache)

@@ -5,7 +5,7 @@ variable > ``[tool.xfperf]`` in pyproject.toml or ``xfperf_*`` keys in the pytes
 One ``Option`` row feeds ``addoption``, ``addini`` and the environment lookup, so the help text
 and the parsing exist once; it names the field it sets, and ``resolve`` builds the nested
 groups (``Matrix``, ``TimingPolicy``, ``GateOptions``, ``BuildOptions``, ``ServingConfig``,
-``ReportPaths``) once per session.
+``ReportPaths``) once per session. The module's length is that table: one row per option.
 """
 
 from __future__ import annotations

@@ -150,15 +150,19 @@ BACKENDS: dict[str, BackendInfo] = {b.name: b for b in (
                 options=TENSORRT_OPTIONS, memory_probe="nvml",
                 tracked=(*_TORCH, "onnx", "tensorrt"), yardstick="cuda"),
 )}
-# Eager PyTorch on each device: the other side of every case's speed-up.
-EAGER = {"cpu": "torch-cpu", "cuda": "torch-cuda"}
+# PyTorch on each device: the other side of every case's speed-up. On the CPU, eager
+# PyTorch. On a GPU, PyTorch with its launches captured in a CUDA graph: eager PyTorch there
+# is bound by the host's kernel-launch rate at transformer-inference sizes, and that rate
+# moved eager BERT-base's time by up to 2x between processes on one H200 (docs/gpu.md), which
+# no change of the optimized path would explain.
+SPEEDUP_REFERENCE = {"cpu": "torch-cpu", "cuda": "torch-cuda-graph"}
 
 
-def eager_reference(backend: str, precision: str) -> tuple[str, str]:
-    """(backend, precision) of the speed-up's reference: eager PyTorch on the case's device,
-    at the case's precision where eager PyTorch runs it, else FP32."""
-    eager = BACKENDS[EAGER[BACKENDS[backend].device]]
-    return eager.name, precision if precision in eager.precisions else "fp32"
+def speedup_reference(backend: str, precision: str) -> tuple[str, str]:
+    """(backend, precision) of the speed-up's reference: PyTorch on the case's device (see
+    SPEEDUP_REFERENCE), at the case's precision where it runs it, else FP32."""
+    reference = BACKENDS[SPEEDUP_REFERENCE[BACKENDS[backend].device]]
+    return reference.name, precision if precision in reference.precisions else "fp32"
 
 
 def load_factory(info: BackendInfo) -> Callable[..., Any]:

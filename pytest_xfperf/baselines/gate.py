@@ -24,7 +24,7 @@ class Evidence:
 
     metrics: Mapping[str, float]
     timing: Mapping[str, Any] | None = None  # block record of the case
-    speedup: Mapping[str, Any] | None = None  # block record of its eager reference
+    speedup: Mapping[str, Any] | None = None  # block record of its PyTorch reference
     accuracy_problems: Sequence[str] = ()
     drift: Sequence[str] = ()
     timed: bool = True  # False under --benchmark-disable: timing metrics are not gated
@@ -61,7 +61,7 @@ def block_views(now: Mapping[str, Any], then: Mapping[str, Any], confidence: flo
 
 
 def speedup_views(case: list[rule.Shift], reference: list[rule.Shift]) -> list[rule.Shift]:
-    """The case's shift over the eager reference's, view by view (own times with own
+    """The case's shift over the PyTorch reference's, view by view (own times with own
     times, normalized with normalized)."""
     by_kind = {view.normalized: view for view in reference}
     return [rule.combined(view, by_kind[view.normalized]) for view in case
@@ -110,7 +110,7 @@ def _decide_block(metric: str, views: list[rule.Shift], tolerance: float,
         described = "; ".join(
             f"{'normalized' if v.normalized else 'own times'}: lost {v.ratio - 1:+.1%} [95% "
             f"{v.low - 1:+.1%} .. {v.high - 1:+.1%}]" for v in views)
-        detail = (f"speed-up vs eager PyTorch {figures}: {described} "
+        detail = (f"speed-up vs PyTorch {figures}: {described} "
                   f"(tolerance {tolerance:.0%})")
     else:
         described = "; ".join(view.describe() for view in views)
@@ -166,7 +166,7 @@ def verdict(evidence: Evidence, baseline: Mapping[str, Any] | None, options: Gat
                     assert now_ref is not None and then_ref is not None
                     eager, ref_note = block_views(now_ref, then_ref, policy.confidence)
                     if ref_note:
-                        outcome.notes.append("eager reference: " + ref_note)
+                        outcome.notes.append("PyTorch reference: " + ref_note)
                     lost = speedup_views(views, eager)
                     if lost:
                         _decide_block("speedup", lost, tolerances.speedup, outcome,

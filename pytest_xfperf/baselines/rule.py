@@ -13,7 +13,7 @@ the improvement line is IMPROVED; a view wholly between the lines settles a pass
 another round is taken, up to ``max_blocks``; there, a measurement that could not resolve the
 tolerance (an interval wider than it) is UNSTABLE, and any other is a pass. The speed-up over
 eager PyTorch of the same model on the same device is decided the same way, with its own
-tolerance, from the case's shift divided by the eager reference's, view by view (their
+tolerance, from the case's shift divided by the PyTorch reference's, view by view (their
 intervals combined on the log scale).
 
 Pure numpy; unit-tested on synthetic blocks with known answers.

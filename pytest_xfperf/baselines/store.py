@@ -18,7 +18,7 @@ from typing import Any
 from pytest_xfperf.fileio import atomic_write_bytes, locked
 
 # Schema 3: the gate's block record ("timing": block medians of the case and of the
-# machine yardstick, see baselines/rule.py), the eager reference's record ("speedup") and the
+# machine yardstick, see baselines/rule.py), the PyTorch reference's record ("speedup") and the
 # machine fingerprint the file was recorded on. Entries of schema 1 and 2 files load (their
 # threshold metrics, accuracy and graph still gate) and say their timing must be recorded
 # again; the next update writes the file as schema 3.

@@ -1,7 +1,7 @@
-"""Measuring one case: the only place that runs the yardstick and the eager reference.
+"""Measuring one case: the only place that runs the yardstick and the PyTorch reference.
 
 The case's blocks alternate with the yardstick's (measure/blocks.py) under the device lock,
-round after round while the gate's stopping rule asks for more. The eager reference of the
+round after round while the gate's stopping rule asks for more. The PyTorch reference of the
 speed-up (PyTorch on the case's device) is measured the same way once per session for each
 model, shape and device, by whichever case needs it first: under pytest-xdist every worker
 measures its own, so no case depends on another having run before it.
@@ -23,10 +23,10 @@ if TYPE_CHECKING:
 
     import numpy as np
 
-# The stopping rule, asked after each round with the case's record so far, the eager
+# The stopping rule, asked after each round with the case's record so far, the PyTorch
 # reference's (None where there is none) and whether no further round is allowed: True stops.
 StopRule = Callable[[Mapping[str, Any], Mapping[str, Any] | None, bool], bool]
-# The eager reference's record with at least this many blocks (measured or extended now).
+# The PyTorch reference's record with at least this many blocks (measured or extended now).
 ReferenceSource = Callable[[int], "dict[str, Any] | None"]
 
 
@@ -75,7 +75,7 @@ class CaseMeasurement:
     def run(self, stop: StopRule, reference: ReferenceSource | None, recording: bool
             ) -> tuple[Series, dict[str, Any], dict[str, Any] | None, int]:
         """Rounds of blocks until ``stop`` is satisfied (or the policy's maximum); after each
-        round the eager reference is brought to as many blocks as the case has. A recording
+        round the PyTorch reference is brought to as many blocks as the case has. A recording
         takes the policy's record_blocks in one round."""
         policy = self._policy
         first = policy.record_blocks if recording else policy.first_blocks
@@ -106,7 +106,7 @@ def extend_reference(record: dict[str, Any] | None, runner: Runner,
                      plan: BlockPlan, blocks: int,
                      lock: Callable[[], contextlib.AbstractContextManager[None]]
                      ) -> dict[str, Any]:
-    """The eager reference's block record (with its own yardstick), with ``blocks`` more
+    """The PyTorch reference's block record (with its own yardstick), with ``blocks`` more
     blocks measured now and appended to ``record`` (None: a new record)."""
     yardstick = make_yardstick(runner.name, options)
     try:

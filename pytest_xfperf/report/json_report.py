@@ -36,7 +36,7 @@ def build_report(results: Sequence[Result], settings: Settings,
     cases = []
     for r in results:
         entry = r.as_json()
-        entry["speedup_vs_eager"] = ups.get(r.case.id)
+        entry["speedup_vs_torch"] = ups.get(r.case.id)
         entry["failure_message"] = r.failure_message() if r.failed else None
         if r.verdict == Verdict.REGRESSED and baselines and r.case.id in baselines:
             # What the regression was judged against: the report's distribution plot.

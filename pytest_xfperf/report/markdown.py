@@ -26,8 +26,8 @@ INCLUDES = (
     "p50/p99: wall clock of one synchronized call with the inputs already bound (on the device "
     "for GPU backends) and the output left where the backend put it; no tokenization, no "
     "host-device copy of a request.",
-    "samples/s: batch rows per second of one stream of calls; vs PyTorch FP32: p50 speed-up "
-    "over PyTorch FP32 eager of the same model and shape on this machine.",
+    "samples/s: batch rows per second of one stream of calls; vs torch: speed-up over PyTorch "
+    "of the same model and shape on the same device (eager on the CPU, CUDA graph on a GPU).",
     "offline: requests/s of the median of three passes over a seeded workload of varied "
     "lengths through the dynamic batcher; server: the highest Poisson arrival rate whose p99 "
     "latency (queueing, padding and host copies included) met the bound.",

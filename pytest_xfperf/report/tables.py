@@ -78,7 +78,7 @@ def speedups(results: Sequence[Result]) -> dict[str, float]:
     """Speed-up of each case over eager PyTorch on the same device, model and shape."""
     out: dict[str, float] = {}
     for r in results:
-        if r.stats is not None and r.case.is_eager:
+        if r.stats is not None and r.case.is_speedup_reference:
             out[r.case.id] = 1.0
         elif r.stats is not None and r.speedup is not None:
             out[r.case.id] = r.speedup

@@ -14,7 +14,7 @@ from pytest_xfperf.report.tables import (
 )
 from pytest_xfperf.result import Result
 
-HEADER = ("backend/precision", "p50 ms", "p99 ms", "samples/s", "vs eager", "cosine",
+HEADER = ("backend/precision", "p50 ms", "p99 ms", "samples/s", "vs torch", "cosine",
           "retrieval", "p50 vs base", "speed-up vs base", "verdict")
 SERVING_HEADER = ("backend/precision", "req/s", "tokens/s", "p50 ms", "p99 ms", "padding",
                   "batches", "cosine", "vs base", "verdict")

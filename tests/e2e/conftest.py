@@ -121,3 +121,11 @@ def baseline_file(pytester: pytest.Pytester) -> Path:
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+def run_both(project: pytest.Pytester, *args: str, depth: int = 2) -> pytest.RunResult:
+    """The project's model at ``depth`` layers on torch-cpu and ort-cpu, as a user runs it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STACK_DEPTH", str(depth))
+        return project.runpytest_subprocess("--xfperf", *FAST, "--xfperf-backends",
+                                            "torch-cpu,ort-cpu", *args)

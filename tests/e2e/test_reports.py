@@ -9,17 +9,12 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from .conftest import FAST
+from .conftest import run_both as run
 
 CASE = "stack/torch-cpu/fp32/b8s64"
 ORT = "stack/ort-cpu/fp32/b8s64"
 
 
-def run(project: pytest.Pytester, *args: str, depth: int = 2) -> pytest.RunResult:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("STACK_DEPTH", str(depth))
-        return project.runpytest_subprocess("--xfperf", *FAST, "--xfperf-backends",
-                                            "torch-cpu,ort-cpu", *args)
 
 
 def test_every_report_of_a_regressed_run(project: pytest.Pytester, monkeypatch):

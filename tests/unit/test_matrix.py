@@ -12,7 +12,7 @@ def test_ids_and_order():
         "m/ort-cpu/fp32/b1s128", "m/ort-cpu/int8-dynamic/b1s128"]
     assert len(cases) == 8
     assert cases[0].is_fp32_reference and not cases[2].is_fp32_reference
-    assert cases[0].is_eager and not cases[2].is_eager
+    assert cases[0].is_speedup_reference and not cases[2].is_speedup_reference
 
 
 def test_unsupported_combination_is_a_skip_with_reason():
@@ -39,3 +39,15 @@ def test_marker_arguments():
         parse_marker({"shape": "1x8"}, "t")
     with pytest.raises(ValueError, match="t: xfperf marker: malformed shape"):
         parse_marker({"shapes": "1-8"}, "t")
+
+
+def test_the_marker_is_parsed_once_into_the_case():
+    from pytest_xfperf.matrix import parse_marker, with_marker_tolerances
+    from pytest_xfperf.settings import Tolerances
+
+    overrides = parse_marker({"tolerances": {"memory": 0.5, "p50": 0.3}, "tolerance": "20%"},
+                             "t.py::test")
+    cases = expand([("m", "m")], ["torch-cpu"], ["fp32"], [Shape(1, 8)])
+    (case,) = with_marker_tolerances(cases, Tolerances(speedup=0.15), overrides)
+    assert case.tolerances == Tolerances(p50=0.2, throughput=0.2, memory=0.5, speedup=0.15)
+    assert case == cases[0] and case.id == cases[0].id  # tolerances are not part of the id
