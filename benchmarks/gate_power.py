@@ -90,7 +90,8 @@ CONFTEST = textwrap.dedent('''
 
     def pytest_xfperf_models(config):
         return [ModelSpec(name=f"enc{i}", build=build, make_inputs=inputs,
-                          identity=f"enc-{LAYERS}", family="bert", num_layers=LAYERS)
+                          identity=f"enc-{LAYERS}", family="bert", num_layers=LAYERS,
+                          num_heads=HEADS, hidden_size=WIDTH)
                 for i in range(COPIES)]
 ''')
 
