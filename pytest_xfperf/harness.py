@@ -79,6 +79,7 @@ class CaseHarness:
         if not case.serving:  # serving cases check each request against its own reference
             session.reference(self.spec, self.inputs)  # before the memory window: shared
         self.artifact = session.artifact(case, self.spec)
+        self._measure_reference()  # before the memory window too: its runner is shared
         self._memory.start()
         probe = BACKENDS[case.backend].memory_probe
         if probe != "rss":
@@ -90,6 +91,16 @@ class CaseHarness:
             self.runner = session.make_runner(case, self.spec, self.artifact)
         except BackendUnavailable as exc:  # e.g. onnxruntime without the CUDA provider
             pytest.skip(str(exc))
+
+    def _measure_reference(self) -> None:
+        """The speed-up's PyTorch reference, measured (once per model, shape and device) for
+        as many blocks as the case's first round will have."""
+        case, settings = self.case, self.session.settings
+        if case.serving or case.is_speedup_reference or settings.timing_disabled:
+            return
+        policy = settings.gate.policy
+        blocks = policy.record_blocks if settings.gate.update_baselines else policy.first_blocks
+        self.session.speedup_reference_record(case, self.spec, self.inputs, blocks)
 
     def close(self) -> None:
         if self.runner is not None:

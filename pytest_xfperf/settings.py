@@ -351,13 +351,13 @@ def parse_tolerance_table(value: Any, origin: str = "tolerances") -> dict[str, f
 
 
 def parse_prices(value: Any, origin: str = "prices") -> dict[str, float]:
-    """``{"cpu-amd-epyc-2c" = 0.10}`` in TOML, or ``KEY=PRICE,KEY=PRICE`` text."""
+    """``{"cpu-amd-epyc-2c-9a2dc94c" = 0.10}`` in TOML, or ``KEY=PRICE,KEY=PRICE`` text."""
     if isinstance(value, str):
         value = _pairs(value, f"{origin}: write MACHINE_KEY=PRICE_PER_HOUR pairs like "
-                              "cpu-amd-epyc-2c=0.10")
+                              "cpu-amd-epyc-2c-9a2dc94c=0.10")
     if not isinstance(value, Mapping):
         raise ValueError(f"{origin}: a table of machine key = price per hour, e.g. "
-                         "{\"cpu-amd-epyc-2c\" = 0.10}")
+                         "{\"cpu-amd-epyc-2c-9a2dc94c\" = 0.10}")
     out = {}
     for key, raw in value.items():
         out[str(key)] = parse_positive_float(raw, f"{origin}: price of {key}", strict=True)

@@ -69,8 +69,10 @@ def speedup_views(case: list[rule.Shift], reference: list[rule.Shift]) -> list[r
 
 
 def _comparable(now: Mapping[str, Any] | None, then: Any) -> bool:
+    """Same clock, and for a speed-up reference the same reference backend."""
     return (now is not None and isinstance(then, Mapping)
-            and then.get("clock") == now.get("clock"))
+            and then.get("clock") == now.get("clock")
+            and then.get("reference") == now.get("reference"))
 
 
 def decided(now: Mapping[str, Any], reference: Mapping[str, Any] | None,

@@ -21,7 +21,6 @@ from pytest_xfperf.measure.yardstick import FACTORIES, Yardstick, case_threads
 if TYPE_CHECKING:
     import contextlib
 
-    import numpy as np
 
 # The stopping rule, asked after each round with the case's record so far, the PyTorch
 # reference's (None where there is none) and whether no further round is allowed: True stops.
@@ -101,19 +100,18 @@ class CaseMeasurement:
             self._yardstick = None
 
 
-def extend_reference(record: dict[str, Any] | None, runner: Runner,
-                     inputs: Mapping[str, np.ndarray], options: Mapping[str, Any],
-                     plan: BlockPlan, blocks: int,
+def extend_reference(record: dict[str, Any] | None, runner: Runner, call: Callable[[], object],
+                     options: Mapping[str, Any], plan: BlockPlan, blocks: int,
                      lock: Callable[[], contextlib.AbstractContextManager[None]]
                      ) -> dict[str, Any]:
     """The PyTorch reference's block record (with its own yardstick), with ``blocks`` more
-    blocks measured now and appended to ``record`` (None: a new record)."""
+    blocks of its prepared ``call`` measured now and appended to ``record`` (None: a new
+    record)."""
     yardstick = make_yardstick(runner.name, options)
     try:
         series = Series(clock=record["clock"]) if record else None
         with lock():
-            series = time_series(runner, runner.prepare(inputs), yardstick, plan, blocks,
-                                 series)
+            series = time_series(runner, call, yardstick, plan, blocks, series)
         added = block_record(series, yardstick)
     finally:
         if yardstick is not None:

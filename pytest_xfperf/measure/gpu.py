@@ -1,4 +1,4 @@
-"""GPU facts and GPU measurement: fingerprint (NVML), device time (CUDA events), memory.
+"""GPU facts and GPU memory: the fingerprint (NVML), warnings, and the memory probes.
 
 Everything here imports torch or NVML lazily and only when a CUDA backend runs. The parsing
 helpers are pure, so CI (no GPU) tests them.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -145,24 +145,6 @@ def gpu_warnings(facts: Mapping[str, Any]) -> list[str]:
 
 def gpu_slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "gpu"
-
-
-def device_time_ms(call: Callable[[], object], rounds: int) -> list[float]:
-    """GPU time of ``rounds`` calls by CUDA events on the current stream (the runners put
-    their work on it), each call bracketed alone: what the device spent, without host time."""
-    import torch
-
-    samples = []
-    stream = torch.cuda.current_stream()
-    for _ in range(rounds):
-        start = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
-        end = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
-        start.record(stream)
-        call()
-        end.record(stream)
-        end.synchronize()
-        samples.append(float(start.elapsed_time(end)))
-    return samples
 
 
 class GpuMemory:

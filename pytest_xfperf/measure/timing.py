@@ -1,4 +1,6 @@
-"""The timing loop. No other module calls a clock around inference."""
+"""The timing loop of one stream of calls (the benchmarks' hand loops use it too); the
+gate's blocks are timed by measure/blocks.py. No module outside measure/ reads a clock
+around inference."""
 
 from __future__ import annotations
 
@@ -15,22 +17,6 @@ class TimingPolicy:
     min_rounds: int = 10
     min_time: float = 2.0  # seconds of timed calls, at least
     max_time: float = 30.0  # seconds of timed calls, at most (wins over min_rounds)
-
-
-# Blocks of an interleaved measurement (a case alternating with its reference). A block
-# shorter than this can fall wholly inside a disturbed phase of a shared host (a neighbour
-# holding a core for a few hundred ms), and its ratio case/reference then measures the
-# disturbance: on the 2-core CI host, 0.08 s blocks gave ratios in two modes 25 % apart,
-# 0.4 s blocks of the same pair stayed within 3 % (benchmarks/gate_power.py).
-MIN_BLOCK_SECONDS = 0.25
-
-
-def block_policy(run: TimingPolicy, blocks: int) -> TimingPolicy:
-    """One of ``blocks`` blocks that together take about as long as the run's policy, each
-    at least MIN_BLOCK_SECONDS when the run itself asks for that much time."""
-    return TimingPolicy(1, max(3, -(-max(run.min_rounds, 10) // blocks)),
-                        max(run.min_time / blocks, min(run.min_time, MIN_BLOCK_SECONDS)),
-                        run.max_time / blocks)
 
 
 def time_calls(
@@ -64,7 +50,7 @@ def time_calls(
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
     """Collect once, then keep the garbage collector off until the block ends. Nested uses
-    do nothing: interleaved blocks (harness._interleaved) pause it once around all of them,
+    do nothing: a measurement's blocks (measure/blocks.py) pause it once around all of them,
     since one collection costs about 0.2 s once torch and transformers are loaded."""
     if not gc.isenabled():
         yield

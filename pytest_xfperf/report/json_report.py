@@ -11,7 +11,7 @@ from typing import Any
 
 from pytest_xfperf.baselines.machine import machine_info
 from pytest_xfperf.fileio import atomic_write_bytes
-from pytest_xfperf.metrics import Verdict
+from pytest_xfperf.metrics import METRICS, Verdict
 from pytest_xfperf.report.tables import speedups
 from pytest_xfperf.result import Result
 from pytest_xfperf.settings import Settings
@@ -49,6 +49,8 @@ def build_report(results: Sequence[Result], settings: Settings,
                            "pre-bound outside the timed region; on GPUs the gate's clock is "
                            "device time by CUDA events"},
         "gate_policy": asdict(settings.gate.policy),
+        "metrics": {m.name: {"unit": m.unit, "direction": m.direction, "label": m.label,
+                             "tolerance": m.tolerance} for m in METRICS.values()},
         "tolerances": asdict(settings.gate.tolerances),
         "prices": dict(settings.reports.prices),
         "notes": list(notes),

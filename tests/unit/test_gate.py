@@ -137,3 +137,14 @@ def test_a_change_is_shown_only_when_both_views_show_it():
     hidden = judge(1.25, ref_level=3.0 * 1.25, machine=0.8)
     assert hidden.decisions["p50_ms"]["views"][1]["low"] > 1.1
     assert hidden.verdict == Verdict.PASS
+
+
+def test_a_speedup_recorded_against_another_reference_is_not_compared():
+    base = entry()
+    base["speedup"] = {**base["speedup"], "reference": "torch-cuda"}
+    out = judge(1.0)
+    assert "speedup" in out.decisions
+    out = verdict(Evidence(metrics={"p50_ms": 10.0}, timing=record(1.0, 8, seed=1),
+                           speedup=record(3.0, 8, seed=2, reference="torch-cpu")),
+                  base, GateOptions())
+    assert "speedup" not in out.decisions and out.verdict == Verdict.PASS
