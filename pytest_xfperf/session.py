@@ -1,5 +1,7 @@
 """State shared by the cases of one pytest session: cache, models, baselines, references,
-results; and the session's end (``finish``: merge xdist workers, record, report)."""
+results; and the session's end (``finish``: merge xdist workers, record, report). It is a
+little over 300 lines because it holds both: the state the cases share and what the end of
+the session does with it."""
 
 from __future__ import annotations
 

@@ -12,13 +12,14 @@ from pytest_xfperf.report.tables import (
     drop_empty_columns,
     fmt,
     header_facts,
+    speedup_delta_text,
     summary_counts,
 )
 from pytest_xfperf.result import Result
 
-SINGLE_COLUMNS = ("backend/precision", "p50 ms", "p99 ms", "samples/s", "vs PyTorch FP32",
+SINGLE_COLUMNS = ("backend/precision", "p50 ms", "p99 ms", "samples/s", "vs torch",
                   "cosine", "retrieval", "weights MB", "memory MB", "GPU MB", "p50 vs baseline",
-                  "$ / 1M req", "verdict")
+                  "speed-up vs baseline", "$ / 1M req", "verdict")
 SERVING_COLUMNS = ("backend/precision", "req/s", "tokens/s", "p50 ms", "p99 ms", "padding",
                    "cosine", "weights MB", "memory MB", "GPU MB", "vs baseline", "$ / 1M req",
                    "verdict")
@@ -51,11 +52,11 @@ def _cells(row: Any, serving: bool) -> list[str]:
         return [row.label, fmt(row.throughput, ".1f", "none" if r.bound_unmet else "-"),
                 fmt(row.tokens_per_s, ".0f"), fmt(row.p50_ms, ".1f"), fmt(row.p99_ms, ".1f"),
                 fmt(row.padding_share, ".0%"), fmt(row.cosine, ".5f"), *common_tail]
+    tail = [*common_tail[:4], speedup_delta_text(row), *common_tail[4:]]
     return [row.label, fmt(row.p50_ms, ".2f"), fmt(row.p99_ms, ".2f"), fmt(row.throughput, ".1f"),
             fmt(row.speedup, ".2f") + ("x" if row.speedup else ""),
             "ref" if r.case.is_fp32_reference else fmt(row.cosine, ".5f"),
-            fmt(row.retrieval, ".3f"),
-            *common_tail]
+            fmt(row.retrieval, ".3f"), *tail]
 
 
 def _table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

@@ -89,6 +89,7 @@ def test_version_change_since_baseline_is_shown(project: pytest.Pytester):
     document = read_json(path)
     document["cases"][CASE]["versions"]["torch"] = "0.0.1"
     path.write_text(json.dumps(document))
-    result = run(project)
+    # About the note, not timing: a tiny model's p99 on a shared 2-core host can triple.
+    result = run(project, "--xfperf-tolerances", "p99=9.9")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*library versions differ from the baseline's: *torch 0.0.1 -> *"])
