@@ -96,7 +96,7 @@ CONFTEST = textwrap.dedent('''
 ''')
 
 
-def _project(root: Path, profile: dict[str, Any], copies: int) -> None:
+def _project(root: Path, profile: dict[str, Any], copies: int, threads: int) -> None:
     (root / "conftest.py").write_text(CONFTEST)
     (root / "test_perf.py").write_text("def test_inference(xfperf):\n    xfperf.check()\n")
     models = [f"enc{i}" for i in range(copies)]
@@ -108,13 +108,17 @@ def _project(root: Path, profile: dict[str, Any], copies: int) -> None:
         shapes = {json.dumps(profile["shapes"])}
         tolerance = "{profile["tolerance"]}"
     '''))
+    if threads:  # a pinned slice of a larger host: the libraries' defaults count every core
+        with (root / "pyproject.toml").open("a") as handle:
+            handle.write(f"[tool.xfperf.ort-cpu]\nintra_op_threads = {threads}\n"
+                         f"[tool.xfperf.torch-cpu]\nthreads = {threads}\n")
 
 
 def _pytest(root: Path, layers: int, profile: dict[str, Any], copies: int, args: list[str],
             report: Path, baselines: Path) -> tuple[int, float, dict[str, Any]]:
     env = {**os.environ, "XF_LAYERS": str(layers), "XF_COPIES": str(copies),
            "XF_WIDTH": str(profile["width"]), "XF_HEADS": str(profile["heads"])}
-    command = [sys.executable, "-m", "pytest", "test_perf.py", "--xfperf", "-q",
+    command = [sys.executable, "-m", "pytest", *plugin_flag(), "test_perf.py", "--xfperf", "-q",
                "-p", "no:cacheprovider", "--xfperf-baselines", str(baselines),
                "--xfperf-report", str(report), *args]
     started = time.perf_counter()
@@ -126,6 +130,15 @@ def _pytest(root: Path, layers: int, profile: dict[str, Any], copies: int, args:
     data = json.loads(report.read_text())
     report.unlink()
     return done.returncode, seconds, data
+
+
+def plugin_flag() -> list[str]:
+    """``-p pytest_xfperf.plugin`` where the package is not installed (a bare checkout on the
+    GPU machine, on PYTHONPATH); nothing where its entry point already loads it."""
+    from importlib.metadata import entry_points
+
+    installed = any(ep.name == "xfperf" for ep in entry_points(group="pytest11"))
+    return [] if installed else ["-p", "pytest_xfperf.plugin"]
 
 
 def _case_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -168,10 +181,11 @@ def measure(args: argparse.Namespace) -> None:
                            "tolerance": profile["tolerance"],
                            "levels": {k: v[0] for k, v in levels.items()},
                            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                           "command": " ".join(sys.argv), "records": [], "runs": []}
+                           "command": " ".join(sys.argv), "records": [], "runs": [],
+                           "affinity": sorted(os.sched_getaffinity(0))}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        _project(root, profile, copies)
+        _project(root, profile, copies, args.threads)
         baselines, other = root / "baselines", root / "other-baselines"
         index = 0
         while time.time() < deadline:
@@ -291,6 +305,9 @@ def main() -> None:
     m.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
     m.add_argument("--copies", type=int, default=0, help="0: the profile's")
     m.add_argument("--raw", required=True)
+    m.add_argument("--threads", type=int, default=0,
+                   help="threads of ONNX Runtime and PyTorch (0: their defaults); set it when "
+                        "the run is pinned to some cores of a larger host (taskset)")
     a = sub.add_parser("analyze")
     a.add_argument("--raw", required=True)
     a.add_argument("--json")

@@ -1,15 +1,18 @@
-"""The GPU matrix in one go: the plugin's own run, then hand loops on the same card.
+"""The GPU matrix through the plugin, then hand loops on the same card.
 
-    python benchmarks/gpu_run.py --out DIR [--cache-dir DIR] [--quick]
+    python benchmarks/gpu_run.py --out DIR [--cache-dir DIR] [--baselines DIR] [--quick]
+        [--models M] [--backends B] [--precisions P] [--report NAME] [--hand LOOPS] [--no-compile]
 
-1. ``pytest --xfperf tests/perf`` over BERT-base and MiniLM at seq 128, batch 1 and 32, on
-   every GPU backend and precision that runs on the card (torch.compile at FP16 only: its
-   compile time is the run's largest cost), with ``--xfperf-update-baselines``: it writes the
-   GPU machine's baseline file and a JSON report per invocation.
-2. Hand loops, as a skilled engineer writes them, timed in the same process after the plugin:
-   ONNX Runtime CUDA FP16 with IO binding (OrtValues on the device) and PyTorch FP16 CUDA-graph
-   replay, on the same artifacts and inputs, at batch 1 and 32.
-3. ``DIR/gpu_summary.json``: plugin vs hand, speed-ups vs PyTorch FP32 eager (GPU and CPU),
+1. ``pytest --xfperf tests/perf`` over the models at seq 128, batch 1 and 32, on every GPU
+   backend and precision that runs on the card, then torch.compile (its compile time is the
+   run's largest cost, so it is a second invocation), with ``--xfperf-update-baselines``: it
+   writes the GPU machine's baseline file and a JSON report per invocation.
+2. Hand loops, as a skilled engineer writes them, timed in the same process after the plugin,
+   at batch 1 and 32 on the same inputs: ONNX Runtime CUDA FP16 with IO binding (OrtValues on
+   the device) on the plugin's artifact, and PyTorch CUDA-graph replay with SDPA attention at
+   FP16, INT8 and FP8 (the plugin's own quantized layers: the loop checks the timing, not
+   the quantization).
+3. ``DIR/gpu_summary.json`` (named after ``--report``): plugin vs hand, speed-ups,
    device time, GPU memory, card facts, and the reference study's claims beside ours.
 ``--quick`` runs bert-tiny only (a smoke test of every backend).
 """
@@ -29,7 +32,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-GPU_BACKENDS = "torch-cpu,torch-cuda,torch-cuda-graph,ort-cuda,ort-cuda-graph,tensorrt,ort-trt"
+GPU_BACKENDS = "torch-cuda,torch-cuda-graph,ort-cuda,ort-cuda-graph,tensorrt,ort-trt"
+GPU_PRECISIONS = "fp32,fp16,bf16,int8-static,int8-dynamic,fp8"
+HAND_LOOPS = ("ort-cuda/fp16,torch-cuda-graph/fp16,torch-cuda-graph/int8-dynamic,"
+              "torch-cuda-graph/fp8")
 # The reference study's own claims (A100 40GB, BERT-base, seq 128): shown beside ours.
 STUDY = {"ort-cuda/fp16 bs1 p50 ms": 9.8, "ort-cuda/fp16 bs32 samples/s": 1250,
          "torch-cuda/fp32 bs1 p50 ms": 22.4, "torch-cuda/fp32 bs32 samples/s": 420,
@@ -46,11 +52,12 @@ def plugin_flag() -> list[str]:
 
 
 def run_plugin(out: Path, cache: Path, models: str, backends: str, precisions: str,
-               shapes: str, report: str, min_time: str) -> dict[str, Any]:
+               shapes: str, report: str, min_time: str, baselines: Path) -> dict[str, Any]:
     command = [sys.executable, "-m", "pytest", *plugin_flag(), "tests/perf",
                "--xfperf", "--xfperf-models", models, "--xfperf-backends", backends,
                "--xfperf-precisions", precisions, "--xfperf-shapes", shapes,
                "--xfperf-cache-dir", str(cache), "--xfperf-update-baselines",
+               "--xfperf-baselines", str(baselines),
                "--xfperf-min-time", min_time, "--xfperf-report", str(out / report),
                "-p", "no:cacheprovider", "-q", "-rs"]
     started = time.perf_counter()
@@ -95,17 +102,24 @@ def hand_ort_fp16(path: Path, inputs: dict[str, Any], rounds: int) -> float:
     return statistics.median(samples) * 1000
 
 
-def hand_torch_graph_fp16(model: Any, inputs: dict[str, Any], rounds: int) -> float:
+def hand_torch_graph(model: Any, inputs: dict[str, Any], rounds: int, precision: str
+                     ) -> float:
     import copy
 
     import torch
 
-    net = copy.deepcopy(model).half().cuda().eval()
+    from pytest_xfperf.backends.quantized_linear import BASE_DTYPE, quantize_model
+
+    dtype = getattr(torch, BASE_DTYPE.get(precision, "float16"))
+    net = copy.deepcopy(model).to("cuda", dtype).eval()
+    net.set_attn_implementation("sdpa")
+    if precision in BASE_DTYPE:
+        quantize_model(net, precision)
     tensors = {k: torch.from_numpy(v).cuda() for k, v in inputs.items()}
     # The model's own mask building copies a host scalar, which capture forbids: hand it
     # the ready additive 4-D mask (what a hand-written capture does too).
-    mask = tensors["attention_mask"][:, None, None, :].half()
-    tensors["attention_mask"] = (1.0 - mask) * torch.finfo(torch.float16).min
+    mask = tensors["attention_mask"][:, None, None, :].to(dtype)
+    tensors["attention_mask"] = (1.0 - mask) * torch.finfo(dtype).min
     stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]
     stream.wait_stream(torch.cuda.current_stream())
     with torch.inference_mode(), torch.cuda.stream(stream):
@@ -127,7 +141,7 @@ def hand_torch_graph_fp16(model: Any, inputs: dict[str, Any], rounds: int) -> fl
     return statistics.median(samples) * 1000
 
 
-def hand_loops(cache: Path, model_name: str) -> dict[str, Any]:
+def hand_loops(cache: Path, model_name: str, wanted: list[str]) -> dict[str, Any]:
     from pytest_xfperf.artifacts.cache import ArtifactCache
     from pytest_xfperf.artifacts.pipeline import ArtifactPipeline
     from pytest_xfperf.models.builtin import BUILTIN
@@ -136,13 +150,18 @@ def hand_loops(cache: Path, model_name: str) -> dict[str, Any]:
     spec = BUILTIN[model_name](0)
     model = spec.build()
     pipeline = ArtifactPipeline(ArtifactCache(cache), seed=0)
-    artifact = pipeline.build(spec, "fp16", lambda: model, Shape(1, 128), "gpu")
     out: dict[str, Any] = {}
+    artifact = (pipeline.build(spec, "fp16", lambda: model, Shape(1, 128), "gpu")
+                if "ort-cuda/fp16" in wanted else None)
     for batch in (1, 32):
         inputs = spec.make_inputs(batch, 128, 0)  # the plugin's inputs for this shape
-        loops: dict[str, Callable[[dict[str, Any]], float]] = {
-            "ort-cuda/fp16": lambda x: hand_ort_fp16(artifact.path, x, 300),
-            "torch-cuda-graph/fp16": lambda x: hand_torch_graph_fp16(model, x, 300)}
+        loops: dict[str, Callable[[dict[str, Any]], float]] = {}
+        if artifact is not None:
+            loops["ort-cuda/fp16"] = (lambda x, path=artifact.path: hand_ort_fp16(path, x, 300))
+        for name in wanted:
+            backend, _, precision = name.partition("/")
+            if backend == "torch-cuda-graph":
+                loops[name] = (lambda x, p=precision: hand_torch_graph(model, x, 300, p))
         for name, loop in loops.items():
             try:
                 out[f"{name} b{batch}s128 p50 ms"] = round(loop(inputs), 4)
@@ -174,15 +193,18 @@ def summarize_reports(out: Path, reports: list[str], hand: dict[str, Any]) -> di
             "speedup_vs_torch_cpu_fp32": round(cpu_ref["p50_ms"] / p50, 2)
             if p50 and cpu_ref.get("p50_ms") else None,
             "cosine": (case.get("accuracy") or {}).get("cosine"),
+            "compute": case.get("compute"),
             "retrieval": (case.get("accuracy") or {}).get("retrieval"),
             "settings": case.get("settings"),
         })
     fidelity = {}
-    for batch in (1, 32):
-        plugin = cases.get(f"bert-base/ort-cuda/fp16/b{batch}s128", {}).get("stats") or {}
-        hand_p50 = hand.get(f"ort-cuda/fp16 b{batch}s128 p50 ms")
+    for key, hand_p50 in hand.items():
+        if not key.endswith(" p50 ms"):
+            continue
+        name, shape = key.removesuffix(" p50 ms").split(" ")
+        plugin = cases.get(f"bert-base/{name}/{shape}", {}).get("stats") or {}
         if plugin.get("p50_ms") and hand_p50:
-            fidelity[f"ort-cuda/fp16 b{batch}s128"] = {
+            fidelity[f"{name} {shape}"] = {
                 "plugin_p50_ms": round(plugin["p50_ms"], 4), "hand_p50_ms": hand_p50,
                 "plugin_vs_hand": round(plugin["p50_ms"] / hand_p50 - 1, 4)}
     bs1 = [r for r in rows if r["id"].startswith("bert-base/") and r["id"].endswith("b1s128")
@@ -223,6 +245,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/xfperf-gpu-cache"))
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--baselines", type=Path, default=ROOT / "baselines")
+    parser.add_argument("--models", default="bert-base,minilm-l6")
+    parser.add_argument("--backends", default=GPU_BACKENDS)
+    parser.add_argument("--precisions", default=GPU_PRECISIONS)
+    parser.add_argument("--compile-precisions", default="fp16,int8-dynamic,fp8",
+                        help="torch.compile's precisions; empty: no compile run")
+    parser.add_argument("--report", default="gpu_report.json")
+    parser.add_argument("--hand", default=HAND_LOOPS, help="hand loops to time; empty: none")
     parser.add_argument("--fidelity", action="store_true",
                         help="only BERT-base ORT CUDA FP16 through the plugin, then the hand "
                              "loops (no baseline update)")
@@ -240,28 +270,30 @@ def main() -> None:
     env = {"machine": machine_info(), "gpu": gpu_fingerprint(), "versions": library_versions(),
            "ort_providers": ort.get_available_providers()}
     print(json.dumps(env), flush=True)
-    models = "bert-tiny" if args.quick else "bert-base,minilm-l6"
+    models = "bert-tiny" if args.quick else args.models
     shapes = "1x128,32x128"
     min_time = "0.2" if args.quick else "0.5"
+    compile_report = args.report.replace(".json", "_compile.json")
     if args.fidelity:
         runs = {"fidelity": run_plugin(args.out, args.cache_dir, "bert-base", "ort-cuda",
-                                       "fp16", shapes, "gpu_report.json", "2")}
+                                       "fp16", shapes, args.report, "2", args.baselines)}
     else:
-        runs = {
-            "matrix": run_plugin(args.out, args.cache_dir, models, GPU_BACKENDS,
-                                 "fp32,fp16,bf16,int8-static", shapes, "gpu_report.json",
-                                 min_time),
-            "compile": run_plugin(args.out, args.cache_dir, models, "torch-compile", "fp16",
-                                  shapes, "gpu_report_compile.json", min_time),
-        }
-    hand = {} if args.quick else hand_loops(args.cache_dir, "bert-base")
-    summary = summarize_reports(args.out, ["gpu_report.json", "gpu_report_compile.json"], hand)
+        runs = {"matrix": run_plugin(args.out, args.cache_dir, models, args.backends,
+                                     args.precisions, shapes, args.report, min_time,
+                                     args.baselines)}
+        if args.compile_precisions:
+            runs["compile"] = run_plugin(args.out, args.cache_dir, models, "torch-compile",
+                                         args.compile_precisions, shapes, compile_report,
+                                         min_time, args.baselines)
+    wanted = [h for h in args.hand.split(",") if h]
+    hand = {} if args.quick or not wanted else hand_loops(args.cache_dir, "bert-base", wanted)
+    summary = summarize_reports(args.out, [args.report, compile_report], hand)
     summary.update(environment=env, runs=runs,
                    total_seconds=round(time.perf_counter() - started, 1))
-    (args.out / "gpu_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    (args.out / "gpu_summary.md").write_text(render_markdown(summary))
+    name = args.report.replace("report", "summary")
+    (args.out / name).write_text(json.dumps(summary, indent=1) + "\n")
     key = machine_info()["key"]
-    baseline = ROOT / "baselines" / f"{key}.json"
+    baseline = args.baselines / f"{key}.json"
     if baseline.is_file():
         shutil.copy(baseline, args.out / baseline.name)
     print(json.dumps({k: summary[k] for k in ("fidelity", "best", "hand_loops",

@@ -25,6 +25,9 @@ DEFAULT_THRESHOLDS: Mapping[str, Thresholds] = {
     "bf16": Thresholds(min_cosine=0.999, max_rel_l2=0.08),
     "int8-dynamic": Thresholds(min_cosine=0.99, max_rel_l2=0.15),
     "int8-static": Thresholds(min_cosine=0.99, max_rel_l2=0.15),
+    # FP8 e4m3 keeps 3 bits of mantissa with a per-row scale: coarser than INT8's steps near
+    # a row's maximum, finer near zero; held to the INT8 bar.
+    "fp8": Thresholds(min_cosine=0.99, max_rel_l2=0.15),
 }
 
 

@@ -186,12 +186,32 @@ class CaseHarness:
             result.device_stats = summarize([d / 1000 for d in series.device_ms],
                                             case.shape.batch)
             self._gpu_facts(result)
+        self._compute(result)
         if case.is_speedup_reference:
             session.remember_reference(case, record)
         elif eager is not None and eager.get("clock") == record["clock"]:
             result.reference_timing = eager
             result.speedup = (statistics.median(eager["case_ms"])
                               / statistics.median(record["case_ms"]))
+
+    def _compute(self, result: Result) -> None:
+        """FLOP/s at p50 and its share of the GEMM peak measured in the case's arithmetic."""
+        from pytest_xfperf.measure.peak import arithmetic
+        from pytest_xfperf.measure.yardstick import case_threads
+
+        case, session = self.case, self.session
+        per_sequence = session.flops_per_sequence(self.spec, case.shape.seq)
+        if result.stats is None or not per_sequence:
+            return
+        flops = per_sequence * case.shape.batch
+        achieved = flops / (result.stats.p50_ms / 1000)
+        device = BACKENDS[case.backend].device
+        kind = arithmetic(case.precision, device)
+        threads = case_threads(session.settings.backend_options.get(case.backend, {}))
+        peak, identity = session.peaks.get(device, kind, threads)
+        result.compute = {"flops_per_call": flops, "flops_per_s": achieved,
+                          "arithmetic": kind, "peak_flops_per_s": peak,
+                          "peak_percent": achieved / peak, "peak": identity}
 
     def _gpu_facts(self, result: Result) -> None:
         from pytest_xfperf.measure.gpu import gpu_fingerprint, gpu_warnings
@@ -228,7 +248,9 @@ class CaseHarness:
         model = self.session.model(self.spec)
         count = sum(t.numel() for t in (*model.parameters(), *model.buffers())
                     if t.is_floating_point())
-        return count * (2 if self.case.precision in ("fp16", "bf16") else 4) / 2**20
+        # Quantized GPU precisions keep 1-byte weights (their few float layers aside).
+        width = {"fp16": 2, "bf16": 2, "int8-dynamic": 1, "fp8": 1}.get(self.case.precision, 4)
+        return count * width / 2**20
 
     def _check_accuracy(self, result: Result, output: np.ndarray) -> None:
         if self.case.is_fp32_reference:

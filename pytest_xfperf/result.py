@@ -45,6 +45,8 @@ class Result:
     reference_timing: dict[str, Any] | None = None
     speedup: float | None = None  # eager PyTorch on the same device / this case, this run
     rounds: int = 0  # rounds of blocks the stopping rule took
+    # FLOPs per call, achieved FLOP/s at p50, the measured peak and its share (measure/peak.py)
+    compute: dict[str, Any] = field(default_factory=dict)
     measure_seconds: dict[str, float] = field(default_factory=dict)  # case, yardstick
     verdict: Verdict = Verdict.NO_BASELINE
     raw: dict[str, Any] | None = None  # the JSON it was rebuilt from (results of xdist workers)
@@ -81,6 +83,7 @@ class Result:
             serving_metrics=dict(data.get("serving_metrics") or {}),
             bound_unmet=str(data.get("bound_unmet", "")),
             speedup=data.get("speedup"), verdict=verdict, raw=data,
+            compute=dict(data.get("compute") or {}),
         )
 
     def metrics(self) -> dict[str, float]:
@@ -145,7 +148,7 @@ class Result:
             "model_mb": self.model_mb,
             "gpu_memory_mb": self.gpu_memory_mb, "gpu_memory_mode": self.gpu_memory_mode,
             "device_time": self.device_stats.as_dict() if self.device_stats else None,
-            "speedup": self.speedup, "rounds": self.rounds,
+            "speedup": self.speedup, "rounds": self.rounds, "compute": self.compute or None,
             "measure_seconds": self.measure_seconds,
             "timing": self.timing, "reference_timing": self.reference_timing,
             "accuracy": self.accuracy, "accuracy_problems": self.accuracy_problems,

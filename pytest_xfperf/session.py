@@ -22,6 +22,7 @@ from pytest_xfperf.baselines import store
 from pytest_xfperf.baselines.machine import differences, fingerprint_of, machine_info
 from pytest_xfperf.fileio import locked
 from pytest_xfperf.matrix import Case
+from pytest_xfperf.measure.peak import PeakCache, count_flops
 from pytest_xfperf.models.corpus import sentences
 from pytest_xfperf.models.module import primary_output
 from pytest_xfperf.models.registry import ModelRegistry
@@ -78,6 +79,9 @@ class XfperfSession:
         if not self.baselines and not settings.gate.update_baselines:
             self._look_for_other_machines(directory)
         self.results: list[Result] = []
+        self.peaks = PeakCache(rootpath / settings.cache_dir / "peaks.json",
+                               str(self.machine["key"]))
+        self._flops: dict[tuple[str, int], float | None] = {}
         # The speed-up reference's block records, per model, shape and device, and its
         # runners with their prepared calls (kept while their model is the current one, so an
         # extension neither copies the model again nor captures another CUDA graph).
@@ -159,6 +163,20 @@ class XfperfSession:
             self._model = built.eval()
             self._model_name = spec.name
         return self._model
+
+    def flops_per_sequence(self, spec: ModelSpec, seq: int) -> float | None:
+        """Matrix-product FLOPs of one sequence of ``seq`` tokens (measure/peak.py), counted
+        once per model and length; None, with a note, for a model the counter cannot run."""
+        key = (spec.name, seq)
+        if key not in self._flops:
+            try:
+                self._flops[key] = count_flops(self.model(spec),
+                                               spec.make_inputs(1, seq, self.settings.seed))
+            except Exception as exc:  # a user's forward may raise anything: no figure, go on
+                self.notes.add(f"{spec.name}: FLOPs not counted, so no % of peak "
+                               f"({type(exc).__name__}: {exc})")
+                self._flops[key] = None
+        return self._flops[key]
 
     def reference(self, spec: ModelSpec, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """FP32 PyTorch output for these inputs, computed once per model and shape."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from pytest_xfperf.values import parse_bool, parse_choice, parse_count
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-static")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-static", "fp8")
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,12 @@ ORT_CPU_OPTIONS: dict[str, Callable[[Any], Any]] = {
 TORCH_CUDA_OPTIONS: dict[str, Callable[[Any], Any]] = {
     # TF32 trades FP32 matmul precision for speed; off unless asked, and always recorded.
     "tf32": parse_bool,
+    # SDPA is what transformers runs by default, so what a PyTorch user measures; "eager"
+    # runs the attention the ONNX export is traced from.
+    "attention": lambda v: parse_choice(v, "attention", ("sdpa", "eager")),
+    # Who quantizes int8-dynamic and fp8: torchao when it imports ("auto"), or the plugin's
+    # own layers on torch's INT8/FP8 GEMMs (backends/quantized_linear.py).
+    "quantizer": lambda v: parse_choice(v, "quantizer", ("auto", "torchao", "builtin")),
     "compile_mode": lambda v: parse_choice(
         v, "compile_mode", ("default", "reduce-overhead", "max-autotune")),
 }
@@ -106,6 +112,9 @@ TORCH_CPU_OPTIONS: dict[str, Callable[[Any], Any]] = {
 }
 
 _TORCH = ("torch", "transformers")
+# INT8 (dynamic activations) and FP8 run on the tensor cores' own GEMMs
+# (backends/quantized_linear.py); FP8 needs compute capability 8.9 or later.
+_TORCH_CUDA_PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "fp8")
 _ORT = (*_TORCH, "onnx", "onnxruntime")
 _TORCH_CUDA: dict[str, Any] = {"device": "cuda", "modules": _TORCH, "extra": "gpu",
                "factory": "pytest_xfperf.backends.torch_cuda:create",
@@ -128,12 +137,12 @@ BACKENDS: dict[str, BackendInfo] = {b.name: b for b in (
                 factory="pytest_xfperf.backends.onnxruntime_cpu:create",
                 options=ORT_CPU_OPTIONS, tracked=(*_TORCH, "onnx", "onnxruntime"),
                 yardstick="cpu"),
-    BackendInfo(name="torch-cuda", precisions=("fp32", "fp16", "bf16"), **_TORCH_CUDA),
-    BackendInfo(name="torch-cuda-graph", precisions=("fp32", "fp16", "bf16"),
+    BackendInfo(name="torch-cuda", precisions=_TORCH_CUDA_PRECISIONS, **_TORCH_CUDA),
+    BackendInfo(name="torch-cuda-graph", precisions=_TORCH_CUDA_PRECISIONS,
                 fixed_shapes=True, **_TORCH_CUDA),
     # Compiled with dynamic=False and, by default, CUDA graphs (reduce-overhead): every new
     # batch shape would recompile.
-    BackendInfo(name="torch-compile", precisions=("fp32", "fp16", "bf16"), fixed_shapes=True,
+    BackendInfo(name="torch-compile", precisions=_TORCH_CUDA_PRECISIONS, fixed_shapes=True,
                 **_TORCH_CUDA),
     # INT8 on the CUDA provider is the QDQ file: ORT runs its Q/DQ nodes, but the CUDA
     # provider has no INT8 matmul kernels; TensorRT (below) has.
@@ -156,13 +165,22 @@ BACKENDS: dict[str, BackendInfo] = {b.name: b for b in (
 # moved eager BERT-base's time by up to 2x between processes on one H200 (docs/gpu.md), which
 # no change of the optimized path would explain.
 SPEEDUP_REFERENCE = {"cpu": "torch-cpu", "cuda": "torch-cuda-graph"}
+# A quantized case is measured against PyTorch in floating point: FP32 on the CPU (what
+# users quantize from there), FP16 on a GPU.
+FLOAT_PRECISIONS = ("fp32", "fp16", "bf16")
+QUANTIZED_REFERENCE = {"cpu": "fp32", "cuda": "fp16"}
 
 
 def speedup_reference(backend: str, precision: str) -> tuple[str, str]:
     """(backend, precision) of the speed-up's reference: PyTorch on the case's device (see
-    SPEEDUP_REFERENCE), at the case's precision where it runs it, else FP32."""
-    reference = BACKENDS[SPEEDUP_REFERENCE[BACKENDS[backend].device]]
-    return reference.name, precision if precision in reference.precisions else "fp32"
+    SPEEDUP_REFERENCE), at the case's precision if it is a floating-point one the reference
+    runs, else the device's QUANTIZED_REFERENCE (FP32 where that is all it runs)."""
+    device = BACKENDS[backend].device
+    reference = BACKENDS[SPEEDUP_REFERENCE[device]]
+    if precision in FLOAT_PRECISIONS and precision in reference.precisions:
+        return reference.name, precision
+    fallback = QUANTIZED_REFERENCE[device]
+    return reference.name, fallback if fallback in reference.precisions else "fp32"
 
 
 def load_factory(info: BackendInfo) -> Callable[..., Any]:

@@ -1,4 +1,8 @@
-"""PyTorch on a CUDA GPU: eager, CUDA-graph replay, or torch.compile; FP32, FP16 or BF16.
+"""PyTorch on a CUDA GPU: eager, CUDA-graph replay, or torch.compile; FP32, FP16, BF16, and
+INT8 or FP8 linear layers on the tensor cores' GEMMs (backends/quantized_linear.py).
+
+Attention runs as transformers runs it by default, SDPA; ``attention = "eager"`` in
+[tool.xfperf.<backend>] runs the eager attention the ONNX export is traced from instead.
 
 Inputs are copied to the device once in ``prepare``; the timed call launches the model and the
 harness synchronizes after each call, so a sample is the wall-clock time of one complete
@@ -12,6 +16,12 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pytest_xfperf.backends.base import BackendUnavailable
+from pytest_xfperf.backends.quantized_linear import (
+    BASE_DTYPE,
+    Quantized,
+    fp8_unsupported_reason,
+    quantize_model,
+)
 from pytest_xfperf.models.module import primary_output
 
 if TYPE_CHECKING:
@@ -21,7 +31,7 @@ if TYPE_CHECKING:
     from pytest_xfperf.backends.base import RunnerContext
 
 MODES = ("eager", "graph", "compile")
-DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", **BASE_DTYPE}
 GRAPH_WARMUP = 3  # eager calls on a side stream before capture, as torch's docs require
 
 
@@ -31,7 +41,29 @@ def create(context: RunnerContext) -> TorchCudaRunner:
     return TorchCudaRunner(context.model(), context.case.precision, mode,
                            tf32=bool(context.options.get("tf32", False)),
                            compile_mode=str(context.options.get("compile_mode",
-                                                                "reduce-overhead")))
+                                                                "reduce-overhead")),
+                           attention=str(context.options.get("attention", "sdpa")),
+                           quantizer=choose_quantizer(str(context.options.get("quantizer",
+                                                                              "auto"))))
+
+
+def choose_quantizer(asked: str) -> str:
+    """"auto": torchao when it imports, else the plugin's own layers."""
+    if asked != "auto":
+        return asked
+    import importlib.util
+
+    return "torchao" if importlib.util.find_spec("torchao") is not None else "builtin"
+
+
+def set_attention(model: torch.nn.Module, attention: str) -> str:
+    """Switch a transformers model's attention implementation; return the one it runs.
+    Other modules keep theirs (reported as "model's own")."""
+    switch = getattr(model, "set_attn_implementation", None)
+    if switch is None or getattr(model, "config", None) is None:
+        return "model's own"
+    switch(attention)
+    return str(getattr(model.config, "_attn_implementation", attention))
 
 
 def require_cuda() -> None:
@@ -67,12 +99,18 @@ def cuda_synchronize() -> None:
 
 class TorchCudaRunner:
     def __init__(self, model: torch.nn.Module, precision: str, mode: str = "eager",
-                 tf32: bool = False, compile_mode: str = "reduce-overhead") -> None:
+                 tf32: bool = False, compile_mode: str = "reduce-overhead",
+                 attention: str = "sdpa", quantizer: str = "builtin") -> None:
         import torch
 
         require_cuda()
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
+        if precision == "fp8":
+            reason = fp8_unsupported_reason(torch.cuda.get_device_capability(),
+                                            torch.cuda.get_device_name())
+            if reason:
+                raise BackendUnavailable(reason)
         self.name = {"eager": "torch-cuda", "graph": "torch-cuda-graph",
                      "compile": "torch-compile"}[mode]
         self._mode = mode
@@ -85,6 +123,10 @@ class TorchCudaRunner:
         self._tf32 = tf32
         # A copy: the CPU model stays the FP32 reference of the session.
         self._model = copy.deepcopy(model).to("cuda", self._dtype).eval()
+        self._attention = set_attention(self._model, attention)
+        self._quantized: Quantized | None = None
+        if precision in BASE_DTYPE:
+            self._quantized = quantize_model(self._model, precision, quantizer)
         self._compiled: Callable[..., Any] | None = None
         self._compile_mode = compile_mode
         if mode == "compile":
@@ -167,12 +209,13 @@ class TorchCudaRunner:
         settings: dict[str, Any] = {
             "device": torch.cuda.get_device_name(), "dtype": str(self._dtype).split(".")[-1],
             "mode": self._mode, "tf32": self._tf32, "torch": torch.__version__,
-            "attention": str(getattr(getattr(self._model, "config", None),
-                                     "_attn_implementation", "")),
+            "attention": self._attention,
             "cuda_runtime": torch.version.cuda, "inputs": "on device, copied before timing",
             "timed": "one call, synchronized (wall clock); device time by CUDA events"}
         if self._mode == "compile":
             settings["compile_mode"] = self._compile_mode
+        if self._quantized is not None:
+            settings.update(self._quantized.settings())
         return settings
 
     def close(self) -> None:

@@ -12,14 +12,15 @@ from pytest_xfperf.report.tables import (
     drop_empty_columns,
     fmt,
     header_facts,
+    si,
     speedup_delta_text,
     summary_counts,
 )
 from pytest_xfperf.result import Result
 
 SINGLE_COLUMNS = ("backend/precision", "p50 ms", "p99 ms", "samples/s", "vs torch",
-                  "cosine", "retrieval", "weights MB", "memory MB", "GPU MB", "p50 vs baseline",
-                  "speed-up vs baseline", "$ / 1M req", "verdict")
+                  "FLOP/s", "% peak", "cosine", "retrieval", "weights MB", "memory MB", "GPU MB",
+                  "p50 vs baseline", "speed-up vs baseline", "$ / 1M req", "verdict")
 SERVING_COLUMNS = ("backend/precision", "req/s", "tokens/s", "p50 ms", "p99 ms", "padding",
                    "cosine", "weights MB", "memory MB", "GPU MB", "vs baseline", "$ / 1M req",
                    "verdict")
@@ -32,6 +33,9 @@ INCLUDES = (
     "offline: requests/s of the median of three passes over a seeded workload of varied "
     "lengths through the dynamic batcher; server: the highest Poisson arrival rate whose p99 "
     "latency (queueing, padding and host copies included) met the bound.",
+    "FLOP/s: the model's matrix-product FLOPs per call (counted by torch's FlopCounterMode) "
+    "over p50; % peak: that against a large matrix product measured on this machine in the "
+    "case's arithmetic and library (cuBLAS on a GPU, ONNX Runtime on the CPU).",
     "cosine/retrieval: agreement with PyTorch FP32 (token outputs; nearest-neighbour agreement "
     "over the bundled sentence corpus).",
     "weights MB: size of what the backend runs (the ONNX file, or the torch module's weights at "
@@ -55,6 +59,7 @@ def _cells(row: Any, serving: bool) -> list[str]:
     tail = [*common_tail[:4], speedup_delta_text(row), *common_tail[4:]]
     return [row.label, fmt(row.p50_ms, ".2f"), fmt(row.p99_ms, ".2f"), fmt(row.throughput, ".1f"),
             fmt(row.speedup, ".2f") + ("x" if row.speedup else ""),
+            si(row.flops_per_s), fmt(row.peak_percent, ".1%"),
             "ref" if r.case.is_fp32_reference else fmt(row.cosine, ".5f"),
             fmt(row.retrieval, ".3f"), *tail]
 

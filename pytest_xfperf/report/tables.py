@@ -37,6 +37,8 @@ class Row:
     padding_share: float | None = None
     tokens_per_s: float | None = None
     speedup_delta: float | None = None  # change of the speed-up vs the baseline's
+    flops_per_s: float | None = None  # achieved at p50 (measure/peak.py)
+    peak_percent: float | None = None  # of the GEMM peak measured at the case's arithmetic
 
     @property
     def failed(self) -> bool:
@@ -72,6 +74,16 @@ def cost_per_million(price_per_hour: float | None, requests_per_s: float | None)
     if price_per_hour is None or not requests_per_s or requests_per_s <= 0:
         return None
     return price_per_hour / 3600 / requests_per_s * 1_000_000
+
+
+def si(value: float | None) -> str:
+    """A FLOP/s figure with its SI prefix: "92.4 G", "11.3 T"."""
+    if value is None:
+        return "-"
+    for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M")):
+        if value >= factor:
+            return f"{value / factor:.3g} {prefix}"
+    return f"{value:.3g}"
 
 
 def speedups(results: Sequence[Result]) -> dict[str, float]:
@@ -128,7 +140,9 @@ def build_groups(results: Sequence[Result], price_per_hour: float | None,
                       _finite(r.accuracy.get("retrieval")),
                       r.gate.deltas.get("p50_ms") if r.gate else None, "p50_ms",
                       cost_per_million(price_per_hour, s.throughput if s else None),
-                      speedup_delta=r.gate.deltas.get("speedup") if r.gate else None)
+                      speedup_delta=r.gate.deltas.get("speedup") if r.gate else None,
+                      flops_per_s=_finite(r.compute.get("flops_per_s")),
+                      peak_percent=_finite(r.compute.get("peak_percent")))
         group.rows.append(row)
     if not failures_first:
         return list(groups.values())

@@ -10,11 +10,13 @@ from pytest_xfperf.report.tables import (
     delta_text,
     fmt,
     serving_figures,
+    si,
     speedup_delta_text,
 )
 from pytest_xfperf.result import Result
 
-HEADER = ("backend/precision", "p50 ms", "p99 ms", "samples/s", "vs torch", "cosine",
+HEADER = ("backend/precision", "p50 ms", "p99 ms", "samples/s", "vs torch", "FLOP/s",
+          "% peak", "cosine",
           "retrieval", "p50 vs base", "speed-up vs base", "verdict")
 SERVING_HEADER = ("backend/precision", "req/s", "tokens/s", "p50 ms", "p99 ms", "padding",
                   "batches", "cosine", "vs base", "verdict")
@@ -24,6 +26,7 @@ def _single_cells(row: Row) -> tuple[str, ...]:
     r = row.result
     return (row.label, fmt(row.p50_ms, ".2f"), fmt(row.p99_ms, ".2f"),
             fmt(row.throughput, ".1f"), fmt(row.speedup, ".2f") + ("x" if row.speedup else ""),
+            si(row.flops_per_s), fmt(row.peak_percent, ".1%"),
             "ref" if r.case.is_fp32_reference else fmt(row.cosine, ".5f"),
             fmt(row.retrieval, ".3f"), delta_text(row), speedup_delta_text(row),
             r.verdict.value)

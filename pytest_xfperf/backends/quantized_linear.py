@@ -1,0 +1,169 @@
+"""INT8 and FP8 linear layers for the PyTorch GPU backends, on the tensor cores' own GEMMs.
+
+Both quantize activations dynamically, one scale per row (token), and weights once, one scale
+per output channel (symmetric), then call PyTorch's low-precision GEMM:
+
+- ``int8-dynamic``: ``torch._int_mm`` (INT8 x INT8 -> INT32), rescaled to FP16;
+- ``fp8``: ``torch._scaled_mm`` on float8 e4m3 with row-wise scales, output BF16.
+
+This is the recipe of torchao's ``Int8DynamicActivationInt8WeightConfig`` and
+``Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())``; ``quantize_model`` uses
+torchao itself when it imports and is asked for, and these layers otherwise (they need
+nothing beyond torch, and both GEMMs also run on the CPU, where the tests check them).
+Only layers whose sizes the GEMMs accept are replaced; the others stay in floating point and
+are counted in the result's settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+# Quantized precision -> the floating-point dtype the rest of the model runs in. FP8's
+# row-wise scaled GEMM returns BF16 only.
+BASE_DTYPE = {"int8-dynamic": "float16", "fp8": "bfloat16"}
+INT8_MAX, FP8_MAX = 127.0, 448.0
+# torch._int_mm on CUDA needs more than 16 rows and sizes that are multiples of 8;
+# torch._scaled_mm needs multiples of 16.
+MIN_INT_MM_ROWS = 17
+MULTIPLE = {"int8-dynamic": 8, "fp8": 16}
+FP8_CAPABILITY = (8, 9)  # Ada and Hopper (and later) have FP8 tensor cores
+
+
+def fp8_unsupported_reason(capability: tuple[int, int], name: str) -> str | None:
+    """Why this GPU cannot run the FP8 precision, or None when it can."""
+    if capability >= FP8_CAPABILITY:
+        return None
+    return (f"fp8 needs FP8 tensor cores (compute capability 8.9 or later: Ada, Hopper); "
+            f"{name} is {capability[0]}.{capability[1]}")
+
+
+def _row_scale(x: torch.Tensor, limit: float) -> torch.Tensor:
+    return x.abs().amax(dim=-1, keepdim=True).float().clamp(min=1e-12) / limit
+
+
+def _module_classes() -> tuple[type, type]:
+    """The two layer classes, defined on first use so that importing this module needs no
+    torch."""
+    import torch
+
+    class Int8Linear(torch.nn.Module):
+        weight: torch.Tensor
+        weight_scale: torch.Tensor
+
+        def __init__(self, linear: torch.nn.Linear) -> None:
+            super().__init__()
+            weight = linear.weight.detach().float()
+            scale = _row_scale(weight, INT8_MAX)  # (out, 1)
+            self.register_buffer("weight", (weight / scale).round().clamp(
+                -INT8_MAX, INT8_MAX).to(torch.int8))
+            self.register_buffer("weight_scale", scale.t().contiguous())  # (1, out)
+            self.bias = (None if linear.bias is None
+                         else torch.nn.Parameter(linear.bias.detach(), requires_grad=False))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            shape = x.shape
+            rows = x.reshape(-1, shape[-1])
+            count = rows.shape[0]
+            if count < MIN_INT_MM_ROWS:  # pad: the GEMM needs more rows than this
+                rows = torch.nn.functional.pad(rows, (0, 0, 0, MIN_INT_MM_ROWS - count))
+            scale = _row_scale(rows, INT8_MAX)
+            quantized = (rows.float() / scale).round().clamp(-INT8_MAX, INT8_MAX).to(
+                torch.int8)
+            product = torch._int_mm(quantized, self.weight.t())
+            out = (product.float() * scale * self.weight_scale)[:count].to(x.dtype)
+            if self.bias is not None:
+                out = out + self.bias
+            return out.reshape(*shape[:-1], out.shape[-1])
+
+    class Fp8Linear(torch.nn.Module):
+        weight: torch.Tensor
+        weight_scale: torch.Tensor
+
+        def __init__(self, linear: torch.nn.Linear) -> None:
+            super().__init__()
+            weight = linear.weight.detach().float()
+            scale = _row_scale(weight, FP8_MAX)
+            self.register_buffer("weight", (weight / scale).to(torch.float8_e4m3fn))
+            self.register_buffer("weight_scale", scale.t().contiguous())
+            self.bias = (None if linear.bias is None
+                         else torch.nn.Parameter(linear.bias.detach(), requires_grad=False))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            shape = x.shape
+            rows = x.reshape(-1, shape[-1])
+            scale = _row_scale(rows, FP8_MAX)
+            quantized = (rows.float() / scale).to(torch.float8_e4m3fn)
+            out = torch._scaled_mm(quantized, self.weight.t(), scale_a=scale,
+                                   scale_b=self.weight_scale, out_dtype=torch.bfloat16)
+            out = out.to(x.dtype)
+            if self.bias is not None:
+                out = out + self.bias
+            return out.reshape(*shape[:-1], out.shape[-1])
+
+    return Int8Linear, Fp8Linear
+
+
+@dataclass(frozen=True)
+class Quantized:
+    """What ``quantize_model`` did, for the result's settings."""
+
+    method: str
+    replaced: int
+    kept: int
+
+    def settings(self) -> dict[str, Any]:
+        return {"quantizer": self.method, "quantized_linears": self.replaced,
+                "float_linears": self.kept}
+
+
+def _eligible(linear: Any, precision: str) -> bool:
+    multiple = MULTIPLE[precision]
+    return bool(linear.in_features % multiple == 0 and linear.out_features % multiple == 0)
+
+
+def quantize_model(model: torch.nn.Module, precision: str, quantizer: str = "builtin"
+                   ) -> Quantized:
+    """Replace the model's eligible ``nn.Linear`` layers in place (the model is on its device
+    at its base dtype). ``quantizer`` is "builtin" (the layers above) or "torchao"."""
+    import torch
+
+    if precision not in BASE_DTYPE:
+        raise ValueError(f"{precision} is not a quantized GPU precision")
+    linears = [(name, m) for name, m in model.named_modules()
+               if isinstance(m, torch.nn.Linear)]
+    eligible = {name for name, m in linears if _eligible(m, precision)}
+    if quantizer == "torchao":
+        return _torchao(model, precision, eligible, len(linears))
+    int8_class, fp8_class = _module_classes()
+    layer = int8_class if precision == "int8-dynamic" else fp8_class
+    for name in eligible:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, layer(getattr(parent, child)).to(
+            next(model.parameters()).device))
+    method = ("torch._int_mm, per-token INT8 activations, per-channel INT8 weights"
+              if precision == "int8-dynamic" else
+              "torch._scaled_mm, per-row float8 e4m3 activations and weights")
+    return Quantized(f"builtin ({method})", len(eligible), len(linears) - len(eligible))
+
+
+def _torchao(model: torch.nn.Module, precision: str, eligible: set[str], total: int
+             ) -> Quantized:
+    import torchao  # type: ignore[import-not-found,unused-ignore]
+    from torchao.quantization import (  # type: ignore[import-not-found,unused-ignore]
+        Float8DynamicActivationFloat8WeightConfig,
+        Int8DynamicActivationInt8WeightConfig,
+        PerRow,
+        quantize_,
+    )
+
+    config = (Int8DynamicActivationInt8WeightConfig() if precision == "int8-dynamic"
+              else Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()))
+    names = {id(m): n for n, m in model.named_modules()}
+    quantize_(model, config, filter_fn=lambda m, *_: names.get(id(m), "") in eligible)
+    return Quantized(f"torchao {torchao.__version__} ({type(config).__name__})",
+                     len(eligible), total - len(eligible))

@@ -1,0 +1,189 @@
+"""How far a case is from the machine's limit: the model's FLOPs per call over its time,
+against a GEMM measured on the same machine at the case's arithmetic.
+
+FLOPs are counted, not estimated: torch's ``FlopCounterMode`` runs the FP32 model once on one
+sequence of the case's length and counts every matrix product (linear layers, attention's two
+batched products, the pooler), two FLOPs per multiply-add; a batch of B costs B times that.
+Element-wise work (softmax, LayerNorm, GELU) is left out, as FLOP/s figures conventionally do.
+
+The peak is a large matrix product in the library and number format the case computes in,
+timed on this machine and kept per machine fingerprint in the cache (``peaks.json``):
+cuBLAS through torch on a GPU (FP32 without TF32, FP16, BF16, INT8 by ``torch._int_mm``, FP8
+by ``torch._scaled_mm``); ONNX Runtime's CPU kernels on the CPU (MatMul in FP32,
+MatMulInteger for the INT8 precisions) on the case's threads. It is a measured attainable
+peak, not the datasheet's: clocks, power limits and the library's best kernel are in it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_xfperf.fileio import atomic_write_bytes, locked
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+PEAK_VERSION = "1"
+GPU_SIZE, CPU_SIZE = 8192, 1024
+WARMUP, REPEATS = 3, 10
+# The arithmetic each precision's matrix products run in.
+ARITHMETIC = {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16", "int8-dynamic": "int8",
+              "int8-static": "int8", "fp8": "fp8"}
+CPU_ARITHMETIC = {"fp16": "fp32"}  # ONNX Runtime's CPU provider computes FP16 graphs in FP32
+
+
+def count_flops(model: torch.nn.Module, inputs: Mapping[str, np.ndarray]) -> float:
+    """Matrix-product FLOPs of one call of ``model`` on ``inputs`` (counted, FP32, CPU)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    tensors = {k: torch.from_numpy(v) for k, v in inputs.items()}
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model(**tensors)
+    return float(counter.get_total_flops())
+
+
+def arithmetic(precision: str, device: str) -> str:
+    if device == "cpu":
+        return CPU_ARITHMETIC.get(precision, ARITHMETIC[precision])
+    return ARITHMETIC[precision]
+
+
+def _best_seconds(call: Callable[[], object], synchronize: Callable[[], None]) -> float:
+    for _ in range(WARMUP):
+        call()
+    synchronize()
+    best = float("inf")
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        call()
+        synchronize()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def _gpu_gemm(kind: str) -> tuple[Callable[[], object], Callable[[], None], float]:
+    import torch
+
+    n = GPU_SIZE
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    if kind == "int8":
+        a = torch.randint(-64, 64, (n, n), device="cuda", dtype=torch.int8, generator=generator)
+        b = torch.randint(-64, 64, (n, n), device="cuda", dtype=torch.int8,
+                          generator=generator)
+        return (lambda: torch._int_mm(a, b.t())), torch.cuda.synchronize, 2.0 * n**3
+    if kind == "fp8":
+        a = torch.randn(n, n, device="cuda", generator=generator).to(torch.float8_e4m3fn)
+        b = torch.randn(n, n, device="cuda", generator=generator).to(torch.float8_e4m3fn)
+        scale_a = torch.ones(n, 1, device="cuda")
+        scale_b = torch.ones(1, n, device="cuda")
+        return (lambda: torch._scaled_mm(a, b.t(), scale_a=scale_a, scale_b=scale_b,
+                                         out_dtype=torch.bfloat16),
+                torch.cuda.synchronize, 2.0 * n**3)
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[kind]
+    a = torch.randn(n, n, device="cuda", dtype=dtype, generator=generator)
+    b = torch.randn(n, n, device="cuda", dtype=dtype, generator=generator)
+
+    def product() -> object:
+        previous = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False  # FP32 means FP32 here
+        try:
+            return a @ b
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = previous
+
+    return product, torch.cuda.synchronize, 2.0 * n**3
+
+
+def _cpu_gemm(kind: str, threads: int) -> tuple[Callable[[], object], Callable[[], None],
+                                                  float]:
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    n = CPU_SIZE
+    rng = np.random.default_rng(0)
+    if kind == "int8":
+        weight = rng.integers(-64, 64, (n, n), dtype=np.int8)
+        node = helper.make_node("MatMulInteger", ["x", "w"], ["y"])
+        x_type, y_type = TensorProto.UINT8, TensorProto.INT32
+        feed = rng.integers(0, 255, (n, n), dtype=np.uint8)
+    else:
+        weight = rng.standard_normal((n, n)).astype(np.float32)
+        node = helper.make_node("MatMul", ["x", "w"], ["y"])
+        x_type = y_type = TensorProto.FLOAT
+        feed = rng.standard_normal((n, n)).astype(np.float32)
+    graph = helper.make_graph([node], "xfperf-peak",
+                              [helper.make_tensor_value_info("x", x_type, [n, n])],
+                              [helper.make_tensor_value_info("y", y_type, [n, n])],
+                              [numpy_helper.from_array(weight, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = min(model.ir_version, onnx.IR_VERSION)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    return (lambda: session.run(["y"], {"x": feed})), (lambda: None), 2.0 * n**3
+
+
+def peak_identity(device: str, kind: str, threads: int) -> str:
+    if device == "cuda":
+        import torch
+
+        return (f"gemm{PEAK_VERSION} {kind} {GPU_SIZE}^3 torch {torch.__version__} "
+                f"{torch.cuda.get_device_name()}")
+    import onnxruntime as ort
+
+    return (f"gemm{PEAK_VERSION} {kind} {CPU_SIZE}^3 onnxruntime {ort.__version__} "
+            f"threads={threads}")
+
+
+def measure_peak(device: str, kind: str, threads: int) -> float:
+    """FLOP/s (or OP/s for INT8) of the best of REPEATS large products."""
+    call, synchronize, flops = (_gpu_gemm(kind) if device == "cuda"
+                                else _cpu_gemm(kind, threads))
+    return flops / _best_seconds(call, synchronize)
+
+
+class PeakCache:
+    """Measured peaks of this machine, kept in one JSON file per cache directory and keyed
+    by machine fingerprint key and the peak's identity (library, size, threads)."""
+
+    def __init__(self, path: Path, machine_key: str) -> None:
+        self.path = path
+        self.machine_key = machine_key
+        self._known: dict[str, float] = {}
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}  # missing or damaged: measured again, and the file rewritten
+        return data if isinstance(data, dict) else {}
+
+    def get(self, device: str, kind: str, threads: int) -> tuple[float, str]:
+        """(FLOP/s, identity), measured at most once per machine and identity."""
+        identity = peak_identity(device, kind, threads)
+        if identity in self._known:
+            return self._known[identity], identity
+        with locked(self.path.with_suffix(".lock")):
+            data = self._read()
+            machine = data.get(self.machine_key)
+            value = machine.get(identity) if isinstance(machine, dict) else None
+            if not isinstance(value, (int, float)) or value <= 0:
+                value = measure_peak(device, kind, threads)
+                data.setdefault(self.machine_key, {})
+                if not isinstance(data[self.machine_key], dict):
+                    data[self.machine_key] = {}
+                data[self.machine_key][identity] = value
+                atomic_write_bytes(self.path, (json.dumps(data, indent=1) + "\n").encode())
+        self._known[identity] = float(value)
+        return float(value), identity

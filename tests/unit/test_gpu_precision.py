@@ -1,0 +1,130 @@
+"""Quantized GPU precisions, attention selection and FLOP counting, checked on the CPU.
+
+torch's INT8 and FP8 GEMMs (``torch._int_mm``, ``torch._scaled_mm``) also run on the CPU, so
+the quantized layers are checked here for real; only the CUDA device checks are patched.
+"""
+
+import copy
+
+import pytest
+import torch
+
+from pytest_xfperf.backends import torch_cuda
+from pytest_xfperf.backends.base import BackendUnavailable
+from pytest_xfperf.backends.catalog import BACKENDS, speedup_reference
+from pytest_xfperf.backends.quantized_linear import fp8_unsupported_reason, quantize_model
+from pytest_xfperf.matrix import expand
+from pytest_xfperf.measure.peak import arithmetic, count_flops
+from pytest_xfperf.models.builtin import BUILTIN
+from pytest_xfperf.values import Shape
+
+
+def encoder_flops(layers: int, hidden: int, intermediate: int, seq: int) -> float:
+    """By hand: per token and layer, Q, K, V and the output projection (4 h^2 multiply-adds)
+    and the two feed-forward products (2 h i); per layer, QK^T and AV (2 s^2 h); the pooler
+    (h^2, one token). Two FLOPs per multiply-add."""
+    per_layer = seq * (4 * hidden**2 + 2 * hidden * intermediate) + 2 * seq**2 * hidden
+    return 2.0 * (layers * per_layer + hidden**2)
+
+
+@pytest.mark.parametrize("name,geometry", [
+    ("bert-tiny", (2, 128, 512)),
+    ("bert-base", (12, 768, 3072)),
+])
+def test_counted_flops_equal_the_hand_count(name, geometry):
+    spec = BUILTIN[name](0)
+    counted = count_flops(spec.build(), spec.make_inputs(1, 128, 0))
+    assert counted == encoder_flops(*geometry, seq=128)
+    if name == "bert-base":
+        assert counted == pytest.approx(22.36e9, rel=1e-3)  # the 22.4 GFLOP of the issue
+
+
+def test_quantized_arithmetic_follows_the_precision_and_the_device():
+    assert arithmetic("int8-dynamic", "cuda") == "int8"
+    assert arithmetic("fp8", "cuda") == "fp8"
+    assert arithmetic("fp16", "cuda") == "fp16"
+    assert arithmetic("fp16", "cpu") == "fp32"  # ORT's CPU provider computes FP16 in FP32
+    assert arithmetic("int8-static", "cpu") == "int8"
+
+
+@pytest.mark.parametrize("precision,min_cosine", [("int8-dynamic", 0.995), ("fp8", 0.99)])
+def test_quantized_layers_replace_every_linear_and_stay_close(precision, min_cosine):
+    spec = BUILTIN["bert-tiny"](0)
+    model = spec.build()
+    inputs = {k: torch.from_numpy(v) for k, v in spec.make_inputs(2, 64, 0).items()}
+    with torch.inference_mode():
+        reference = model(**inputs).last_hidden_state
+    quantized = copy.deepcopy(model)
+    done = quantize_model(quantized, precision)
+    assert (done.replaced, done.kept) == (13, 0)  # 2 layers x 6, and the pooler
+    assert done.method.startswith("builtin (torch.")
+    layer = quantized.encoder.layer[0].attention.self.query
+    assert layer.weight.dtype == (torch.int8 if precision == "int8-dynamic"
+                                  else torch.float8_e4m3fn)
+    with torch.inference_mode():
+        out = quantized(**inputs).last_hidden_state
+    keep = inputs["attention_mask"].bool()
+    cosine = torch.nn.functional.cosine_similarity(out[keep], reference[keep], dim=-1)
+    assert cosine.min().item() > min_cosine
+    assert not torch.equal(out, reference)  # it did quantize
+
+
+def test_layers_the_gemm_cannot_take_stay_in_floating_point():
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 10))
+    done = quantize_model(model, "fp8")
+    assert (done.replaced, done.kept) == (1, 1)
+    assert isinstance(model[1], torch.nn.Linear)
+    with pytest.raises(ValueError, match="not a quantized GPU precision"):
+        quantize_model(model, "fp16")
+
+
+def test_fp8_needs_ada_or_hopper():
+    assert fp8_unsupported_reason((9, 0), "NVIDIA H200") is None
+    assert fp8_unsupported_reason((8, 9), "NVIDIA L4") is None
+    reason = fp8_unsupported_reason((8, 0), "NVIDIA A100-SXM4-80GB")
+    assert reason is not None and "8.9" in reason and "A100" in reason and "8.0" in reason
+
+
+def test_fp8_on_an_older_gpu_is_a_skip_with_the_reason(monkeypatch):
+    # No GPU here: the CUDA check and the device queries are patched.
+    monkeypatch.setattr(torch_cuda, "require_cuda", lambda: None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (8, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA A100")
+    with pytest.raises(BackendUnavailable, match="compute capability 8.9"):
+        torch_cuda.TorchCudaRunner(torch.nn.Linear(16, 16), "fp8", "graph")
+
+
+def test_attention_is_sdpa_unless_eager_is_asked():
+    spec = BUILTIN["bert-tiny"](0)
+    model = spec.build()
+    assert model.config._attn_implementation == "eager"  # the export's form, on the CPU
+    assert torch_cuda.set_attention(copy.deepcopy(model), "sdpa") == "sdpa"
+    assert torch_cuda.set_attention(copy.deepcopy(model), "eager") == "eager"
+    assert torch_cuda.set_attention(torch.nn.Linear(4, 4), "sdpa") == "model's own"
+    info = BACKENDS["torch-cuda-graph"]
+    assert info.parse_options({"attention": "eager"}, "t") == {"attention": "eager"}
+    with pytest.raises(ValueError, match="attention"):
+        info.parse_options({"attention": "flash"}, "t")
+
+
+def test_quantizer_auto_takes_torchao_only_when_it_imports(monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert torch_cuda.choose_quantizer("auto") == "builtin"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    assert torch_cuda.choose_quantizer("auto") == "torchao"
+    assert torch_cuda.choose_quantizer("builtin") == "builtin"
+
+
+def test_gpu_quantized_cases_are_measured_against_fp16_pytorch():
+    assert speedup_reference("torch-cuda-graph", "int8-dynamic") == ("torch-cuda-graph", "fp16")
+    assert speedup_reference("torch-compile", "fp8") == ("torch-cuda-graph", "fp16")
+    assert speedup_reference("ort-cuda", "int8-static") == ("torch-cuda-graph", "fp16")
+    assert speedup_reference("torch-cuda", "bf16") == ("torch-cuda-graph", "bf16")
+    assert speedup_reference("ort-cpu", "int8-dynamic") == ("torch-cpu", "fp32")
+    cases = expand([("m", "m")], ["torch-cuda-graph", "ort-cuda-graph"],
+                   ["int8-dynamic", "fp8"], [Shape(1, 128)])
+    reasons = {c.id: c.skip_reason for c in cases}
+    assert reasons["m/torch-cuda-graph/fp8/b1s128"] is None
+    assert "does not run fp8" in (reasons["m/ort-cuda-graph/fp8/b1s128"] or "")
