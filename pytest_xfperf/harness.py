@@ -206,7 +206,10 @@ class CaseHarness:
         flops = per_sequence * case.shape.batch
         achieved = flops / (result.stats.p50_ms / 1000)
         device = BACKENDS[case.backend].device
-        kind = arithmetic(case.precision, device)
+        info = BACKENDS[case.backend]
+        # ONNX Runtime's CUDA provider runs FP32 products in TF32 by default (use_tf32).
+        tf32 = bool(result.runner_settings.get("tf32", info.onnx_target is not None))
+        kind = arithmetic(case.precision, device, tf32)
         threads = case_threads(session.settings.backend_options.get(case.backend, {}))
         peak, identity = session.peaks.get(device, kind, threads)
         result.compute = {"flops_per_call": flops, "flops_per_s": achieved,

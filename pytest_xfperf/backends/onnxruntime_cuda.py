@@ -88,9 +88,17 @@ class OrtCudaRunner:
         self._tunable_op = bool(self._session_options.get("tunable_op", False))
         self._cuda_graph_note = "off"
         self._provider = provider
-        self._session = self._open(cuda_graph)
-        if cuda_graph:
-            self._cuda_graph_note = "on"
+        try:
+            self._session = self._open(cuda_graph)
+            if cuda_graph:
+                self._cuda_graph_note = "on"
+        except Exception as exc:  # ORT raises its own Fail type, not importable by name
+            if not cuda_graph or "graph capture" not in str(exc):
+                raise
+            # Newer ONNX Runtime refuses at session creation what older ones refused at the
+            # first run (a node on the CPU provider): the same fallback as in prepare().
+            self._cuda_graph_note = f"off: ORT could not capture a CUDA graph ({exc})"[:300]
+            self._session = self._open(False)
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._output = self._session.get_outputs()[0].name
         self._binding: Any = None

@@ -8,10 +8,11 @@ Element-wise work (softmax, LayerNorm, GELU) is left out, as FLOP/s figures conv
 
 The peak is a large matrix product in the library and number format the case computes in,
 timed on this machine and kept per machine fingerprint in the cache (``peaks.json``):
-cuBLAS through torch on a GPU (FP32 without TF32, FP16, BF16, INT8 by ``torch._int_mm``, FP8
-by ``torch._scaled_mm``); ONNX Runtime's CPU kernels on the CPU (MatMul in FP32,
-MatMulInteger for the INT8 precisions) on the case's threads. It is a measured attainable
-peak, not the datasheet's: clocks, power limits and the library's best kernel are in it.
+cuBLAS through torch on a GPU (FP32, TF32 where the case's FP32 products use it, FP16, BF16,
+INT8 by ``torch._int_mm``, FP8 by ``torch._scaled_mm``); ONNX Runtime's CPU kernels on the
+CPU (MatMul in FP32, MatMulInteger for the INT8 precisions) on the case's threads. It is a
+measured attainable peak, not the datasheet's: clocks, power limits and the library's best
+kernel are in it.
 """
 
 from __future__ import annotations
@@ -49,9 +50,13 @@ def count_flops(model: torch.nn.Module, inputs: Mapping[str, np.ndarray]) -> flo
     return float(counter.get_total_flops())
 
 
-def arithmetic(precision: str, device: str) -> str:
+def arithmetic(precision: str, device: str, tf32: bool = False) -> str:
+    """The number format a case's matrix products run in; ``tf32``: FP32 products run on
+    TF32 tensor cores (ONNX Runtime's CUDA provider by default, PyTorch when asked)."""
     if device == "cpu":
         return CPU_ARITHMETIC.get(precision, ARITHMETIC[precision])
+    if precision == "fp32" and tf32:
+        return "tf32"
     return ARITHMETIC[precision]
 
 
@@ -86,13 +91,14 @@ def _gpu_gemm(kind: str) -> tuple[Callable[[], object], Callable[[], None], floa
         return (lambda: torch._scaled_mm(a, b.t(), scale_a=scale_a, scale_b=scale_b,
                                          out_dtype=torch.bfloat16),
                 torch.cuda.synchronize, 2.0 * n**3)
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[kind]
+    dtype = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16,
+             "bf16": torch.bfloat16}[kind]
     a = torch.randn(n, n, device="cuda", dtype=dtype, generator=generator)
     b = torch.randn(n, n, device="cuda", dtype=dtype, generator=generator)
 
     def product() -> object:
         previous = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = False  # FP32 means FP32 here
+        torch.backends.cuda.matmul.allow_tf32 = kind == "tf32"
         try:
             return a @ b
         finally:
@@ -104,7 +110,6 @@ def _gpu_gemm(kind: str) -> tuple[Callable[[], object], Callable[[], None], floa
 def _cpu_gemm(kind: str, threads: int) -> tuple[Callable[[], object], Callable[[], None],
                                                   float]:
     import numpy as np
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
@@ -125,7 +130,9 @@ def _cpu_gemm(kind: str, threads: int) -> tuple[Callable[[], object], Callable[[
                               [helper.make_tensor_value_info("y", y_type, [n, n])],
                               [numpy_helper.from_array(weight, "w")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = min(model.ir_version, onnx.IR_VERSION)
+    # IR 8 is the oldest that carries opset 17: every ONNX Runtime this plugin supports
+    # loads it, whatever IR the installed onnx package writes by default.
+    model.ir_version = 8
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

@@ -50,6 +50,17 @@ def test_an_unchanged_run_passes_and_shows_the_figure_it_was_judged_on(
         word = "slower" if shown > 0 else "faster"
         same.stdout.fnmatch_lines([f"*{case['backend']}/fp32*{shown:+.1%} {word}*"])
         assert case["timing"]["yardstick"].startswith("mlp1 onnxruntime ")
+        # FLOP/s and % of this machine's measured FP32 GEMM peak, per case.
+        compute = case["compute"]
+        assert compute["arithmetic"] == "fp32" and compute["flops_per_call"] > 0
+        assert compute["flops_per_s"] == pytest.approx(
+            compute["flops_per_call"] / (case["stats"]["p50_ms"] / 1000), rel=1e-6)
+        assert 0 < compute["peak_percent"] < 2
+        assert compute["peak"].startswith("gemm1 fp32 1024^3 onnxruntime ")
+    # Both backends run the same model and shape: the same FLOPs per call.
+    flops = {c["compute"]["flops_per_call"] for c in read_json(project.path / "r.json")["cases"]}
+    assert len(flops) == 1
+    same.stdout.fnmatch_lines(["*FLOP/s*% peak*"])
 
 
 def test_a_baseline_from_another_machine_is_never_a_regression(project: pytest.Pytester):
@@ -92,7 +103,7 @@ GPU_STAND_INS = textwrap.dedent('''
 
     from pytest_xfperf.backends import catalog, torch_cuda
     from pytest_xfperf.backends.pytorch import TorchCpuRunner
-    from pytest_xfperf.measure import blocks, yardstick
+    from pytest_xfperf.measure import blocks, peak, yardstick
 
     CREATED = []
 
@@ -129,6 +140,9 @@ GPU_STAND_INS = textwrap.dedent('''
         torch.cuda.empty_cache = lambda: None
         blocks._events = lambda: (Event(), Event())
         yardstick.FACTORIES["cuda"] = stand_in_yardstick
+        cpu_identity, cpu_measure = peak.peak_identity, peak.measure_peak
+        peak.peak_identity = lambda d, k, t: "fake-cuda peak" if d == "cuda" else cpu_identity(d, k, t)
+        peak.measure_peak = lambda d, k, t: 1e12 if d == "cuda" else cpu_measure(d, k, t)
 ''')
 
 
@@ -147,6 +161,7 @@ def pytest_sessionfinish(session):
     (case,) = read_json(project.path / "r.json")["cases"]
     assert case["timing"]["clock"] == "device"  # CUDA events (stood in for) decide
     assert case["timing"]["yardstick"] == "fake-cuda gemm"
+    assert case["compute"]["peak"] == "fake-cuda peak"  # the GPU's peak, not the CPU's
     assert case["reference_timing"]["reference"] == "torch-cuda-graph"
     assert case["reference_timing"]["clock"] == "device"
     # Only GPU runners were made: no PyTorch-on-the-CPU reference paced the case.

@@ -5,6 +5,7 @@ the quantized layers are checked here for real; only the CUDA device checks are 
 """
 
 import copy
+import json
 
 import pytest
 import torch
@@ -128,3 +129,21 @@ def test_gpu_quantized_cases_are_measured_against_fp16_pytorch():
     reasons = {c.id: c.skip_reason for c in cases}
     assert reasons["m/torch-cuda-graph/fp8/b1s128"] is None
     assert "does not run fp8" in (reasons["m/ort-cuda-graph/fp8/b1s128"] or "")
+
+
+def test_the_peak_is_measured_once_per_machine_and_a_damaged_file_is_measured_again(tmp_path):
+    from pytest_xfperf.measure.peak import PeakCache
+
+    path = tmp_path / "peaks.json"
+    first, identity = PeakCache(path, "machine-a").get("cpu", "fp32", 1)
+    assert first > 1e8 and identity.startswith("gemm1 fp32 1024^3 onnxruntime ")
+    stored = json.loads(path.read_text())
+    assert stored == {"machine-a": {identity: first}}
+    # A new session on the same machine reads it instead of measuring.
+    assert PeakCache(path, "machine-a").get("cpu", "fp32", 1) == (first, identity)
+    # Another machine's peaks live beside it; a damaged file is measured again and rewritten.
+    PeakCache(path, "machine-b").get("cpu", "fp32", 1)
+    assert set(json.loads(path.read_text())) == {"machine-a", "machine-b"}
+    path.write_text("{not json")
+    again, _ = PeakCache(path, "machine-a").get("cpu", "fp32", 1)
+    assert again > 1e8 and set(json.loads(path.read_text())) == {"machine-a"}
