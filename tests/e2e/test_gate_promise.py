@@ -141,7 +141,8 @@ GPU_STAND_INS = textwrap.dedent('''
         blocks._events = lambda: (Event(), Event())
         yardstick.FACTORIES["cuda"] = stand_in_yardstick
         cpu_identity, cpu_measure = peak.peak_identity, peak.measure_peak
-        peak.peak_identity = lambda d, k, t: "fake-cuda peak" if d == "cuda" else cpu_identity(d, k, t)
+        peak.peak_identity = (
+            lambda d, k, t: "fake-cuda peak" if d == "cuda" else cpu_identity(d, k, t))
         peak.measure_peak = lambda d, k, t: 1e12 if d == "cuda" else cpu_measure(d, k, t)
 ''')
 
