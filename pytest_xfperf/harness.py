@@ -294,7 +294,8 @@ class CaseHarness:
         evidence = Evidence(metrics=result.metrics(), timing=result.timing,
                             speedup=result.reference_timing,
                             accuracy_problems=result.accuracy_problems, drift=result.drift,
-                            timed=not settings.timing_disabled)
+                            timed=not settings.timing_disabled,
+                            samples_ms=result.samples_ms)
         options = replace(settings.gate, tolerances=self.tolerances)
         result.gate = verdict(evidence, baseline, options)
         session.notes.extend(f"{self.case.id}: {note}" for note in result.gate.notes)

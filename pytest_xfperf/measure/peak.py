@@ -110,8 +110,9 @@ def _gpu_gemm(kind: str) -> tuple[Callable[[], object], Callable[[], None], floa
 def _cpu_gemm(kind: str, threads: int) -> tuple[Callable[[], object], Callable[[], None],
                                                   float]:
     import numpy as np
-    import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
+
+    from pytest_xfperf.measure.yardstick import cpu_session
 
     n = CPU_SIZE
     rng = np.random.default_rng(0)
@@ -129,15 +130,7 @@ def _cpu_gemm(kind: str, threads: int) -> tuple[Callable[[], object], Callable[[
                               [helper.make_tensor_value_info("x", x_type, [n, n])],
                               [helper.make_tensor_value_info("y", y_type, [n, n])],
                               [numpy_helper.from_array(weight, "w")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    # IR 8 is the oldest that carries opset 17: every ONNX Runtime this plugin supports
-    # loads it, whatever IR the installed onnx package writes by default.
-    model.ir_version = 8
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
+    session = cpu_session(graph, threads)
     return (lambda: session.run(["y"], {"x": feed})), (lambda: None), 2.0 * n**3
 
 

@@ -39,6 +39,23 @@ def _weights() -> list[Any]:
             for _ in range(LAYERS)]
 
 
+def cpu_session(graph: Any, threads: int) -> Any:
+    """An ONNX Runtime CPU session of a plugin-owned graph (opset 17) on ``threads`` intra-op
+    threads (0: its default) and one inter-op thread."""
+    import onnxruntime as ort
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # IR 8 is the oldest that carries opset 17: every ONNX Runtime this plugin supports
+    # loads it, whatever IR the installed onnx package writes by default.
+    model.ir_version = 8
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])
+
+
 def cpu(threads: int) -> Yardstick:
     """The MLP in ONNX Runtime on ``threads`` intra-op threads (0: its default), for every CPU
     case: ONNX Runtime's and PyTorch's alike, since on a shared host it tracks both better
@@ -57,15 +74,7 @@ def cpu(threads: int) -> Yardstick:
         nodes, "xfperf-yardstick",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [ROWS, WIDTH])],
         [helper.make_tensor_value_info(name, TensorProto.FLOAT, [ROWS, WIDTH])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    # IR 8 is the oldest that carries opset 17: every ONNX Runtime this plugin supports
-    # loads it, whatever IR the installed onnx package writes by default.
-    model.ir_version = 8
-    session_options = ort.SessionOptions()
-    session_options.intra_op_num_threads = threads
-    session_options.inter_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), session_options,
-                                   providers=["CPUExecutionProvider"])
+    session = cpu_session(graph, threads)
     feeds = {"x": np.random.default_rng(0).standard_normal((ROWS, WIDTH)).astype(np.float32)}
     outputs = [name]
     return Yardstick(f"mlp{WORKLOAD_VERSION} onnxruntime {ort.__version__} threads={threads}",

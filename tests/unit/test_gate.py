@@ -82,6 +82,22 @@ def test_thresholds_for_memory_p99_and_accuracy():
     assert judge(1.0, p99_ms=30.0).verdict == Verdict.REGRESSED  # +150 % past p99's 100 %
 
 
+def test_p99_past_its_threshold_in_one_half_of_the_calls_is_a_burst_not_a_regression():
+    calm = [10.0] * 70
+    burst = calm[:40] + [47.0, 52.0, 45.0] + calm[43:]  # host interference, once
+    longer_tail = [30.0 if i % 20 == 0 else 10.0 for i in range(70)]  # every 20th call
+    for samples, expected in ((burst, Verdict.PASS), (longer_tail, Verdict.REGRESSED)):
+        evidence = Evidence(metrics={"p50_ms": 10.0, "p99_ms": 30.0},
+                            timing=record(1.0, 8, seed=1), samples_ms=samples)
+        out = verdict(evidence, entry(), GateOptions())
+        assert out.verdict == expected, samples
+    assert any("not in both halves" in note for note in out.notes) is False
+    burst_out = verdict(Evidence(metrics={"p50_ms": 10.0, "p99_ms": 30.0},
+                                 timing=record(1.0, 8, seed=1), samples_ms=burst),
+                        entry(), GateOptions())
+    assert any("p99_ms" in n and "not in both halves" in n for n in burst_out.notes)
+
+
 def test_accuracy_and_drift_fail_whatever_the_timing():
     evidence = Evidence(metrics={"p50_ms": 10.0}, timing=record(1.0, 8, seed=1),
                         accuracy_problems=["cosine 0.9 < 0.99"])
