@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -141,6 +142,14 @@ def hand_torch_graph(model: Any, inputs: dict[str, Any], rounds: int, precision:
     return statistics.median(samples) * 1000
 
 
+def _hand_ort(path: Path, inputs: dict[str, Any]) -> float:
+    return hand_ort_fp16(path, inputs, 300)
+
+
+def _hand_graph(model: Any, precision: str, inputs: dict[str, Any]) -> float:
+    return hand_torch_graph(model, inputs, 300, precision)
+
+
 def hand_loops(cache: Path, model_name: str, wanted: list[str]) -> dict[str, Any]:
     from pytest_xfperf.artifacts.cache import ArtifactCache
     from pytest_xfperf.artifacts.pipeline import ArtifactPipeline
@@ -157,11 +166,11 @@ def hand_loops(cache: Path, model_name: str, wanted: list[str]) -> dict[str, Any
         inputs = spec.make_inputs(batch, 128, 0)  # the plugin's inputs for this shape
         loops: dict[str, Callable[[dict[str, Any]], float]] = {}
         if artifact is not None:
-            loops["ort-cuda/fp16"] = (lambda x, path=artifact.path: hand_ort_fp16(path, x, 300))
+            loops["ort-cuda/fp16"] = functools.partial(_hand_ort, artifact.path)
         for name in wanted:
             backend, _, precision = name.partition("/")
             if backend == "torch-cuda-graph":
-                loops[name] = (lambda x, p=precision: hand_torch_graph(model, x, 300, p))
+                loops[name] = functools.partial(_hand_graph, model, precision)
         for name, loop in loops.items():
             try:
                 out[f"{name} b{batch}s128 p50 ms"] = round(loop(inputs), 4)

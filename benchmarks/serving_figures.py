@@ -113,7 +113,7 @@ def model_figures(args: argparse.Namespace) -> dict[str, Any]:
     lengths = distribution.sample(args.requests, args.seq, 0)
     execute = runner.run
     # Every shape once, as the plugin's serving cases do before measuring (see warm_up).
-    for padding in ("fixed", "buckets", "longest"):
+    for padding in args.paddings:
         warm = warm_up(execute, pool, BatchPolicy(max(args.batches), 0.0, padding), lengths,
                        WARMUP_SECONDS)
         print(f"warm-up {padding}: {warm}", file=sys.stderr)
@@ -124,7 +124,7 @@ def model_figures(args: argparse.Namespace) -> dict[str, Any]:
         execute(inputs)
         single.append((time.perf_counter() - started) * 1000)
     offline: dict[str, Any] = {}
-    for padding in ("fixed", "buckets", "longest"):
+    for padding in args.paddings:
         for max_batch in args.batches:
             policy = BatchPolicy(max_batch, args.delay / 1000, padding)
             passes = sorted((run(execute, pool, lengths, None, policy)[0]
@@ -135,6 +135,15 @@ def model_figures(args: argparse.Namespace) -> dict[str, Any]:
                 "tokens_per_s": round(median.tokens_per_s, 1),
                 "padding_share": round(median.padding_share, 4),
                 "passes_rps": [round(p.throughput, 2) for p in passes]}
+    figures: dict[str, Any] = {
+        "case": f"{args.model}/{args.backend}/{args.precision}", "seq": args.seq,
+        "lengths": str(distribution), "requests": args.requests,
+        "max_queue_delay_ms": args.delay,
+        "single_request_ms": {"min": round(min(single), 3),
+                              "median": round(sorted(single)[len(single) // 2], 3)},
+        "offline": offline, "runner": runner.settings()}
+    if args.offline_only:
+        return figures
     best_fixed = max((k for k in offline if k.startswith("fixed/")),
                      key=lambda k: offline[k]["throughput_rps"])
     best_dynamic = max((k for k in offline if not k.startswith("fixed/")),
@@ -151,12 +160,7 @@ def model_figures(args: argparse.Namespace) -> dict[str, Any]:
                                      impossible_bound, args.budget, 0, args.trial)).details
     impossible_seconds = time.perf_counter() - started
     return {
-        "case": f"{args.model}/{args.backend}/{args.precision}", "seq": args.seq,
-        "lengths": str(distribution), "requests": args.requests,
-        "max_queue_delay_ms": args.delay,
-        "single_request_ms": {"min": round(min(single), 3),
-                              "median": round(sorted(single)[len(single) // 2], 3)},
-        "offline": offline,
+        **figures,
         "best_fixed": {"setup": best_fixed, **offline[best_fixed]},
         "best_dynamic": {"setup": best_dynamic, **offline[best_dynamic]},
         "dynamic_vs_fixed": round(offline[best_dynamic]["throughput_rps"]
@@ -167,7 +171,6 @@ def model_figures(args: argparse.Namespace) -> dict[str, Any]:
                              "seconds": round(impossible_seconds, 1),
                              "message": impossible["server"]["message"],
                              "trials": len(impossible["server"]["trials"])},
-        "runner": runner.settings(),
     }
 
 
@@ -191,6 +194,10 @@ def main() -> None:
     md.add_argument("--budget", type=float, default=90.0, help="server search budget, s")
     md.add_argument("--trial", type=float, default=5.0, help="seconds per server trial")
     md.add_argument("--server-batch", type=int, default=16)
+    md.add_argument("--paddings", type=lambda t: t.split(","),
+                    default=["fixed", "buckets", "longest"])
+    md.add_argument("--offline-only", action="store_true",
+                    help="offline figures only (no server search); any --paddings")
     args = parser.parse_args()
     result = overhead(args.requests) if args.what == "overhead" else model_figures(args)
     result.update(machine=machine_key(), versions=library_versions(),

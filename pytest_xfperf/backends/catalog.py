@@ -68,6 +68,27 @@ class BackendInfo:
                 "torch-cuda or ort-cuda instead")
 
 
+def parse_provider_options(value: Any) -> dict[str, str]:
+    """A table of ONNX Runtime CUDA provider options; values as ONNX Runtime takes them."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"provider_options must be a table of option = value, got {value!r}; "
+                         "e.g. provider_options = {sdpa_kernel = \"1\"}")
+    reserved = sorted(set(value) & set(RESERVED_PROVIDER_OPTIONS))
+    if reserved:
+        raise ValueError(f"provider_options may not set {', '.join(reserved)}: the plugin sets "
+                         "them (use the ort-cuda-graph backend for a CUDA graph)")
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if isinstance(item, bool):
+            out[key] = "1" if item else "0"
+        elif isinstance(item, (str, int)):
+            out[key] = str(item)
+        else:
+            raise ValueError(f"provider_options.{key} must be a string, integer or boolean, "
+                             f"got {item!r}")
+    return out
+
+
 def _threads(value: Any) -> int:
     return parse_count(value, "threads (0: the library's default)")
 
@@ -93,7 +114,13 @@ TORCH_CUDA_OPTIONS: dict[str, Callable[[Any], Any]] = {
 }
 # Kernel tuning, off unless asked and recorded in each result's settings when on:
 # ORT's TunableOp on the CUDA provider times candidate GEMM kernels per shape at first use.
-ORT_CUDA_OPTIONS: dict[str, Callable[[Any], Any]] = {"tunable_op": parse_bool}
+# provider_options: further CUDA provider options (ONNX Runtime's names and string values,
+# e.g. sdpa_kernel, enable_skip_layer_norm_strict_mode), passed through and recorded.
+ORT_CUDA_OPTIONS: dict[str, Callable[[Any], Any]] = {
+    "tunable_op": parse_bool, "provider_options": lambda v: parse_provider_options(v)}
+# Set by the plugin itself: the device, the CUDA graph (a backend of its own) and the stream
+# its CUDA events are recorded on.
+RESERVED_PROVIDER_OPTIONS = ("device_id", "enable_cuda_graph", "user_compute_stream")
 # TensorRT's builder effort, 0-5 (TensorRT's default 3; higher searches more tactics).
 TENSORRT_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "builder_optimization_level": lambda v: _level(v)}

@@ -51,8 +51,10 @@ def load_ort_gpu() -> Any:
 
 
 def provider_options(provider: str, cuda_graph: bool, stream: int,
-                     precision: str, tunable_op: bool = False) -> tuple[str, dict[str, str]]:
-    """The provider and its options, as ORT's Python API takes them (all strings)."""
+                     precision: str, tunable_op: bool = False,
+                     extra: Mapping[str, str] | None = None) -> tuple[str, dict[str, str]]:
+    """The provider and its options, as ORT's Python API takes them (all strings); ``extra``:
+    the user's ``provider_options`` (CUDA provider only)."""
     if provider == "TensorrtExecutionProvider":
         return provider, {"device_id": "0", "trt_fp16_enable": str(precision != "fp32"),
                           "trt_int8_enable": str(precision == "int8-static"),
@@ -62,6 +64,7 @@ def provider_options(provider: str, cuda_graph: bool, stream: int,
                "user_compute_stream": str(stream), "do_copy_in_default_stream": "1"}
     if tunable_op:  # kernel tuning: each GEMM shape's kernels are timed at its first run
         options.update(tunable_op_enable="1", tunable_op_tuning_enable="1")
+    options.update(extra or {})
     return provider, options
 
 
@@ -86,6 +89,7 @@ class OrtCudaRunner:
         self._stream = torch.cuda.current_stream().cuda_stream
         self._session_options = dict(options or {})
         self._tunable_op = bool(self._session_options.get("tunable_op", False))
+        self._extra: dict[str, str] = dict(self._session_options.get("provider_options", {}))
         self._cuda_graph_note = "off"
         self._provider = provider
         try:
@@ -112,7 +116,7 @@ class OrtCudaRunner:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = [provider_options(self._provider, cuda_graph, self._stream,
-                                      self._precision, self._tunable_op),
+                                      self._precision, self._tunable_op, self._extra),
                      "CPUExecutionProvider"]
         session = ort.InferenceSession(str(self._path), options, providers=providers)
         if session.get_providers()[0] != self._provider:
@@ -161,18 +165,22 @@ class OrtCudaRunner:
                 self._plain = self._ort.InferenceSession(
                     str(self._path), providers=[provider_options(
                         self._provider, False, self._stream, self._precision,
-                        self._tunable_op)])
+                        self._tunable_op, self._extra)])
             result: np.ndarray = self._plain.run([self._output], feeds)[0]
             return result
         result = self._session.run([self._output], feeds)[0]
         return result
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """One call from host arrays to a host array, as a service makes it: ``session.run``,
+        which copies in and out itself. Only a captured CUDA graph goes through the prepared
+        binding, since it can run no other way."""
         import torch
 
-        if self._binding is not None and self._output_buffer is not None and all(
-                k not in self._keep or tuple(self._keep[k].shape) == v.shape
-                for k, v in inputs.items()):
+        if self._wants_graph and self._cuda_graph_note == "on" and self._binding is not None \
+                and self._output_buffer is not None and all(
+                    k not in self._keep or tuple(self._keep[k].shape) == v.shape
+                    for k, v in inputs.items()):
             for name, value in inputs.items():
                 if name in self._keep:
                     self._keep[name].copy_(torch.from_numpy(value))
@@ -184,7 +192,9 @@ class OrtCudaRunner:
         cuda_synchronize()
 
     def settings(self) -> dict[str, Any]:
-        tuning = {"tunable_op": "on"} if self._tunable_op else {}
+        tuning: dict[str, Any] = {"tunable_op": "on"} if self._tunable_op else {}
+        if self._extra:
+            tuning["provider_options"] = dict(sorted(self._extra.items()))
         return {"provider": self._provider, "cuda_graph": self._cuda_graph_note, **tuning,
                 "io_binding": "inputs and output on the device (torch-owned buffers)",
                 "stream": "torch's current stream", "onnxruntime": self._ort.__version__,

@@ -5,8 +5,8 @@ are decided by the block rule of ``rule.py`` on block records, in two views that
 p99, memory, serving rates and accuracy by thresholds (p99 of a few dozen calls has no useful
 interval; the others are not noisy). A p99 past its threshold counts only when the p99 of each
 half of the run's calls, in time order, is past it too: a tail that grew shows in both halves,
-one burst of host interference (a few consecutive calls) in one. Metric names, units and directions come from
-``metrics.METRICS``.
+one burst of host interference (a few consecutive calls) in one. Metric names, units and
+directions come from ``metrics.METRICS``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from pytest_xfperf.baselines import rule
 from pytest_xfperf.measure.stats import percentile
 from pytest_xfperf.metrics import METRICS, Verdict
 from pytest_xfperf.settings import GateOptions, Tolerances
-
 
 MIN_HALF_CALLS = 10  # fewer calls in a half than this: the p99 is read on the whole run
 

@@ -14,6 +14,7 @@ request thread would have queued it, so latency includes the wait for a busy mod
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections import Counter
@@ -158,7 +159,10 @@ def run(
         if keep:
             for request_id, item in unbatch(batch, outputs):
                 if request_id in keep:
-                    kept[request_id] = item
+                    # A copy: a view would keep the whole batch's output alive, and every
+                    # later batch would then pay for fresh host pages (on an H200's host, 17
+                    # ms for BERT-base's 25 MB output at 64x128, 4x the model's own call).
+                    kept[request_id] = copy.copy(item)  # an array: a copy of its data
         sizes[batch.size] += 1
         real += batch.real_tokens
         padded += batch.padded_tokens

@@ -125,3 +125,20 @@ def test_provider_options_are_strings_and_pin_the_stream():
     assert name == "CUDAExecutionProvider" and options["enable_cuda_graph"] == "1"
     assert options["user_compute_stream"] == "1234"
     assert all(isinstance(v, str) for v in options.values())
+
+
+def test_user_provider_options_pass_through_but_not_over_the_plugins_own():
+    from pytest_xfperf.backends.onnxruntime_cuda import provider_options
+
+    parsed = BACKENDS["ort-cuda"].parse_options(
+        {"provider_options": {"sdpa_kernel": 1, "enable_skip_layer_norm_strict_mode": False}},
+        "pyproject.toml [tool.xfperf.ort-cuda]")
+    extra = parsed["provider_options"]
+    assert extra == {"sdpa_kernel": "1", "enable_skip_layer_norm_strict_mode": "0"}
+    _, options = provider_options("CUDAExecutionProvider", False, 7, "fp16", extra=extra)
+    assert options["sdpa_kernel"] == "1" and options["user_compute_stream"] == "7"
+    for bad, words in (({"enable_cuda_graph": "1"}, "may not set enable_cuda_graph"),
+                       ({"sdpa_kernel": [1]}, "provider_options.sdpa_kernel must be"),
+                       ("sdpa_kernel=1", "must be a table")):
+        with pytest.raises(ValueError, match=words):
+            BACKENDS["ort-cuda"].parse_options({"provider_options": bad}, "pyproject.toml")

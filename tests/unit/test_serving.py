@@ -199,6 +199,9 @@ def test_offline_batches_everything_and_counts_padding():
     # request 3 (32 tokens) comes back whole, with its own tokens (pool row 3)
     assert kept[3].shape == (32, 2) and kept[3][0, 0] == 3 * 32 + 1
     assert kept[5].shape == (4, 2)
+    # Kept outputs own their data: a view would keep each whole batch output alive, and every
+    # later batch would pay for fresh host pages (measured on the H200 host: docs/serving.md).
+    assert all(item.base is None and item.flags.owndata for item in kept.values())
 
 
 def test_server_latency_includes_queueing_and_the_delay_timeout():
