@@ -196,7 +196,8 @@ class OrtCudaRunner:
         if self._extra:
             tuning["provider_options"] = dict(sorted(self._extra.items()))
         return {"provider": self._provider, "cuda_graph": self._cuda_graph_note, **tuning,
-                "io_binding": "inputs and output on the device (torch-owned buffers)",
+                "io_binding": "single-stream timing: inputs and output on the device "
+                              "(torch-owned buffers); serving: session.run from host arrays",
                 "stream": "torch's current stream", "onnxruntime": self._ort.__version__,
                 "timed": "run_with_iobinding, synchronized (wall clock); device time by CUDA "
                          "events"}
