@@ -1,7 +1,7 @@
 """Every builtin family reaches ORT's full fusion, on small configs of the same architecture.
 
 The full-size counts (BERT-base/large, RoBERTa-base, DistilBERT-base, MiniLM-L6) are measured
-by benchmarks/fusion_counts.py and listed in docs/measurements.md.
+by `python benchmarks/pipeline_figures.py fusions` and listed in docs/measurements.md.
 """
 
 import pytest
