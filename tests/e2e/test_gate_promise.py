@@ -36,7 +36,11 @@ def test_a_deeper_model_fails_though_its_speedup_reference_slows_with_it(
 def test_an_unchanged_run_passes_and_shows_the_figure_it_was_judged_on(
         project: pytest.Pytester):
     run(project, "--xfperf-update-baselines").assert_outcomes(passed=2)
-    same = run(project, "--xfperf-report", "r.json", "--xfperf-tolerance", "50%")
+    # The speed-up's PyTorch reference is timed in blocks of its own, not interleaved with the
+    # case: on the 2-core CI host a recording of it has been seen 45 % slow, so it gets the
+    # same loose tolerance as the latency here (this test is about the figure shown).
+    same = run(project, "--xfperf-report", "r.json", "--xfperf-tolerance", "50%",
+               "--xfperf-tolerances", "speedup=0.5")
     same.assert_outcomes(passed=2)
     for case in read_json(project.path / "r.json")["cases"]:
         decision = case["baseline"]["decisions"]["p50_ms"]
