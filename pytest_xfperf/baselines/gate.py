@@ -141,12 +141,22 @@ def _thresholds(evidence: Evidence, baseline: Mapping[str, Any], tolerances: Tol
             change = now - then
             worse = metric.direction * change < -tolerance
             detail = f"{name} {then:.4f} -> {now:.4f} (allowed drop {tolerance})"
-        else:
+        elif then > 0:
             change = now / then - 1.0
             worse = (metric.direction * change < -tolerance
                      and abs(now - then) >= metric.slack)
             detail = (f"{name} baseline {metric.render(then)}, now {metric.render(now)} "
                       f"({change:+.1%}, tolerance {tolerance:.0%})")
+        else:
+            # A zero baseline (the memory of a case too small to grow the process) has no
+            # ratio: only a move past the metric's slack, the wrong way, counts.
+            worse = metric.direction * (now - then) < 0 and abs(now - then) >= max(
+                metric.slack, 1e-12)
+            if worse:
+                outcome.regressions.append(
+                    f"{name} baseline {metric.render(then)}, now {metric.render(now)} (from "
+                    f"zero, past the {metric.render(metric.slack)} allowance)")
+            continue
         outcome.deltas[name] = change
         if worse and name == "p99_ms" and not _tail_in_both_halves(evidence.samples_ms,
                                                                    then * (1 + tolerance)):

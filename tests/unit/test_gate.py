@@ -82,6 +82,15 @@ def test_thresholds_for_memory_p99_and_accuracy():
     assert judge(1.0, p99_ms=30.0).verdict == Verdict.REGRESSED  # +150 % past p99's 100 %
 
 
+def test_a_zero_memory_baseline_is_judged_by_the_slack_not_a_ratio():
+    zero = entry(memory_mb=0.0)
+    assert judge(1.0, baseline=zero, memory_mb=0.5).verdict == Verdict.PASS
+    grown = judge(1.0, baseline=zero, memory_mb=300.0)
+    assert grown.verdict == Verdict.REGRESSED
+    assert "memory_mb baseline" in grown.regressions[0] and "from zero" in grown.regressions[0]
+    assert "memory_mb" not in grown.deltas
+
+
 def test_p99_past_its_threshold_in_one_half_of_the_calls_is_a_burst_not_a_regression():
     calm = [10.0] * 70
     burst = calm[:40] + [47.0, 52.0, 45.0] + calm[43:]  # host interference, once
