@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import subprocess
 import sys
@@ -128,18 +127,10 @@ def main() -> None:
                             "max_over_min": round(max(medians) / min(medians), 3),
                             "within_process_spread_median": round(statistics.median(
                                 r["case_spread"] for r in runs if r["setting"] == setting), 4)}
-    cpu: dict[str, Any] = {}
-    with open("/proc/cpuinfo") as handle:
-        for line in handle:
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "cpu family", "model") and key.strip() not in cpu:
-                cpu[key.strip()] = value.strip()
-            if key.strip() == "flags" and "flags" not in cpu:
-                flags = value.split()
-                cpu["flags"] = [f for f in ("avx2", "avx512f", "avx512_vnni", "amx_tile")
-                                if f in flags]
-    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu,
-              "cores": len(os.sched_getaffinity(0)), "summary": summary, "runs": runs}
+    from pytest_xfperf.baselines.machine import cpu_fingerprint
+
+    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_fingerprint(),
+              "summary": summary, "runs": runs}
     with open(args.out, "w") as handle:
         json.dump(result, handle, indent=1)
     print(json.dumps(summary, indent=1))

@@ -41,7 +41,8 @@ class Metric:
     ``direction`` is +1 where higher is better; ``tolerance`` names the field of
     ``settings.Tolerances`` that bounds it; ``absolute`` metrics are compared by their drop,
     the others by their ratio; ``slack`` is a change too small to flag whatever the ratio
-    (host memory depends on what earlier cases left in the allocators)."""
+    (host memory depends on what earlier cases left in the allocators); a ``tail`` metric
+    (a high percentile of the calls) counts only when both halves of the run show it."""
 
     name: str
     unit: str
@@ -52,6 +53,7 @@ class Metric:
     timing: bool = False  # needs timing (not measured under --benchmark-disable)
     absolute: bool = False
     slack: float = 0.0
+    tail: bool = False
 
     def render(self, value: float) -> str:
         return format(value, self.format) + (f" {self.unit}" if self.unit else "")
@@ -62,7 +64,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("p50_ms", "ms", -1, "p50", "p50 latency", ".3f", timing=True),
     Metric("throughput", "/s", +1, "throughput", "samples/s", ".1f", timing=True),
     Metric("speedup", "x", +1, "speedup", "speed-up vs PyTorch", ".2f", timing=True),
-    Metric("p99_ms", "ms", -1, "p99", "p99 latency", ".3f", timing=True),
+    Metric("p99_ms", "ms", -1, "p99", "p99 latency", ".3f", timing=True, tail=True),
     Metric("tokens_per_s", "tok/s", +1, "throughput", "tokens/s", ".0f", timing=True),
     Metric("max_rate", "req/s", +1, "throughput", "max rate at the p99 bound", ".1f",
            timing=True),

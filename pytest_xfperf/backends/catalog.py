@@ -68,6 +68,11 @@ class BackendInfo:
                 "torch-cuda or ort-cuda instead")
 
 
+# Set by the plugin itself: the device, the CUDA graph (a backend of its own) and the stream
+# its CUDA events are recorded on.
+RESERVED_PROVIDER_OPTIONS = ("device_id", "enable_cuda_graph", "user_compute_stream")
+
+
 def parse_provider_options(value: Any) -> dict[str, str]:
     """A table of ONNX Runtime CUDA provider options; values as ONNX Runtime takes them."""
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
@@ -117,10 +122,7 @@ TORCH_CUDA_OPTIONS: dict[str, Callable[[Any], Any]] = {
 # provider_options: further CUDA provider options (ONNX Runtime's names and string values,
 # e.g. sdpa_kernel, enable_skip_layer_norm_strict_mode), passed through and recorded.
 ORT_CUDA_OPTIONS: dict[str, Callable[[Any], Any]] = {
-    "tunable_op": parse_bool, "provider_options": lambda v: parse_provider_options(v)}
-# Set by the plugin itself: the device, the CUDA graph (a backend of its own) and the stream
-# its CUDA events are recorded on.
-RESERVED_PROVIDER_OPTIONS = ("device_id", "enable_cuda_graph", "user_compute_stream")
+    "tunable_op": parse_bool, "provider_options": parse_provider_options}
 # TensorRT's builder effort, 0-5 (TensorRT's default 3; higher searches more tactics).
 TENSORRT_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "builder_optimization_level": lambda v: _level(v)}

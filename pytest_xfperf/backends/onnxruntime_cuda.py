@@ -156,9 +156,14 @@ class OrtCudaRunner:
         self._keep = tensors  # the bound buffers must outlive the binding
         return lambda: session.run_with_iobinding(binding)
 
+    @property
+    def _graph_captured(self) -> bool:
+        """The session runs a captured CUDA graph (asked for, and ORT did not refuse it)."""
+        return self._wants_graph and self._cuda_graph_note == "on"
+
     def _plain_run(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         feeds = {k: v for k, v in inputs.items() if k in self._input_names}
-        if self._wants_graph and self._cuda_graph_note == "on":
+        if self._graph_captured:
             # A CUDA-graph session runs only through its captured binding: other shapes go
             # through a graph-free session of the same file (outside timing).
             if self._plain is None:
@@ -177,7 +182,7 @@ class OrtCudaRunner:
         binding, since it can run no other way."""
         import torch
 
-        if self._wants_graph and self._cuda_graph_note == "on" and self._binding is not None \
+        if self._graph_captured and self._binding is not None \
                 and self._output_buffer is not None and all(
                     k not in self._keep or tuple(self._keep[k].shape) == v.shape
                     for k, v in inputs.items()):

@@ -137,6 +137,7 @@ def _thresholds(evidence: Evidence, baseline: Mapping[str, Any], tolerances: Tol
             continue
         now, then = float(evidence.metrics[name]), float(then_metrics[name])
         tolerance = getattr(tolerances, metric.tolerance)
+        change: float | None
         if metric.absolute:
             change = now - then
             worse = metric.direction * change < -tolerance
@@ -150,16 +151,14 @@ def _thresholds(evidence: Evidence, baseline: Mapping[str, Any], tolerances: Tol
         else:
             # A zero baseline (the memory of a case too small to grow the process) has no
             # ratio: only a move past the metric's slack, the wrong way, counts.
-            worse = metric.direction * (now - then) < 0 and abs(now - then) >= max(
-                metric.slack, 1e-12)
-            if worse:
-                outcome.regressions.append(
-                    f"{name} baseline {metric.render(then)}, now {metric.render(now)} (from "
-                    f"zero, past the {metric.render(metric.slack)} allowance)")
-            continue
-        outcome.deltas[name] = change
-        if worse and name == "p99_ms" and not _tail_in_both_halves(evidence.samples_ms,
-                                                                   then * (1 + tolerance)):
+            change = None
+            worse = metric.direction * (now - then) < 0 and abs(now - then) >= metric.slack
+            detail = (f"{name} baseline {metric.render(then)}, now {metric.render(now)} (from "
+                      f"zero, past the {metric.render(metric.slack)} allowance)")
+        if change is not None:
+            outcome.deltas[name] = change
+        if worse and metric.tail and not _tail_in_both_halves(evidence.samples_ms,
+                                                              then * (1 + tolerance)):
             outcome.notes.append(f"{detail}: not in both halves of the run's calls (a burst, "
                                  "not a longer tail), so not a regression")
             continue
