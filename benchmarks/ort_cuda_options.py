@@ -48,7 +48,7 @@ def time_variant(path: Path, graph: bool, extra: dict[str, str], inputs: dict[st
     import torch
 
     from pytest_xfperf.backends.onnxruntime_cuda import OrtCudaRunner
-    from pytest_xfperf.measure.blocks import Timed, _time_block
+    from pytest_xfperf.measure.blocks import Timed, time_block
 
     started = time.perf_counter()
     runner = OrtCudaRunner(path, "fp16", cuda_graph=graph, options={"provider_options": extra})
@@ -57,7 +57,7 @@ def time_variant(path: Path, graph: bool, extra: dict[str, str], inputs: dict[st
     for _ in range(20):
         call()
     runner.synchronize()
-    wall, device = _time_block(Timed(call, runner.synchronize, device=True), rounds, 0.0, 60.0)
+    wall, device = time_block(Timed(call, runner.synchronize, device=True), rounds, 0.0, 60.0)
     hand = []
     for _ in range(rounds):
         t0 = time.perf_counter()

@@ -41,6 +41,7 @@ from pytest_xfperf.versions import library_versions, version_changes
 if TYPE_CHECKING:
     import numpy as np
 
+    from pytest_xfperf.generation.generators import Generator
     from pytest_xfperf.session import XfperfSession
 
 
@@ -63,6 +64,8 @@ class CaseHarness:
         self._memory = PeakMemory()
         self._gpu_memory: Any = None  # measure.gpu.GpuMemory for CUDA backends
         self._call: Callable[[], object] | None = None
+        self.generator: Generator | None = None  # generative cases (generation/)
+        self.generation_build: dict[str, Any] = {}
 
     # -- setup and close ----------------------------------------------------------------
     def setup(self) -> None:
@@ -76,21 +79,46 @@ class CaseHarness:
         except (BackendUnavailable, ModuleNotFoundError) as exc:
             pytest.skip(str(exc))
         self.inputs = self.spec.make_inputs(case.shape.batch, case.shape.seq, session.settings.seed)
+        if case.generative:
+            self._setup_generation()
+            return
         if not case.serving:  # serving cases check each request against its own reference
             session.reference(self.spec, self.inputs)  # before the memory window: shared
         self.artifact = session.artifact(case, self.spec)
         self._measure_reference()  # before the memory window too: its runner is shared
+        self._start_memory_windows()
+        try:
+            self.runner = session.make_runner(case, self.spec, self.artifact)
+        except BackendUnavailable as exc:  # e.g. onnxruntime without the CUDA provider
+            pytest.skip(str(exc))
+
+    def _start_memory_windows(self) -> None:
+        """Host memory (RSS) always; the device's too on CUDA backends (finish_memory ends
+        them)."""
         self._memory.start()
-        probe = BACKENDS[case.backend].memory_probe
+        probe = BACKENDS[self.case.backend].memory_probe
         if probe != "rss":
             from pytest_xfperf.measure.gpu import GpuMemory
 
             self._gpu_memory = GpuMemory(probe)
             self._gpu_memory.start()
+
+    def _setup_generation(self) -> None:
+        from pytest_xfperf.generation.check import make_generator, reference_generation
+
+        if not self.case.is_fp32_reference:  # before the memory window: shared
+            try:
+                reference_generation(self.session, self.spec, self.inputs["input_ids"],
+                                     self.case.shape.new_tokens)
+            except TypeError as exc:  # a model that cannot generate: this case fails
+                pytest.fail(f"{self.case.id}: {exc}", pytrace=False)
+        self._start_memory_windows()
         try:
-            self.runner = session.make_runner(case, self.spec, self.artifact)
-        except BackendUnavailable as exc:  # e.g. onnxruntime without the CUDA provider
+            self.generator = make_generator(self)
+        except BackendUnavailable as exc:
             pytest.skip(str(exc))
+        except TypeError as exc:
+            pytest.fail(f"{self.case.id}: {exc}", pytrace=False)
 
     def _measure_reference(self) -> None:
         """The speed-up's PyTorch reference, measured (once per model, shape and device) for
@@ -106,6 +134,9 @@ class CaseHarness:
         if self.runner is not None:
             self.runner.close()
             self.runner = None
+        if self.generator is not None:
+            self.generator.close()
+            self.generator = None
         if BACKENDS[self.case.backend].device == "cuda":
             # Out of memory in one case must not starve the next: return cached blocks.
             import torch
@@ -127,16 +158,23 @@ class CaseHarness:
         ``benchmark`` is pytest-benchmark's fixture when available: the samples are published
         to it, and ``--benchmark-disable`` turns this into a single accuracy-only run.
         """
-        assert self.runner is not None, "setup() did not run"
+        assert self.runner is not None or self.generator is not None, "setup() did not run"
         if benchmark is None and self._benchmark_provider is not None:
             benchmark = self._benchmark_provider()
+        worker = self.generator if self.generator is not None else self.runner
+        assert worker is not None
         result = Result(case=self.case, versions=library_versions(),
-                        runner_settings=self.runner.settings())
-        if self.case.serving:
+                        runner_settings=worker.settings())
+        if self.generator is not None:
+            from pytest_xfperf.generation.check import generate_case
+
+            generate_case(self, result)
+        elif self.case.serving:
             from pytest_xfperf.serving.check import serve_case
 
             serve_case(self, result)
         else:
+            assert self.runner is not None
             self._measure(result)
             self._check_accuracy(result, self.runner.run(self.inputs))
         self._judge(result)
@@ -236,6 +274,9 @@ class CaseHarness:
             self._gpu_memory.stop()
             result.gpu_memory_mb = self._gpu_memory.peak_mb
             result.gpu_memory_mode = self._gpu_memory.mode
+        if self.generation_build:
+            result.build_seconds = dict(self.generation_build.get("build_seconds", {}))
+            result.built_now = list(self.generation_build.get("built_now", []))
         if self.artifact is not None:
             result.graph = self.artifact.graph
             result.build_seconds = self.artifact.build_seconds
@@ -295,7 +336,9 @@ class CaseHarness:
                             speedup=result.reference_timing,
                             accuracy_problems=result.accuracy_problems, drift=result.drift,
                             timed=not settings.timing_disabled,
-                            samples_ms=result.samples_ms)
+                            samples_ms=result.samples_ms,
+                            timing_metric=result.timing_metric,
+                            more_timing=result.more_timing)
         options = replace(settings.gate, tolerances=self.tolerances)
         result.gate = verdict(evidence, baseline, options)
         session.notes.extend(f"{self.case.id}: {note}" for note in result.gate.notes)

@@ -6,9 +6,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pytest_xfperf.backends.catalog import BACKENDS, PRECISIONS, speedup_reference
+from pytest_xfperf.backends.catalog import (
+    BACKENDS,
+    PRECISIONS,
+    generation_unsupported_reason,
+    speedup_reference,
+)
 from pytest_xfperf.settings import Tolerances
-from pytest_xfperf.values import Shape, check_known, parse_shapes, parse_tolerance, split_list
+from pytest_xfperf.values import (
+    GENERATION_FORM,
+    Shape,
+    check_known,
+    parse_shapes,
+    parse_tolerance,
+    split_list,
+)
 
 MARKER_KEYS = ("models", "backends", "precisions", "shapes", "scenarios", "tolerance",
                "tolerances")
@@ -44,6 +56,11 @@ class Case:
         return self.scenario != SINGLE_STREAM
 
     @property
+    def generative(self) -> bool:
+        """Prefill and greedy decode of a causal LM (its shape says how many new tokens)."""
+        return self.shape.generative
+
+    @property
     def ref(self) -> str:
         return self.model_ref or self.model
 
@@ -59,25 +76,58 @@ class Case:
         return (self.backend, self.precision) == speedup_reference(self.backend, self.precision)
 
 
+def model_shapes(name: str, shapes: Sequence[Shape], positions: int | None) -> list[Shape]:
+    """The shapes of ``shapes`` that fit the model: generative ones (bBpPnN) for a generative
+    model, whose ``positions`` (0: unknown) bound prompt plus new tokens; BATCHxSEQ for an
+    encoder (``positions`` None). A model left with none is a usage error naming the form."""
+    if positions is None:
+        fitting = [s for s in shapes if not s.generative]
+        if not fitting:
+            raise ValueError(f"model {name!r} is an encoder: give it a shape BATCHxSEQ, for "
+                             f"example 1x128 (got {', '.join(map(str, shapes))})")
+        return fitting
+    fitting = [s for s in shapes if s.generative]
+    if not fitting:
+        raise ValueError(f"model {name!r} is generative: its shapes say the batch, the prompt "
+                         f"and the new tokens as {GENERATION_FORM} (got "
+                         f"{', '.join(map(str, shapes))})")
+    for shape in fitting:
+        if positions and shape.seq + shape.new_tokens > positions:
+            raise ValueError(f"shape {shape} needs {shape.seq + shape.new_tokens} positions; "
+                             f"model {name!r} has {positions}: shorten the prompt or the new "
+                             "tokens")
+    return fitting
+
+
 def expand(
     models: Sequence[tuple[str, str]],
     backends: Sequence[str],
     precisions: Sequence[str],
     shapes: Sequence[Shape],
     scenarios: Sequence[str] = (SINGLE_STREAM,),
+    generative: Mapping[str, int] | None = None,
 ) -> list[Case]:
-    """All combinations; those a backend cannot run carry a skip reason instead of vanishing."""
+    """All combinations; those a backend cannot run carry a skip reason instead of vanishing.
+
+    ``generative`` maps the names of generative models to their position limit (0: unknown);
+    every other model is an encoder. A mixed matrix pairs each model with its kind of shape.
+    """
     check_known("backend", backends, BACKENDS)
     check_known("precision", precisions, PRECISIONS)
+    generative = generative or {}
     cases = []
     for model_ref, model_name in models:
+        fitting = model_shapes(model_name, shapes, generative.get(model_name))
         for scenario in scenarios:
-            for shape in shapes:
+            for shape in fitting:
                 for backend in backends:
                     for precision in precisions:
                         info = BACKENDS[backend]
                         reason = info.unsupported_reason(precision)
-                        if reason is None and scenario != SINGLE_STREAM:
+                        if reason is None and shape.generative:
+                            reason = generation_unsupported_reason(backend, precision,
+                                                                   scenario)
+                        elif reason is None and scenario != SINGLE_STREAM:
                             reason = info.serving_unsupported_reason()
                         cases.append(Case(model_name, backend, precision, shape, model_ref,
                                           reason, scenario))

@@ -174,6 +174,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             overrides.get("precisions", matrix.precisions),
             overrides.get("shapes", matrix.shapes),
             overrides.get("scenarios", matrix.scenarios),
+            registry.generative(models),
         )
         cases = with_marker_tolerances(cases, settings.gate.tolerances, overrides)
     except ValueError as exc:

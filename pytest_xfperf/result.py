@@ -44,6 +44,12 @@ class Result:
     timing: dict[str, Any] | None = None
     reference_timing: dict[str, Any] | None = None
     speedup: float | None = None  # eager PyTorch on the same device / this case, this run
+    # Generative cases (generation/): ``timing`` is the TPOT's block record, ``more_timing``
+    # the TTFT's; ``generation`` holds their details, ``generation_metrics`` the gated figures.
+    timing_metric: str = "p50_ms"
+    more_timing: dict[str, Any] = field(default_factory=dict)
+    generation: dict[str, Any] = field(default_factory=dict)
+    generation_metrics: dict[str, float] = field(default_factory=dict)
     rounds: int = 0  # rounds of blocks the stopping rule took
     # FLOPs per call, achieved FLOP/s at p50, the measured peak and its share (measure/peak.py)
     compute: dict[str, Any] = field(default_factory=dict)
@@ -55,7 +61,7 @@ class Result:
     def from_json(cls, data: dict[str, Any]) -> Result:
         """Rebuild what reports need from ``as_json()`` output (sent by xdist workers)."""
         case = Case(data["model"], data["backend"], data["precision"],
-                    Shape(int(data["batch"]), int(data["seq"])),
+                    Shape(int(data["batch"]), int(data["seq"]), int(data.get("new_tokens", 0))),
                     scenario=str(data.get("scenario", "single-stream")))
         baseline = data.get("baseline")
         gate = None
@@ -83,12 +89,20 @@ class Result:
             serving_metrics=dict(data.get("serving_metrics") or {}),
             bound_unmet=str(data.get("bound_unmet", "")),
             speedup=data.get("speedup"), verdict=verdict, raw=data,
+            generation=dict(data.get("generation") or {}),
+            generation_metrics=dict(data.get("generation_metrics") or {}),
             compute=dict(data.get("compute") or {}),
         )
 
     def metrics(self) -> dict[str, float]:
         """The gated figures of this result (see baselines.gate.GATED)."""
         values: dict[str, float] = {}
+        if self.case.generative:
+            values.update(self.generation_metrics)
+            for key in ("cosine", "top1", "token_agreement"):
+                if key in self.accuracy:
+                    values[key] = self.accuracy[key]
+            return values
         if self.stats is not None:
             values.update(p50_ms=self.stats.p50_ms, p99_ms=self.stats.p99_ms,
                           throughput=self.stats.throughput)
@@ -141,6 +155,7 @@ class Result:
         return {
             "id": case.id, "model": case.model, "backend": case.backend,
             "precision": case.precision, "batch": case.shape.batch, "seq": case.shape.seq,
+            "new_tokens": case.shape.new_tokens,
             "scenario": case.scenario, "verdict": self.verdict.value,
             "stats": self.stats.as_dict() if self.stats else None,
             "samples_ms": self.samples_ms,
@@ -153,6 +168,8 @@ class Result:
             "timing": self.timing, "reference_timing": self.reference_timing,
             "accuracy": self.accuracy, "accuracy_problems": self.accuracy_problems,
             "serving": self.serving or None, "serving_metrics": self.serving_metrics,
+            "generation": self.generation or None,
+            "generation_metrics": self.generation_metrics, "more_timing": self.more_timing,
             "bound_unmet": self.bound_unmet,
             "baseline": None if self.gate is None else {
                 "deltas": self.gate.deltas, "regressions": self.gate.regressions,

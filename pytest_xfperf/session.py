@@ -96,6 +96,8 @@ class XfperfSession:
         self._model: torch.nn.Module | None = None
         self._references: dict[tuple[str, str], np.ndarray] = {}
         self._corpus_reference: dict[tuple[str, int], np.ndarray] = {}
+        # FP32 PyTorch generations (prompt logits, tokens) by model and prompt (generation/).
+        self.generation_references: dict[Any, tuple[np.ndarray, np.ndarray]] = {}
 
     def _look_for_other_machines(self, directory: Path) -> None:
         """No baseline for this machine: name the nearest file of another machine and how it

@@ -178,7 +178,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("backends", "matrix.backends", "backends to run, e.g. torch-cpu,ort-cpu", _tuple),
     Option("precisions", "matrix.precisions", "precisions to run, e.g. fp32,int8-dynamic",
            _tuple),
-    Option("shapes", "matrix.shapes", "input shapes BATCHxSEQ, e.g. 1x128,8x128",
+    Option("shapes", "matrix.shapes", "input shapes BATCHxSEQ, e.g. 1x128,8x128; for a "
+           "generative model bBATCHpPROMPTnNEW, e.g. b1p128n32",
            parse_shapes),
     Option("scenarios", "matrix.scenarios", "serving scenarios: single-stream (default: one "
            "request at a time), offline (all requests at once, dynamic batching), server "

@@ -14,38 +14,57 @@ from dataclasses import dataclass
 from typing import Any
 
 _SHAPE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+_GENERATION_SHAPE = re.compile(r"^\s*b(\d+)p(\d+)n(\d+)\s*$", re.IGNORECASE)
 MAX_BATCH = 4096
 MAX_SEQ = 8192
+MAX_NEW_TOKENS = 4096
+GENERATION_FORM = "bBATCHpPROMPTnNEW, for example b1p128n32"
 
 
 @dataclass(frozen=True, order=True)
 class Shape:
-    """One input geometry: batch size and sequence length."""
+    """One input geometry: batch size and sequence length; for a generative model also the
+    number of new tokens (``seq`` is then the prompt's length)."""
 
     batch: int
     seq: int
+    new_tokens: int = 0  # 0: an encoder shape (BATCHxSEQ)
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch <= MAX_BATCH:
             raise ValueError(f"batch size {self.batch} is outside 1..{MAX_BATCH}")
         if not 1 <= self.seq <= MAX_SEQ:
             raise ValueError(f"sequence length {self.seq} is outside 1..{MAX_SEQ}")
+        if not 0 <= self.new_tokens <= MAX_NEW_TOKENS:
+            raise ValueError(f"new tokens {self.new_tokens} is outside 1..{MAX_NEW_TOKENS}")
 
     @classmethod
     def parse(cls, text: str) -> Shape:
         match = _SHAPE.match(text)
-        if match is None:
-            raise ValueError(
-                f"malformed shape {text!r}: write BATCHxSEQ, for example 1x128 or 8x256"
-            )
-        return cls(int(match.group(1)), int(match.group(2)))
+        if match is not None:
+            return cls(int(match.group(1)), int(match.group(2)))
+        match = _GENERATION_SHAPE.match(text)
+        if match is not None:
+            if int(match.group(3)) == 0:
+                raise ValueError(f"shape {text!r} generates no token: n must be at least 1")
+            return cls(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+        raise ValueError(
+            f"malformed shape {text!r}: write BATCHxSEQ for an encoder (for example 1x128 or "
+            f"8x256) or {GENERATION_FORM} for a generative model"
+        )
+
+    @property
+    def generative(self) -> bool:
+        return self.new_tokens > 0
 
     @property
     def label(self) -> str:
+        if self.generative:
+            return f"b{self.batch}p{self.seq}n{self.new_tokens}"
         return f"b{self.batch}s{self.seq}"
 
     def __str__(self) -> str:
-        return f"{self.batch}x{self.seq}"
+        return self.label if self.generative else f"{self.batch}x{self.seq}"
 
 
 def split_list(value: str | Sequence[str]) -> list[str]:

@@ -212,6 +212,33 @@ def speedup_reference(backend: str, precision: str) -> tuple[str, str]:
     return reference.name, fallback if fallback in reference.precisions else "fp32"
 
 
+# Generation (prefill and greedy decode with a KV cache, generation/): each backend runs it
+# the way its library does. The PyTorch backends use transformers' dynamic cache, or on
+# torch-cuda-graph a static cache with the decode step captured in a CUDA graph; the ONNX
+# Runtime backends an export with the past keys and values as inputs and outputs.
+GENERATION_PRECISIONS: dict[str, tuple[str, ...]] = {
+    "torch-cpu": ("fp32",),
+    "ort-cpu": ("fp32", "int8-dynamic"),
+    "torch-cuda": ("fp32", "fp16", "bf16"),
+    "torch-cuda-graph": ("fp32", "fp16", "bf16"),
+    "ort-cuda": ("fp32", "fp16"),
+}
+
+
+def generation_unsupported_reason(backend: str, precision: str, scenario: str) -> str | None:
+    """Why ``backend`` does not generate at ``precision`` (None: it does)."""
+    if scenario != "single-stream":
+        return (f"the {scenario} scenario batches encoder requests; generative cases run "
+                "single-stream (a batch of prompts decoded together)")
+    runs = GENERATION_PRECISIONS.get(backend)
+    if runs is None:
+        ran = ", ".join(GENERATION_PRECISIONS)
+        return f"{backend} has no generation path in pytest-xfperf (generation runs on {ran})"
+    if precision not in runs:
+        return f"{backend} generates in {', '.join(runs)}, not {precision}"
+    return None
+
+
 def load_factory(info: BackendInfo) -> Callable[..., Any]:
     """The backend's ``create`` function, imported now (heavy imports happen here)."""
     import importlib

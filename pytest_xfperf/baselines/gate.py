@@ -1,12 +1,13 @@
 """The verdict of one case against its baseline entry: a pure function of data.
 
-Latency (and the single-stream throughput, its inverse) and the speed-up over eager PyTorch
-are decided by the block rule of ``rule.py`` on block records, in two views that must agree;
-p99, memory, serving rates and accuracy by thresholds (p99 of a few dozen calls has no useful
-interval; the others are not noisy). A p99 past its threshold counts only when the p99 of each
-half of the run's calls, in time order, is past it too: a tail that grew shows in both halves,
-one burst of host interference (a few consecutive calls) in one. Metric names, units and
-directions come from ``metrics.METRICS``.
+Latency (and the single-stream throughput, its inverse), a generative case's time to first
+token and time per output token (and tokens/s, the TPOT's inverse), and the speed-up over eager
+PyTorch are decided by the block rule of ``rule.py`` on block records, in two views that must
+agree; p99, memory, serving rates and accuracy by thresholds (p99 of a few dozen calls has no
+useful interval; the others are not noisy). A p99 past its threshold counts only when the p99
+of each half of the run's calls, in time order, is past it too: a tail that grew shows in both
+halves, one burst of host interference (a few consecutive calls) in one. Metric names, units
+and directions come from ``metrics.METRICS``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ class Evidence:
     drift: Sequence[str] = ()
     timed: bool = True  # False under --benchmark-disable: timing metrics are not gated
     samples_ms: Sequence[float] = ()  # every timed call, in time order (the p99's halves)
+    timing_metric: str = "p50_ms"  # what ``timing`` times (tpot_ms for a generative case)
+    more_timing: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # ttft_ms, ...
+
+    def records(self) -> dict[str, Mapping[str, Any]]:
+        """Every block record of this run by the metric it decides, ``timing``'s first."""
+        if not self.timing:
+            return {}
+        return {self.timing_metric: self.timing, **self.more_timing}
 
 
 @dataclass
@@ -81,18 +90,38 @@ def _comparable(now: Mapping[str, Any] | None, then: Any) -> bool:
             and then.get("reference") == now.get("reference"))
 
 
+def baseline_records(baseline: Mapping[str, Any] | None, metric: str
+                     ) -> dict[str, Mapping[str, Any]]:
+    """A baseline entry's block records by metric: ``timing`` decides ``metric`` (the
+    entry's primary timed figure), ``more_timing`` the others (a generative case's TTFT)."""
+    if not baseline or not isinstance(baseline.get("timing"), Mapping):
+        return {}
+    more = baseline.get("more_timing")
+    return {metric: baseline["timing"], **(more if isinstance(more, Mapping) else {})}
+
+
 def decided(now: Mapping[str, Any], reference: Mapping[str, Any] | None,
             baseline: Mapping[str, Any] | None, tolerances: Tolerances,
-            policy: rule.GatePolicy, final: bool) -> bool:
-    """The stopping rule after the blocks measured so far: are latency and speed-up both
-    decided (or is there nothing to decide them against)?"""
-    then = baseline.get("timing") if baseline else None
-    if not _comparable(now, then):
+            policy: rule.GatePolicy, final: bool, metric: str = "p50_ms",
+            more: Mapping[str, Mapping[str, Any]] | None = None) -> bool:
+    """The stopping rule after the blocks measured so far: are every block metric (``now``
+    times ``metric``; ``more`` holds further records by metric) and the speed-up decided, or
+    is there nothing to decide them against?"""
+    then_records = baseline_records(baseline, metric)
+    if not _comparable(now, then_records.get(metric)):
         return True  # nothing to decide against: stop at the first round
-    assert baseline is not None and then is not None
-    views, _ = block_views(now, then, policy.confidence)
-    if rule.agree(views, tolerances.p50, final) is None:
-        return False
+    assert baseline is not None
+    views: list[rule.Shift] = []
+    for name, record in {metric: now, **(more or {})}.items():
+        then = then_records.get(name)
+        if not _comparable(record, then):
+            continue
+        assert then is not None
+        shifts, _ = block_views(record, then, policy.confidence)
+        if rule.agree(shifts, getattr(tolerances, METRICS[name].tolerance), final) is None:
+            return False
+        if name == metric:
+            views = shifts
     then_ref = baseline.get("speedup")
     if reference is None or not _comparable(reference, then_ref):
         return True
@@ -107,10 +136,12 @@ def _decide_block(metric: str, views: list[rule.Shift], tolerance: float,
     decided = rule.agree(views, tolerance, final=True)
     assert decided is not None
     shown = rule.binding(views)
-    change = shown.ratio - 1 if metric == "p50_ms" else 1 / shown.ratio - 1
+    spec = METRICS[metric]
+    # A time (direction -1) changes by the ratio; a rate or the speed-up by its inverse.
+    change = shown.ratio - 1 if spec.direction < 0 else 1 / shown.ratio - 1
     outcome.deltas[metric] = change
-    if metric == "p50_ms":
-        outcome.deltas["throughput"] = 1 / shown.ratio - 1
+    if spec.inverse:
+        outcome.deltas[spec.inverse] = 1 / shown.ratio - 1
     outcome.decisions[metric] = {"outcome": decided.value, "tolerance": tolerance,
                                  **shown.as_dict(),
                                  "views": [view.as_dict() for view in views]}
@@ -184,15 +215,23 @@ def verdict(evidence: Evidence, baseline: Mapping[str, Any] | None, options: Gat
     tolerances, policy = options.tolerances, options.policy
     if baseline is not None:
         decided: set[str] = set()
-        then_timing = baseline.get("timing")
-        if evidence.timed and evidence.timing and then_timing:
-            if _comparable(evidence.timing, then_timing):
-                views, note = block_views(evidence.timing, then_timing, policy.confidence)
-                if note:
+        then_records = baseline_records(baseline, evidence.timing_metric)
+        primary = evidence.timing_metric
+        if evidence.timed and evidence.timing and then_records:
+            for metric, record in evidence.records().items():
+                if not _comparable(record, then_records.get(metric)):
+                    continue
+                shifts, note = block_views(record, then_records[metric], policy.confidence)
+                if note and metric == primary:
                     outcome.notes.append(note)
-                _decide_block("p50_ms", views, tolerances.p50, outcome,
-                              _figures("p50_ms", evidence.metrics, baseline))
-                decided |= {"p50_ms", "throughput"}
+                spec = METRICS[metric]
+                _decide_block(metric, shifts, getattr(tolerances, spec.tolerance), outcome,
+                              _figures(metric, evidence.metrics, baseline))
+                decided |= {metric, spec.inverse} - {""}
+            if _comparable(evidence.timing, then_records.get(primary)):
+                assert evidence.timing is not None
+                views, _ = block_views(evidence.timing, then_records[primary],
+                                       policy.confidence)
                 then_ref, now_ref = baseline.get("speedup"), evidence.speedup
                 if _comparable(now_ref, then_ref):
                     assert now_ref is not None and then_ref is not None
@@ -207,7 +246,7 @@ def verdict(evidence: Evidence, baseline: Mapping[str, Any] | None, options: Gat
             outcome.notes.append("the baseline entry has no block record (recorded by an "
                                  "older pytest-xfperf): latency is not gated; record it again "
                                  "with --xfperf-update-baselines")
-            decided |= {"p50_ms", "throughput", "speedup"}
+            decided |= {"p50_ms", "throughput", "speedup", "ttft_ms", "tpot_ms", "tokens_per_s"}
         decided.add("speedup")  # never by threshold: only against its block record
         _thresholds(evidence, baseline, tolerances, decided, outcome)
     outcome.verdict = _summarize(evidence, baseline, outcome, options)

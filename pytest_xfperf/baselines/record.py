@@ -43,6 +43,10 @@ def entry(result: Result) -> dict[str, Any]:
         out["timing"] = _rounded(result.timing)
     if result.reference_timing:
         out["speedup"] = _rounded(result.reference_timing)
+    if result.more_timing:
+        out["more_timing"] = {k: _rounded(v) for k, v in result.more_timing.items()}
+    if result.generation:
+        out["generation"] = result.generation
     if result.serving:
         out["serving"] = result.serving
     if result.accuracy_problems:

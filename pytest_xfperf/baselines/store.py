@@ -165,6 +165,13 @@ def validate_entry(case_id: str, entry: Any) -> None:
         record = _object(entry, name, where)
         if record is not None:
             _check_record(record, f"{where}.{name}")
+    more = _object(entry, "more_timing", where)
+    for name, record in (more or {}).items():
+        if name not in METRICS or not isinstance(record, dict):
+            raise ValueError(f"{where}.more_timing.{name} must be a block record of a metric "
+                             f"(valid: {', '.join(METRICS)})")
+        _check_record(record, f"{where}.more_timing.{name}")
+    _object(entry, "generation", where)
 
 
 def _check_samples(samples: Any, where: str) -> None:

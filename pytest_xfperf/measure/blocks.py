@@ -40,6 +40,13 @@ class BlockPlan:
     yardstick_calls: int
     warmup_rounds: int
 
+    def yardstick_block_seconds(self, case_block_seconds: float) -> float:
+        """The yardstick block after a case block that lasted ``case_block_seconds``: the
+        policy's share of it. A case whose minimum calls outlast the planned block (slow
+        calls, a generation) gets a proportionally longer yardstick block, not a shorter
+        share."""
+        return self.yardstick_seconds * max(1.0, case_block_seconds / self.case_seconds)
+
     @classmethod
     def of(cls, timing: TimingPolicy, policy: GatePolicy) -> BlockPlan:
         seconds = timing.min_time / policy.first_blocks
@@ -67,7 +74,7 @@ class Series:
         return len(self.case_ms)
 
 
-def _time_block(target: Timed, calls: int, seconds: float, max_seconds: float
+def time_block(target: Timed, calls: int, seconds: float, max_seconds: float
                 ) -> tuple[list[float], list[float]]:
     """Wall-clock and (GPU) device milliseconds of each call of one block."""
     wall: list[float] = []
@@ -114,17 +121,19 @@ def measure(series: Series, case: Timed, yardstick: Timed | None, plan: BlockPla
     with gc_paused():
         for _ in range(blocks):
             t0 = clock()
-            wall, device = _time_block(case, plan.case_calls, plan.case_seconds,
+            wall, device = time_block(case, plan.case_calls, plan.case_seconds,
                                        plan.case_max_seconds)
-            series.case_seconds += clock() - t0
+            lasted = clock() - t0
+            series.case_seconds += lasted
             series.samples_ms += wall
             series.device_ms += device
             series.case_ms.append(statistics.median(device if case.device else wall))
             if yardstick is None:
                 continue
             t0 = clock()
-            y_wall, y_device = _time_block(yardstick, plan.yardstick_calls,
-                                           plan.yardstick_seconds, plan.case_max_seconds)
+            y_wall, y_device = time_block(yardstick, plan.yardstick_calls,
+                                          plan.yardstick_block_seconds(lasted),
+                                          plan.case_max_seconds)
             series.yardstick_seconds += clock() - t0
             series.yardstick_ms.append(statistics.median(y_device if yardstick.device
                                                          else y_wall))

@@ -134,7 +134,35 @@ def _cpu_gemm(kind: str, threads: int) -> tuple[Callable[[], object], Callable[[
     return (lambda: session.run(["y"], {"x": feed})), (lambda: None), 2.0 * n**3
 
 
+COPY_BYTES = 1 << 30  # GPU; the CPU copies a quarter of it
+
+
+def _copy(device: str) -> tuple[Callable[[], object], Callable[[], None], float]:
+    """A large copy, for the memory-bound figure (decode): bytes read plus bytes written."""
+    if device == "cuda":
+        import torch
+
+        source = torch.empty(COPY_BYTES, dtype=torch.uint8, device="cuda")
+        target = torch.empty_like(source)
+        return (lambda: target.copy_(source)), torch.cuda.synchronize, 2.0 * COPY_BYTES
+    import numpy as np
+
+    size = COPY_BYTES // 4
+    source_array = np.ones(size, dtype=np.uint8)
+    target_array = np.empty_like(source_array)
+    return (lambda: np.copyto(target_array, source_array)), (lambda: None), 2.0 * size
+
+
 def peak_identity(device: str, kind: str, threads: int) -> str:
+    if kind == "copy":
+        if device == "cuda":
+            import torch
+
+            return (f"copy{PEAK_VERSION} {COPY_BYTES} B torch {torch.__version__} "
+                    f"{torch.cuda.get_device_name()}")
+        import numpy as np
+
+        return f"copy{PEAK_VERSION} {COPY_BYTES // 4} B numpy {np.__version__} one thread"
     if device == "cuda":
         import torch
 
@@ -147,9 +175,13 @@ def peak_identity(device: str, kind: str, threads: int) -> str:
 
 
 def measure_peak(device: str, kind: str, threads: int) -> float:
-    """FLOP/s (or OP/s for INT8) of the best of REPEATS large products."""
-    call, synchronize, flops = (_gpu_gemm(kind) if device == "cuda"
-                                else _cpu_gemm(kind, threads))
+    """FLOP/s (or OP/s for INT8) of the best of REPEATS large products; for ``kind``
+    "copy", bytes/s of a large copy (read plus write)."""
+    if kind == "copy":
+        call, synchronize, flops = _copy(device)
+    else:
+        call, synchronize, flops = (_gpu_gemm(kind) if device == "cuda"
+                                    else _cpu_gemm(kind, threads))
     return flops / _best_seconds(call, synchronize)
 
 

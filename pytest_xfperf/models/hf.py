@@ -77,6 +77,58 @@ def random_weights_spec(
     )
 
 
+def _positions(config: Mapping[str, Any]) -> int:
+    return int(config.get("max_position_embeddings", config.get("n_positions", 0)) or 0)
+
+
+def prompt_inputs(batch: int, prompt: int, seed: int, vocab_size: int) -> dict[str, np.ndarray]:
+    """Seeded prompt tokens of one length, unpadded: every row of a generation batch starts
+    decoding at the same position, as a batched greedy benchmark does."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, batch, prompt, 7])
+    ids = rng.integers(1, vocab_size, size=(batch, prompt), dtype=np.int64)
+    return {"input_ids": ids, "attention_mask": np.ones((batch, prompt), dtype=np.int64)}
+
+
+def causal_lm_spec(
+    name: str, family: str, config: Mapping[str, Any], seed: int, description: str
+) -> ModelSpec:
+    """A causal LM from a config with seeded random weights, SDPA attention (transformers'
+    default, what a PyTorch user runs)."""
+
+    def build() -> torch.nn.Module:
+        import torch
+        import transformers
+
+        hf_config = transformers.AutoConfig.for_model(family, **config)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model: torch.nn.Module = transformers.AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
+                hf_config, attn_implementation="sdpa")
+        return model.eval()
+
+    vocab = int(config.get("vocab_size", 32000))
+    identity = json.dumps({"family": family, "config": dict(config), "seed": seed,
+                           "head": "causal-lm"}, sort_keys=True)
+    return ModelSpec(
+        name=name, build=build,
+        make_inputs=lambda batch, prompt, input_seed: prompt_inputs(batch, prompt, input_seed,
+                                                                    vocab),
+        identity=identity, family=family,
+        num_heads=int(config.get("num_attention_heads", config.get("n_head", 0))),
+        hidden_size=int(config.get("hidden_size", config.get("n_embd", 0))),
+        num_layers=int(config.get("num_hidden_layers", config.get("n_layer", 0))),
+        description=description, generative=True, max_positions=_positions(config),
+    )
+
+
+def is_causal_lm(config: Mapping[str, Any]) -> bool:
+    """Whether a Hugging Face config.json describes a causal LM (its saved architecture)."""
+    architectures = config.get("architectures") or []
+    return any(str(a).endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
+
+
 def _digest_dir(path: Path) -> str:
     """Digest of a checkpoint directory's files: the cache identity of a local model."""
     digest = hashlib.sha256()
@@ -104,6 +156,8 @@ def local_dir_spec(path: Path, name: str | None = None, description: str = "") -
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{config_file}: unreadable config ({exc})") from None
     family = str(config.get("model_type", ""))
+    if is_causal_lm(config):
+        return _local_causal_lm(path, config, name, description)
     has_tokenizer = any((path / f).is_file() for f in ("tokenizer.json", "vocab.txt"))
     vocab = int(config.get("vocab_size", 30522))
     with_tt = family in _TOKEN_TYPE_FAMILIES
@@ -149,6 +203,29 @@ def local_dir_spec(path: Path, name: str | None = None, description: str = "") -
         num_layers=_layers(config),
         tokenize=tokenize if has_tokenizer else None,
         description=description or f"local checkpoint {path}",
+    )
+
+
+def _local_causal_lm(path: Path, config: Mapping[str, Any], name: str | None,
+                     description: str) -> ModelSpec:
+    def build() -> torch.nn.Module:
+        import transformers
+
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        model: torch.nn.Module = transformers.AutoModelForCausalLM.from_pretrained(
+            str(path), attn_implementation="sdpa")
+        return model.eval()
+
+    vocab = int(config.get("vocab_size", 32000))
+    return ModelSpec(
+        name=name or sanitize_name(path.name), build=build,
+        make_inputs=lambda batch, prompt, seed: prompt_inputs(batch, prompt, seed, vocab),
+        identity="dir:" + _digest_dir(path), family=str(config.get("model_type", "")),
+        num_heads=int(config.get("num_attention_heads", config.get("n_head", 0))),
+        hidden_size=int(config.get("hidden_size", config.get("n_embd", 0))),
+        num_layers=int(config.get("num_hidden_layers", config.get("n_layer", 0))),
+        description=description or f"local causal LM {path}", generative=True,
+        max_positions=_positions(config),
     )
 
 

@@ -65,6 +65,18 @@ class ModelRegistry:
             if looks_like_path(name):
                 self.get(name)  # validates the directory now, as a usage error
 
+    def generative(self, names: Sequence[str]) -> dict[str, int]:
+        """The generative models among ``names`` (by case name) and their position limits."""
+        found: dict[str, int] = {}
+        for name in names:
+            try:
+                spec = self.get(name)
+            except ModuleNotFoundError:
+                continue  # a builtin encoder whose package is missing: skipped at setup
+            if spec.generative:
+                found[spec.name] = spec.max_positions
+        return found
+
     def get(self, name: str) -> ModelSpec:
         if name not in self._resolved:
             if name in self._user:

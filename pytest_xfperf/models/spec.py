@@ -37,6 +37,12 @@ class ModelSpec:
 
     ``tokenize(texts, seq)``, when given, turns sentences into inputs: it enables the
     retrieval-agreement accuracy check on the bundled sentence corpus.
+
+    A ``generative`` model is a causal language model: ``build`` returns a module like a
+    Hugging Face ``*ForCausalLM`` (``forward(input_ids, attention_mask, position_ids,
+    past_key_values, use_cache)`` returning ``logits`` and ``past_key_values``), its
+    ``make_inputs`` returns the prompt's ``input_ids`` and ``attention_mask``, and its shapes
+    are written bBATCHpPROMPTnNEW. ``max_positions`` (0: unknown) bounds prompt plus new tokens.
     """
 
     name: str
@@ -50,6 +56,8 @@ class ModelSpec:
     tokenize: Callable[[Sequence[str], int], dict[str, np.ndarray]] | None = None
     description: str = ""
     extra: Mapping[str, Any] | None = None
+    generative: bool = False
+    max_positions: int = 0
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):

@@ -9,9 +9,12 @@ from typing import Any
 
 from pytest_xfperf.report.markdown import INCLUDES, SERVING_COLUMNS, SINGLE_COLUMNS, _cells
 from pytest_xfperf.report.tables import (
+    GENERATION,
+    GENERATION_COLUMNS,
     Group,
     Recommendation,
     drop_empty_columns,
+    generation_cells,
     header_facts,
     summary_counts,
 )
@@ -77,8 +80,12 @@ def render(results: Sequence[Result], groups: Sequence[Group],
     for group in groups:
         serving = group.scenario != "single-stream"
         parts.append(f"<h2>{html.escape(group.title)}</h2>")
-        parts.append(_table(SERVING_COLUMNS if serving else SINGLE_COLUMNS,
-                            [(_cells(row, serving), row.failed) for row in group.rows]))
+        if group.scenario == GENERATION:
+            parts.append(_table(GENERATION_COLUMNS, [(generation_cells(row), row.failed)
+                                                     for row in group.rows]))
+        else:
+            parts.append(_table(SERVING_COLUMNS if serving else SINGLE_COLUMNS,
+                                [(_cells(row, serving), row.failed) for row in group.rows]))
         if group.title in charts:
             parts.append(_image(group.title, charts[group.title][1]))
     others = [t for t in charts if t not in {g.title for g in groups}]

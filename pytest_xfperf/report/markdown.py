@@ -6,11 +6,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_xfperf.report.tables import (
+    GENERATION,
+    GENERATION_COLUMNS,
+    GENERATION_NOTE,
     Group,
     Recommendation,
     delta_text,
     drop_empty_columns,
     fmt,
+    generation_cells,
     header_facts,
     si,
     speedup_delta_text,
@@ -43,6 +47,7 @@ INCLUDES = (
     "it depends on what earlier cases left allocated); GPU MB: peak device memory of the case.",
     "$ / 1M req: the machine's price per hour over its throughput in this row, with the "
     "machine kept busy.",
+    GENERATION_NOTE,
 )
 
 
@@ -99,8 +104,11 @@ def render(results: Sequence[Result], groups: Sequence[Group],
     for group in groups:
         serving = group.scenario != "single-stream"
         out += [f"## {group.title}" + (" ❌" if group.failed else ""), ""]
-        out += _table(SERVING_COLUMNS if serving else SINGLE_COLUMNS,
-                      [_cells(row, serving) for row in group.rows])
+        if group.scenario == GENERATION:
+            out += _table(GENERATION_COLUMNS, [generation_cells(row) for row in group.rows])
+        else:
+            out += _table(SERVING_COLUMNS if serving else SINGLE_COLUMNS,
+                          [_cells(row, serving) for row in group.rows])
         if plots and group.title in plots:
             out += ["", f"![latency of {group.title}]({plots[group.title]})"]
         out.append("")

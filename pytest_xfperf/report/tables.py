@@ -39,6 +39,7 @@ class Row:
     speedup_delta: float | None = None  # change of the speed-up vs the baseline's
     flops_per_s: float | None = None  # achieved at p50 (measure/peak.py)
     peak_percent: float | None = None  # of the GEMM peak measured at the case's arithmetic
+    ttft_delta: float | None = None  # generative cases: change of the TTFT vs the baseline
 
     @property
     def failed(self) -> bool:
@@ -119,8 +120,19 @@ def build_groups(results: Sequence[Result], price_per_hour: float | None,
         case = r.case
         title = f"{case.model} {case.shape.label}" + (f" {case.scenario}" if case.serving
                                                         else "")
-        group = groups.setdefault(title, Group(title, case.scenario))
-        if case.serving:
+        group = groups.setdefault(title, Group(title, GENERATION if case.generative
+                                                 else case.scenario))
+        if case.generative:
+            metrics = r.generation_metrics
+            tokens = _finite(metrics.get("tokens_per_s"))
+            row = Row(r, f"{case.backend}/{case.precision}", None, None, None, None,
+                      r.memory_mb, r.gpu_memory_mb, r.model_mb,
+                      None if case.is_fp32_reference else _finite(r.accuracy.get("cosine")),
+                      None, r.gate.deltas.get(r.timing_metric) if r.gate else None,
+                      r.timing_metric, None, tokens_per_s=tokens,
+                      ttft_delta=(r.gate.deltas.get("ttft_ms")
+                                  if r.gate and r.timing_metric != "ttft_ms" else None))
+        elif case.serving:
             figures, gated = serving_figures(r)
             throughput = _finite(r.serving_metrics.get(gated))
             row = Row(r, f"{case.backend}/{case.precision}", _finite(figures.get("p50_ms")),
@@ -231,11 +243,55 @@ def delta_text(row: Row) -> str:
         return "-"
     if abs(row.delta) < 0.0005:
         return "±0.0%"
-    if row.delta_metric == "p50_ms":
-        word = "slower" if row.delta > 0 else "faster"
+    return _change(row.delta, row.delta_metric in TIMES)
+
+
+TIMES = ("p50_ms", "ttft_ms", "tpot_ms")  # lower is better
+
+
+def _change(delta: float, is_time: bool) -> str:
+    if abs(delta) < 0.0005:
+        return "±0.0%"
+    if is_time:
+        word = "slower" if delta > 0 else "faster"
     else:
-        word = "faster" if row.delta > 0 else "slower"
-    return f"{row.delta:+.1%} {word}"
+        word = "faster" if delta > 0 else "slower"
+    return f"{delta:+.1%} {word}"
+
+
+GENERATION = "generation"  # the group kind of generative cases
+GENERATION_COLUMNS = ("backend/precision", "TTFT ms", "TPOT ms", "TPOT p99 ms", "tokens/s",
+                      "prefill % peak", "decode GB/s", "% copy bw", "KV MB", "cosine",
+                      "top-1", "tokens = FP32", "TPOT vs base", "TTFT vs base", "verdict")
+GENERATION_NOTE = (
+    "generation: greedy, batch x prompt x new tokens; TTFT: prefill to the first token; "
+    "TPOT: mean decode step of a generation (p99 over every step); tokens/s: batch over TPOT; "
+    "% peak: prefill FLOP/s against the measured GEMM peak; decode GB/s: weights and KV cache "
+    "read per step over TPOT, against a measured large copy; cosine/top-1: prompt logits vs "
+    "FP32 PyTorch; tokens = FP32: share of greedy tokens equal to FP32's up to the first "
+    "divergence.")
+
+
+def generation_cells(row: Row) -> list[str]:
+    """The cells of a generative row, in GENERATION_COLUMNS' order (every report's)."""
+    r = row.result
+    details, compute, metrics = r.generation, r.compute, r.generation_metrics
+    tpot = details.get("tpot_ms") or {}
+    bandwidth = _finite(compute.get("decode_bytes_per_s"))
+    reference = r.case.is_fp32_reference
+    return [row.label, fmt(_finite(metrics.get("ttft_ms")), ".2f"),
+            fmt(_finite(metrics.get("tpot_ms")), ".3f"), fmt(_finite(tpot.get("p99")), ".3f"),
+            fmt(row.tokens_per_s, ".0f"),
+            fmt(_finite(compute.get("prefill_peak_percent")), ".1%"),
+            fmt(None if bandwidth is None else bandwidth / 1e9, ".1f"),
+            fmt(_finite(compute.get("decode_bandwidth_percent")), ".1%"),
+            fmt(_finite(metrics.get("kv_cache_mb")), ".1f"),
+            "ref" if reference else fmt(row.cosine, ".5f"),
+            "ref" if reference else fmt(_finite(r.accuracy.get("top1")), ".3f"),
+            "ref" if reference else fmt(_finite(r.accuracy.get("token_agreement")), ".3f"),
+            delta_text(row),
+            "-" if row.ttft_delta is None else _change(row.ttft_delta, True),
+            r.verdict.value]
 
 
 def speedup_delta_text(row: Row) -> str:

@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from pytest_xfperf.report.tables import (
+    GENERATION,
+    GENERATION_COLUMNS,
+    GENERATION_NOTE,
     Row,
     build_groups,
     delta_text,
     fmt,
+    generation_cells,
     serving_figures,
     si,
     speedup_delta_text,
@@ -60,8 +64,14 @@ def write_summary(results: Sequence[Result], write_line: Callable[[str], None]) 
     groups = build_groups([r for r in results], None, failures_first=False)
     gpu = any(r.device_stats is not None for r in results)
     served = False
+    generated = False
     for group in groups:
         write_line(f"{group.title}:")
+        if group.scenario == GENERATION:
+            generated = True
+            _write_table(GENERATION_COLUMNS,
+                         [tuple(generation_cells(row)) for row in group.rows], write_line)
+            continue
         if group.scenario != "single-stream":
             served = True
             _write_table(SERVING_HEADER, [_serving_cells(row) for row in group.rows],
@@ -78,6 +88,8 @@ def write_summary(results: Sequence[Result], write_line: Callable[[str], None]) 
     if gpu:
         write_line("p50/p99: wall clock of one synchronized call, inputs already on the device, "
                    "output left there; device p50: GPU time by CUDA events (the gate's clock)")
+    if generated:
+        write_line(GENERATION_NOTE)
     if served:
         write_line("offline: the median of its passes; server: the highest Poisson arrival rate "
                    "whose p99 (queueing included) met the bound, and the latencies at that rate; "

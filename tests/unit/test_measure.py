@@ -122,3 +122,21 @@ def test_blocks_alternate_case_and_yardstick_on_the_chosen_clock(monkeypatch):
     device = Series(clock="device")
     measure(device, Timed(lambda: None, lambda: None, device=True), None, plan, 2)
     assert device.case_ms == [3.5, 3.5] and device.yardstick_ms == []
+
+
+def test_the_yardstick_block_is_a_share_of_the_case_block_as_it_lasted():
+    import time
+
+    from pytest_xfperf.baselines.rule import GatePolicy
+    from pytest_xfperf.measure.blocks import BlockPlan, Series, Timed, measure
+
+    plan = BlockPlan.of(TimingPolicy(warmup_rounds=0, min_rounds=8, min_time=0.08,
+                                     max_time=5), GatePolicy())
+    assert plan.yardstick_block_seconds(0.005) == pytest.approx(0.002)  # never below plan
+    assert plan.yardstick_block_seconds(0.1) == pytest.approx(0.02)  # a fifth of 0.1 s
+    # Slow calls: three of them (the minimum) outlast the planned 10 ms block sixfold; the
+    # yardstick's share of the time stays a fifth instead of shrinking to a thirtieth.
+    series = Series(clock="wall")
+    measure(series, Timed(lambda: time.sleep(0.02), lambda: None),
+            Timed(lambda: time.sleep(0.001), lambda: None), plan, 3)
+    assert series.yardstick_seconds >= 0.8 * GatePolicy().yardstick_share * series.case_seconds

@@ -1,0 +1,275 @@
+"""The setup, measure and accuracy steps of a generative case (the harness judges it).
+
+TTFT and TPOT are block-decided by the gate's one rule (``timing`` is the TPOT's record,
+``more_timing`` the TTFT's); tokens/s is the batch over the TPOT; the KV cache's size, prompt
+logits and greedy tokens are gated by thresholds.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_xfperf.backends.base import BackendUnavailable
+from pytest_xfperf.backends.catalog import BACKENDS
+from pytest_xfperf.generation import scoring
+from pytest_xfperf.measure import machine_state
+from pytest_xfperf.measure.stats import percentile, summarize
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from pytest_xfperf.generation.generators import Generator
+    from pytest_xfperf.harness import CaseHarness
+    from pytest_xfperf.models.spec import ModelSpec
+    from pytest_xfperf.result import Result
+    from pytest_xfperf.session import XfperfSession
+
+# Bytes of a KV-cache element: the precision's float width (INT8 dynamic quantizes weights
+# only; its cache stays FP32).
+KV_ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8-dynamic": 4}
+
+
+def make_generator(harness: CaseHarness) -> Generator:
+    """The case's generator: PyTorch's dynamic or static-cache path, or an ONNX decoder."""
+    from pytest_xfperf.generation import generators
+
+    case, session = harness.case, harness.session
+    spec = harness.spec
+    options = session.settings.backend_options.get(case.backend, {})
+    device = BACKENDS[case.backend].device
+    if case.backend.startswith("ort-"):
+        from pytest_xfperf.artifacts.export import ExportError
+        from pytest_xfperf.generation.export import decoder_artifact
+
+        identity = spec.identity or ""
+        if not identity:
+            from pytest_xfperf.artifacts.pipeline import weights_digest
+
+            identity = weights_digest(session.model(spec))
+        reduce_range = session.settings.build.resolved_reduce_range()
+        try:
+            path, built = decoder_artifact(session.cache, spec.name, identity, case.precision,
+                                           lambda: session.model(spec), reduce_range)
+        except ExportError as exc:
+            raise RuntimeError(str(exc)) from None
+        harness.generation_build = built
+        layers = int(built["export"].get("layers", 0))
+        return generators.OrtGenerator(case.backend, path, device, options, layers)
+    import copy
+
+    # A copy: the session's model stays FP32 on the CPU for the reference and other cases.
+    model = copy.deepcopy(session.model(spec))
+    if case.backend == "torch-cuda-graph":
+        return generators.TorchGraphGenerator(case.backend, model, case.precision)
+    if case.backend in ("torch-cpu", "torch-cuda"):
+        threads = int(options.get("threads", 0) or 0)
+        return generators.TorchGenerator(case.backend, model, device, case.precision, threads)
+    raise BackendUnavailable(f"{case.backend} has no generation path")
+
+
+def reference_generation(session: XfperfSession, spec: ModelSpec, input_ids: np.ndarray,
+                         new_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """FP32 PyTorch eager on the CPU: prompt logits and greedy tokens, once per prompt."""
+    from pytest_xfperf.generation.generators import TorchGenerator
+
+    key = ("generation", spec.name, input_ids.shape, new_tokens, input_ids.tobytes())
+    cached = session.generation_references.get(key)
+    if cached is None:
+        generator = TorchGenerator("torch-cpu", session.model(spec), "cpu", "fp32")
+        try:
+            cached = run_untimed(generator, input_ids, new_tokens)
+        finally:
+            generator.close()
+        session.generation_references[key] = cached
+    return cached
+
+
+def run_untimed(generator: Generator, input_ids: np.ndarray, new_tokens: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(prompt logits, generated tokens) of one generation."""
+    generator.load(input_ids, new_tokens)
+    generator.prefill()
+    logits = generator.prompt_logits()
+    for _ in range(new_tokens - 1):
+        generator.decode()
+    generator.synchronize()
+    return logits, generator.tokens()
+
+
+def generate_case(harness: CaseHarness, result: Result) -> None:
+    case, session = harness.case, harness.session
+    generator = harness.generator
+    assert generator is not None
+    ids = harness.inputs["input_ids"]
+    new_tokens = case.shape.new_tokens
+    try:
+        logits, tokens = run_untimed(generator, ids, new_tokens)
+    except TypeError as exc:  # the torch-cpu FP32 case runs the model first here
+        pytest.fail(f"{case.id}: {exc}", pytrace=False)
+    if not session.settings.timing_disabled:
+        _measure(harness, result, generator)
+    else:
+        harness.finish_memory(result)
+    stages = {k: v for k, v in harness.generation_build.items()
+              if k not in ("build_seconds", "built_now")}
+    if stages:
+        result.generation["artifact"] = stages
+    _accuracy(harness, result, logits, tokens)
+
+
+def _measure(harness: CaseHarness, result: Result, generator: Generator) -> None:
+    from pytest_xfperf.baselines.gate import decided
+    from pytest_xfperf.generation.timing import GenerationMeasurement
+    from pytest_xfperf.measure.blocks import BlockPlan
+    from pytest_xfperf.measure.case import make_yardstick
+
+    case, session = harness.case, harness.session
+    settings = session.settings
+    policy = settings.gate.policy
+    result.machine_state = machine_state.snapshot()
+    session.notes.extend(machine_state.warnings(result.machine_state))
+    baseline = session.baseline_for(case)
+    primary = "tpot_ms" if case.shape.new_tokens > 1 else "ttft_ms"
+
+    def stop(records: Mapping[str, dict[str, Any]], final: bool) -> bool:
+        more = {k: v for k, v in records.items() if k != primary}
+        return decided(records[primary], None, baseline, harness.tolerances, policy, final,
+                       metric=primary, more=more)
+
+    yardstick = make_yardstick(case.backend, settings.backend_options.get(case.backend, {}))
+    measurement = GenerationMeasurement(generator, harness.inputs["input_ids"],
+                                        case.shape.new_tokens, yardstick,
+                                        BlockPlan.of(settings.timing, policy), policy,
+                                        lambda: session.device_lock(case.backend))
+    try:
+        records, result.rounds = measurement.run(stop, settings.gate.update_baselines)
+    finally:
+        if yardstick is not None:
+            yardstick.close()
+    harness.finish_memory(result)
+    series = measurement.series
+    result.timing_metric = primary
+    result.timing = records[primary]
+    result.more_timing = {k: v for k, v in records.items() if k != primary}
+    result.samples_ms = [g.wall_ms for g in series.generations]
+    result.stats = summarize([s / 1000 for s in result.samples_ms], case.shape.batch)
+    result.measure_seconds = {"case": round(series.case_seconds, 3),
+                              "yardstick": round(series.yardstick_seconds, 3)}
+    _figures(harness, result, series)
+
+
+def _figures(harness: CaseHarness, result: Result, series: Any) -> None:
+    case, session = harness.case, harness.session
+    batch, prompt, new = case.shape.batch, case.shape.seq, case.shape.new_tokens
+    ttfts = sorted(g.ttft_ms for g in series.generations)
+    steps = sorted(s for g in series.generations for s in g.steps_ms)
+    tpots = [g.tpot_ms for g in series.generations if g.tpot_ms is not None]
+    model_config = session.model(harness.spec).config
+    layers, kv_heads, head_dim = scoring.kv_geometry(model_config)
+    element = KV_ELEMENT_BYTES.get(case.precision, 4)
+    kv_bytes = scoring.kv_cache_bytes(layers, kv_heads, head_dim, batch, prompt + new, element)
+    metrics: dict[str, float] = {"ttft_ms": statistics.median(ttfts),
+                                 "kv_cache_mb": kv_bytes / 2**20}
+    details: dict[str, Any] = {
+        "prompt": prompt, "new_tokens": new, "generations": len(series.generations),
+        "clock": series.clock,
+        "ttft_ms": {"p50": percentile(ttfts, 50), "p99": percentile(ttfts, 99)},
+        "e2e_ms": {"p50": result.stats.p50_ms if result.stats else None},
+        "kv_cache_bytes": kv_bytes, "kv_element_bytes": element}
+    if tpots:
+        tpot = statistics.median(tpots)
+        metrics.update(tpot_ms=tpot, tokens_per_s=batch * 1000 / tpot)
+        details["tpot_ms"] = {"p50": percentile(steps, 50), "p99": percentile(steps, 99),
+                              "median_of_generations": tpot}
+        details["tokens_per_s"] = batch * 1000 / tpot
+    result.generation_metrics = metrics
+    result.generation = details
+    _compute(harness, result, layers, kv_heads, head_dim, element)
+
+
+def _linear_weights(model: torch.nn.Module) -> tuple[int, int]:
+    """(weights of the matrix products run per token, all weights): linear layers (GPT-2's
+    Conv1D too) and the LM head; embeddings are looked up, not multiplied."""
+    import torch
+
+    in_products = 0
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if (isinstance(weight, torch.Tensor) and weight.dim() == 2
+                and not isinstance(module, torch.nn.Embedding)):
+            in_products += weight.numel()
+    total = sum(p.numel() for p in model.parameters())
+    return in_products, total
+
+
+def _compute(harness: CaseHarness, result: Result, layers: int, kv_heads: int, head_dim: int,
+             element: int) -> None:
+    """Prefill and decode FLOP/s, their share of the measured GEMM peak, and the decode's
+    bytes per step against the measured copy bandwidth (decode reads every weight and the
+    cache once a step: it is bound by memory, not arithmetic)."""
+    from pytest_xfperf.measure.peak import arithmetic
+    from pytest_xfperf.measure.yardstick import case_threads
+
+    case, session = harness.case, harness.session
+    details = result.generation
+    batch, prompt, new = case.shape.batch, case.shape.seq, case.shape.new_tokens
+    model = session.model(harness.spec)
+    per_token, weights = _linear_weights(model)
+    config: Any = model.config
+    text = config.get_text_config(decoder=True)
+    heads = int(getattr(text, "num_attention_heads", 0) or getattr(text, "n_head", 0))
+    width = heads * head_dim
+    # Attention's two products: 2 x 2 x width FLOPs per (query, key) pair, per layer.
+    prefill = batch * (2 * per_token * prompt + 2 * layers * width * prompt * (prompt + 1))
+    middle = prompt + new / 2  # the mean context length of a decode step
+    decode = batch * (2 * per_token + 4 * layers * width * middle)
+    compute: dict[str, Any] = {"prefill_flops": prefill, "decode_flops_per_step": decode,
+                               "prefill_flops_per_s": prefill / (details["ttft_ms"]["p50"]
+                                                                 / 1000)}
+    weight_bytes = weights * {"fp16": 2, "bf16": 2, "int8-dynamic": 1}.get(case.precision, 4)
+    kv_step = 2 * layers * batch * kv_heads * head_dim * middle * element
+    if "tpot_ms" in details:
+        seconds = details["tpot_ms"]["median_of_generations"] / 1000
+        compute.update(decode_flops_per_s=decode / seconds,
+                       decode_bytes_per_step=weight_bytes + kv_step,
+                       decode_bytes_per_s=(weight_bytes + kv_step) / seconds)
+    device = BACKENDS[case.backend].device
+    threads = case_threads(session.settings.backend_options.get(case.backend, {}))
+    kind = arithmetic(case.precision, device, tf32=case.backend == "ort-cuda")
+    compute["arithmetic"] = kind
+    try:
+        peak, identity = session.peaks.get(device, kind, threads)
+        copy, copy_identity = session.peaks.get(device, "copy", threads)
+    except ModuleNotFoundError as exc:
+        session.notes.add(f"no % of peak on the CPU: its peak is measured with {exc.name} "
+                          "(pip install 'pytest-xfperf[cpu]')")
+        result.compute = compute
+        return
+    compute.update(peak_flops_per_s=peak, peak=identity,
+                   prefill_peak_percent=compute["prefill_flops_per_s"] / peak,
+                   copy_bytes_per_s=copy, copy=copy_identity)
+    if "decode_flops_per_s" in compute:
+        compute.update(decode_peak_percent=compute["decode_flops_per_s"] / peak,
+                       decode_bandwidth_percent=compute["decode_bytes_per_s"] / copy)
+    result.compute = compute
+
+
+def _accuracy(harness: CaseHarness, result: Result, logits: np.ndarray, tokens: np.ndarray
+              ) -> None:
+    case, session = harness.case, harness.session
+    if case.is_fp32_reference:
+        return  # it is the reference
+    reference_logits, reference_tokens = reference_generation(
+        session, harness.spec, harness.inputs["input_ids"], case.shape.new_tokens)
+    accuracy = scoring.logits_agreement(logits, reference_logits)
+    share, first = scoring.token_agreement(tokens, reference_tokens)
+    accuracy["token_agreement"] = share
+    result.accuracy = accuracy
+    result.generation["first_divergence"] = first
+    result.generation["accuracy_versus"] = "FP32 PyTorch eager on the CPU, same prompt"
+    result.accuracy_problems = scoring.violations(accuracy, case.precision)

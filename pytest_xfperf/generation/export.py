@@ -1,0 +1,162 @@
+"""A causal LM exported to ONNX with its KV cache as inputs and outputs, and its INT8 and FP16
+forms, built once per model and kept in the artifact cache.
+
+One graph serves prefill and decode (prefill starts from a past of length 0), like the merged
+decoders of Hugging Face Optimum. Its inputs: ``input_ids``, ``attention_mask`` (past plus new
+positions), ``position_ids`` and ``past.<layer>.key|value``; its outputs: ``logits``,
+``next_token`` (the greedy pick at the last position, so that only it crosses to the host
+between steps) and ``present.<layer>.key|value``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_xfperf.artifacts.cache import ArtifactCache, cache_key
+from pytest_xfperf.artifacts.export import ExportError
+from pytest_xfperf.versions import library_versions
+
+if TYPE_CHECKING:
+    import torch
+
+MODEL_FILE = "decoder.onnx"
+OPSET = 17
+# Past length the export is traced with: not 0, so that nothing specializes on an empty past.
+TRACE_PAST = 3
+
+
+def _cache_wrapper(model: torch.nn.Module, layers: int) -> torch.nn.Module:
+    import torch
+    from transformers import DynamicCache
+
+    from pytest_xfperf.generation.generators import cache_keyword, returned_cache
+
+    keyword = cache_keyword(model)
+
+    class WithFlatCache(torch.nn.Module):
+        """Flat past tensors in, a DynamicCache for the model, flat presents out."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    position_ids: torch.Tensor, *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            cache = DynamicCache()
+            for layer in range(layers):
+                cache.update(past[2 * layer], past[2 * layer + 1], layer)
+            output = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                                position_ids=position_ids, use_cache=True,
+                                **{keyword: cache})
+            presents: list[torch.Tensor] = []
+            returned = returned_cache(output)
+            if hasattr(returned, "layers"):
+                for layer in returned.layers:
+                    presents += [layer.keys, layer.values]
+            else:  # transformers 4.x caches
+                for keys, values in returned.to_legacy_cache():
+                    presents += [keys, values]
+            next_token = output.logits[:, -1].argmax(-1)
+            return (output.logits, next_token, *presents)
+
+    return WithFlatCache().eval()
+
+
+def export_decoder(model: torch.nn.Module, out_path: Path, model_name: str) -> dict[str, Any]:
+    import onnx
+    import torch
+
+    from pytest_xfperf.generation.scoring import kv_geometry
+
+    config: Any = model.config
+    layers, kv_heads, head_dim = kv_geometry(config)
+    names = [f"{kind}.{layer}.{part}" for kind in ("past",) for layer in range(layers)
+             for part in ("key", "value")]
+    presents = [n.replace("past.", "present.", 1) for n in names]
+    batch, count = 2, 5
+    vocab = int(config.vocab_size)
+    ids = torch.randint(1, vocab, (batch, count))
+    mask = torch.ones(batch, TRACE_PAST + count, dtype=torch.int64)
+    positions = torch.arange(TRACE_PAST, TRACE_PAST + count)[None].expand(batch, count)
+    past = [torch.randn(batch, kv_heads, TRACE_PAST, head_dim) for _ in names]
+    axes: dict[str, dict[int, str]] = {
+        "input_ids": {0: "batch", 1: "new"}, "position_ids": {0: "batch", 1: "new"},
+        "attention_mask": {0: "batch", 1: "total"}, "logits": {0: "batch", 1: "new"},
+        "next_token": {0: "batch"},
+        **{n: {0: "batch", 2: "past"} for n in names},
+        **{n: {0: "batch", 2: "total"} for n in presents}}
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _cache_wrapper(model, layers), (ids, mask, positions, *past), str(out_path),
+                input_names=["input_ids", "attention_mask", "position_ids", *names],
+                output_names=["logits", "next_token", *presents], dynamic_axes=axes,
+                opset_version=OPSET, do_constant_folding=True, dynamo=False)
+        onnx.checker.check_model(str(out_path))
+    except Exception as exc:  # noqa: BLE001 - any exporter failure fails this case only
+        raise ExportError(f"model {model_name!r}: exporting the decoder with its KV cache "
+                          f"failed: {type(exc).__name__}: {exc}") from exc
+    return {"opset": OPSET, "layers": layers, "kv_heads": kv_heads, "head_dim": head_dim}
+
+
+def _fp16(in_path: Path, out_path: Path) -> dict[str, Any]:
+    """Everything in FP16, the cache and logits included (keeping FP32 inputs would cast the
+    whole cache at every step); token ids stay int64."""
+    import onnx
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    model = OnnxModel(onnx.load(str(in_path)))
+    model.convert_float_to_float16(keep_io_types=False)
+    model.save_model_to_file(str(out_path))
+    return {"conversion": "fp16", "keep_io_types": False}
+
+
+def decoder_artifact(cache: ArtifactCache, model_name: str, identity: str, precision: str,
+                     load_model: Any, reduce_range: bool) -> tuple[Path, dict[str, Any]]:
+    """The cached ONNX decoder at ``precision`` (fp32, fp16 or int8-dynamic): its path, and
+    what was built (the stages' facts and build seconds)."""
+    from pytest_xfperf.artifacts.quantize import quantize_dynamic_int8
+
+    versions = library_versions()
+    export_parts = {"stage": "decoder-export", "model": model_name, "identity": identity,
+                    "opset": OPSET, **{k: versions.get(k, "") for k in
+                                       ("torch", "transformers", "onnx")}}
+    built: dict[str, Any] = {"build_seconds": {}, "built_now": []}
+
+    def stage(parts: dict[str, Any], make: Any, name: str) -> Path:
+        def build(directory: Path) -> dict[str, Any]:
+            started = time.perf_counter()
+            info = dict(make(directory))
+            info["seconds"] = round(time.perf_counter() - started, 3)
+            return info
+
+        entry = cache.get_or_build(parts, build)
+        built["build_seconds"][name] = entry.info.get("seconds", entry.build_seconds)
+        if entry.built_now:
+            built["built_now"].append(name)
+        built[name] = {k: v for k, v in entry.info.items() if k != "seconds"}
+        return entry.file(MODEL_FILE)
+
+    exported = stage(export_parts, lambda d: export_decoder(load_model(), d / MODEL_FILE,
+                                                            model_name), "export")
+    if precision == "fp32":
+        return exported, built
+    onnxruntime = versions.get("onnxruntime", versions.get("onnxruntime-gpu", ""))
+    parent = cache_key(export_parts)
+    if precision == "fp16":
+        parts: dict[str, Any] = {"stage": "decoder-fp16", "parent": parent,
+                                 "onnxruntime": onnxruntime}
+        return stage(parts, lambda d: _fp16(exported, d / MODEL_FILE), "fp16"), built
+    if precision == "int8-dynamic":
+        parts = {"stage": "decoder-int8-dynamic", "parent": parent,
+                 "onnxruntime": onnxruntime, "reduce_range": reduce_range}
+        return stage(parts, lambda d: quantize_dynamic_int8(exported, d / MODEL_FILE,
+                                                            reduce_range=reduce_range),
+                     "quantize"), built
+    raise ValueError(f"no ONNX decoder for precision {precision!r}")

@@ -1,0 +1,420 @@
+"""Greedy generation on each backend, the way its library runs it fast.
+
+A generator never times anything (generation/timing.py does, the same way for all): ``load``
+binds a prompt and sets up the cache outside the timed region, ``prefill`` runs the prompt and
+picks the first token, ``decode`` runs one step (the last token in, the next one picked).
+Tokens stay on the device between steps; nothing is copied to the host until ``tokens``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pytest_xfperf.backends.base import BackendUnavailable
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+class Generator(Protocol):
+    name: str
+    device: str  # "cpu" or "cuda"
+    clock: str  # "device": CUDA events time its steps (generation/timing.py); else "wall"
+
+    def load(self, input_ids: np.ndarray, new_tokens: int) -> None: ...
+
+    def prefill(self) -> None: ...
+
+    def decode(self) -> None: ...
+
+    def synchronize(self) -> None: ...
+
+    def tokens(self) -> np.ndarray:
+        """The tokens generated since ``load``, (batch, count), on the host."""
+        ...
+
+    def prompt_logits(self) -> np.ndarray:
+        """The last prefill's logits for every prompt position, float32 on the host."""
+        ...
+
+    def settings(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+def cache_keyword(model: torch.nn.Module) -> str:
+    """The forward's name for the KV cache: ``cache`` in recent transformers, which
+    deprecate ``past_key_values``; ``past_key_values`` before that and in other models."""
+    import inspect
+
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
+def returned_cache(output: Any) -> Any:
+    """The KV cache a forward returned (under either name), or None."""
+    for name in ("cache", "past_key_values"):
+        value = getattr(output, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def _logits(output: Any) -> torch.Tensor:
+    import torch
+
+    logits = getattr(output, "logits", None)
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"the model returned {type(output).__name__} without logits: a "
+                        "generative model's forward must return logits (a *ForCausalLM)")
+    if returned_cache(output) is None:
+        raise TypeError("the model returned no KV cache: a generative model must take and "
+                        "return one (past_key_values or cache, with use_cache=True)")
+    return logits
+
+
+class TorchGenerator:
+    """transformers' dynamic cache, SDPA attention, on the CPU or a GPU."""
+
+    def __init__(self, name: str, model: torch.nn.Module, device: str, precision: str,
+                 threads: int = 0) -> None:
+        import torch
+
+        if not hasattr(model, "config"):
+            raise TypeError(f"{type(model).__name__} is not a causal LM: a generative model's "
+                            "build() must return a transformers *ForCausalLM (or a module with "
+                            "its config, forward and KV cache)")
+        self.name, self.device, self._precision = name, device, precision
+        self.clock = "device" if device == "cuda" else "wall"
+        self._dtype = getattr(torch, TORCH_DTYPES[precision])
+        self._previous_threads = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+        self._model = model.to(device=device, dtype=self._dtype).eval()
+        self._cache_keyword = cache_keyword(self._model)
+        self._cache: Any = None
+        self._ids: torch.Tensor | None = None
+        self._mask: torch.Tensor | None = None
+        self._generated: list[torch.Tensor] = []
+        self._logits: torch.Tensor | None = None
+        self._length = 0
+
+    def load(self, input_ids: np.ndarray, new_tokens: int) -> None:
+        import torch
+
+        self._ids = torch.from_numpy(input_ids).to(self.device)
+        batch, prompt = input_ids.shape
+        self._mask = torch.ones(batch, prompt + new_tokens, dtype=torch.int64,
+                                device=self.device)
+        self._generated, self._cache, self._length = [], None, prompt
+
+    def _step(self, ids: torch.Tensor) -> None:
+        import torch
+
+        assert self._mask is not None
+        with torch.inference_mode():
+            try:
+                output = self._model(input_ids=ids, attention_mask=self._mask[:, :self._length],
+                                     use_cache=True, **{self._cache_keyword: self._cache})
+            except TypeError as exc:
+                raise TypeError(f"{exc}; a generative model's forward must take input_ids, "
+                                "attention_mask and a KV cache (past_key_values or cache, "
+                                "use_cache=True)") from exc
+            logits = _logits(output)
+            self._cache = returned_cache(output)
+            self._generated.append(logits[:, -1].argmax(-1, keepdim=True))
+        self._logits = logits
+
+    def prefill(self) -> None:
+        assert self._ids is not None
+        self._step(self._ids)
+
+    def decode(self) -> None:
+        self._length += 1
+        self._step(self._generated[-1])
+
+    def synchronize(self) -> None:
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+
+    def tokens(self) -> np.ndarray:
+        import torch
+
+        return torch.cat(self._generated, dim=1).cpu().numpy()
+
+    def prompt_logits(self) -> np.ndarray:
+        assert self._logits is not None and self._ids is not None
+        if self._logits.shape[1] != self._ids.shape[1]:
+            raise RuntimeError("prompt_logits() must follow prefill()")
+        return self._logits.float().cpu().numpy()
+
+    def settings(self) -> dict[str, Any]:
+        import torch
+
+        out: dict[str, Any] = {"cache": "dynamic", "mode": "eager",
+                               "attention": getattr(self._model.config, "_attn_implementation",
+                                                    "")}
+        if self.device == "cpu":
+            out["threads"] = torch.get_num_threads()
+        return out
+
+    def close(self) -> None:
+        import torch
+
+        self._cache = self._logits = None
+        torch.set_num_threads(self._previous_threads)
+
+
+class TorchGraphGenerator(TorchGenerator):
+    """A static cache sized for prompt plus new tokens; the prefill and the decode step (with
+    picking the next token and advancing the position) each captured in a CUDA graph and
+    replayed: the launch overhead of eager generation goes away."""
+
+    def __init__(self, name: str, model: torch.nn.Module, precision: str) -> None:
+        super().__init__(name, model, "cuda", precision)
+        self._prefill_graph: Any = None
+        self._decode_graph: Any = None
+        self._shape: tuple[int, int, int] = (0, 0, 0)
+
+    def load(self, input_ids: np.ndarray, new_tokens: int) -> None:
+        import torch
+        from transformers import StaticCache
+
+        batch, prompt = input_ids.shape
+        shape = (batch, prompt, new_tokens)
+        if shape != self._shape:
+            self._prefill_graph = self._decode_graph = None
+            config: Any = self._model.config
+            self._cache = StaticCache(config=config, max_cache_len=prompt + new_tokens)
+            self._shape, self._prompt = shape, prompt
+            self._mask = torch.ones(batch, prompt + new_tokens, dtype=torch.int64,
+                                    device="cuda")
+            self._ids = torch.from_numpy(input_ids).to("cuda")
+            self._prompt_positions = torch.arange(prompt, device="cuda")
+            self._position = torch.zeros(1, dtype=torch.int64, device="cuda")
+            self._next = torch.zeros(batch, 1, dtype=torch.int64, device="cuda")
+            self._out = torch.zeros(batch, new_tokens, dtype=torch.int64, device="cuda")
+            return
+        assert self._ids is not None
+        # In place: the captured graphs hold these buffers. The static cache keeps its own
+        # write position, which must start again at 0; its tensors were made under inference
+        # mode, so only there can they be changed.
+        self._ids.copy_(torch.from_numpy(input_ids))
+        with torch.inference_mode():
+            self._cache.reset()
+
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        assert self._mask is not None
+        output = self._model(input_ids=ids, attention_mask=self._mask,
+                             position_ids=positions[None].expand(ids.shape[0], -1),
+                             cache_position=positions, use_cache=True,
+                             **{self._cache_keyword: self._cache})
+        return _logits(output)
+
+    def _prefill_body(self) -> None:
+        """The prompt through the model from an empty cache; the first token into ``_out``
+        and ``_next``; ``_position`` to the prompt's length."""
+        assert self._ids is not None
+        logits = self._forward(self._ids, self._prompt_positions)
+        picked = logits[:, -1].argmax(-1, keepdim=True)
+        self._out[:, :1].copy_(picked)
+        self._next.copy_(picked)
+        self._position.fill_(self._prompt)
+        self._logits = logits
+
+    def _decode_body(self) -> None:
+        """One decode step on the static buffers: read ``_next`` at ``_position``, write the
+        picked token into ``_out`` and ``_next``, advance ``_position``."""
+        logits = self._forward(self._next, self._position)
+        picked = logits[:, -1].argmax(-1, keepdim=True)
+        self._out.index_copy_(1, self._position - self._prompt + 1, picked)
+        self._next.copy_(picked)
+        self._position.add_(1)
+
+    @staticmethod
+    def _warm_and_capture(body: Any, undo: Any = None) -> Any:
+        """Run ``body`` for real on a side stream (the warm-up torch's CUDA graph guide asks
+        for), call ``undo`` if given, then capture ``body``. Capturing records kernels without
+        running them: the buffers stay as the real run (or ``undo``) left them."""
+        import torch
+
+        stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            body()
+        torch.cuda.current_stream().wait_stream(stream)
+        if undo is not None:
+            undo()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            body()
+        return graph
+
+    def prefill(self) -> None:
+        import torch
+
+        with torch.inference_mode():
+            if self._prefill_graph is None:
+                # Undone after the warm-up, so that the replay below is this prefill.
+                self._prefill_graph = self._warm_and_capture(self._prefill_body,
+                                                             self._cache.reset)
+            self._prefill_graph.replay()
+        self._steps = 1
+
+    def decode(self) -> None:
+        import torch
+
+        if self._decode_graph is None:
+            # The warm-up is this step, for real; the capture is replayed from the next one.
+            with torch.inference_mode():
+                self._decode_graph = self._warm_and_capture(self._decode_body)
+        else:
+            self._decode_graph.replay()
+        self._steps += 1
+
+    def tokens(self) -> np.ndarray:
+        return self._out[:, :self._steps].cpu().numpy()
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "cache": "static",
+                "mode": "cuda-graph prefill and decode"}
+
+
+class OrtGenerator:
+    """An ONNX export with the past keys and values as inputs and presents as outputs (one
+    graph for prefill and decode: prefill starts from an empty past). On CUDA, IO binding
+    keeps the cache on the device between steps."""
+
+    def __init__(self, name: str, path: Path, device: str, options: Mapping[str, Any],
+                 layers: int) -> None:
+        from pytest_xfperf.backends.onnxruntime_cuda import load_ort_gpu
+
+        ort = load_ort_gpu()  # on a GPU, finds the CUDA libraries that came with torch
+        self.name, self.device, self._layers = name, device, layers
+        self.clock = "wall"  # ONNX Runtime runs on its own stream; each step ends on the host
+        session_options = ort.SessionOptions()
+        session_options.log_severity_level = 3
+        threads = int(options.get("intra_op_threads", 0) or 0)
+        if threads:
+            session_options.intra_op_num_threads = threads
+        if device == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise BackendUnavailable(f"{name}: onnxruntime has no CUDA provider here "
+                                         "(pip install onnxruntime-gpu)")
+            providers: list[Any] = [("CUDAExecutionProvider", {"device_id": 0}),
+                                    "CPUExecutionProvider"]
+        else:
+            providers = ["CPUExecutionProvider"]
+        self._session = ort.InferenceSession(str(path), session_options, providers=providers)
+        inputs = {i.name: i for i in self._session.get_inputs()}
+        self._past_names = [n for n in inputs if n.startswith("past.")]
+        self._present_names = [o.name for o in self._session.get_outputs()
+                               if o.name.startswith("present.")]
+        past = inputs[self._past_names[0]]
+        self._kv_type = "float16" if "float16" in past.type else "float32"
+        self._kv_heads, self._head_dim = int(past.shape[1]), int(past.shape[3])
+        self._threads = threads
+
+    @property
+    def session(self) -> Any:
+        """The ONNX Runtime session it runs (for a hand-written loop over the same one)."""
+        return self._session
+
+    def load(self, input_ids: np.ndarray, new_tokens: int) -> None:
+        import numpy as np
+
+        self._ids = np.ascontiguousarray(input_ids, dtype=np.int64)
+        self._generated: list[Any] = []
+        self._batch, self._length = input_ids.shape
+        self._past: list[Any] = []
+        self._logits: Any = None
+
+    def _feeds(self, ids: Any, start: int) -> dict[str, Any]:
+        import numpy as np
+
+        batch, count = ids.shape
+        return {"input_ids": ids,
+                "attention_mask": np.ones((batch, start + count), dtype=np.int64),
+                "position_ids": np.broadcast_to(np.arange(start, start + count,
+                                                          dtype=np.int64), (batch, count)
+                                                ).copy()}
+
+    def _run(self, ids: Any, start: int) -> None:
+        """One pass: prefill from an empty past, or a decode step on the last presents. The
+        graph picks the next token itself (``next_token``), so only it crosses to the host;
+        on CUDA the presents stay on the device, bound as the next step's past."""
+        import numpy as np
+
+        feeds = self._feeds(ids, start)
+        if not self._past:
+            empty = np.zeros((self._batch, self._kv_heads, 0, self._head_dim),
+                             dtype=self._kv_type)
+            self._past = [empty] * len(self._past_names)
+        if self.device == "cpu":
+            feeds.update(zip(self._past_names, self._past, strict=True))
+            outputs = self._session.run(None, feeds)
+            self._logits, picked, self._past = outputs[0], outputs[1], outputs[2:]
+        else:
+            binding = self._session.io_binding()
+            for name, value in feeds.items():
+                binding.bind_cpu_input(name, value)
+            for name, value in zip(self._past_names, self._past, strict=True):
+                if isinstance(value, np.ndarray):
+                    binding.bind_cpu_input(name, value)
+                else:
+                    binding.bind_ortvalue_input(name, value)
+            binding.bind_output("logits", "cuda")
+            binding.bind_output("next_token", "cpu")
+            for name in self._present_names:
+                binding.bind_output(name, "cuda")
+            self._session.run_with_iobinding(binding)
+            outputs = binding.get_outputs()
+            self._logits, self._past = outputs[0], outputs[2:]
+            picked = outputs[1].numpy()
+        self._generated.append(np.asarray(picked, dtype=np.int64).reshape(self._batch, 1))
+
+    def prefill(self) -> None:
+        self._past = []
+        self._run(self._ids, 0)
+
+    def decode(self) -> None:
+        self._run(self._generated[-1], self._length)
+        self._length += 1
+
+    def synchronize(self) -> None:
+        pass  # every step ends with its token on the host
+
+    def tokens(self) -> np.ndarray:
+        import numpy as np
+
+        return np.concatenate(self._generated, axis=1)
+
+    def prompt_logits(self) -> np.ndarray:
+        import numpy as np
+
+        logits = self._logits.numpy() if hasattr(self._logits, "numpy") else self._logits
+        if logits.shape[1] != self._ids.shape[1]:
+            raise RuntimeError("prompt_logits() must follow prefill()")
+        return np.asarray(logits, dtype=np.float32)
+
+    def settings(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"cache": "past/present tensors",
+                               "providers": self._session.get_providers(),
+                               "kv_dtype": self._kv_type}
+        if self.device == "cpu":
+            out["intra_op_threads"] = self._threads or "default"
+        else:
+            out["io_binding"] = True
+        return out
+
+    def close(self) -> None:
+        self._past = []
+        self._logits = None

@@ -1,0 +1,98 @@
+"""Every CPU generation path on the tiny configs: PyTorch's dynamic cache, and the ONNX decoder
+(FP32 and INT8 dynamic) with its past and present tensors, against FP32 PyTorch; and the
+block loop that times them."""
+
+import copy
+
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("transformers")
+
+from pytest_xfperf.artifacts.cache import ArtifactCache  # noqa: E402
+from pytest_xfperf.baselines.rule import GatePolicy  # noqa: E402
+from pytest_xfperf.generation.check import run_untimed  # noqa: E402
+from pytest_xfperf.generation.export import decoder_artifact  # noqa: E402
+from pytest_xfperf.generation.generators import OrtGenerator, TorchGenerator  # noqa: E402
+from pytest_xfperf.generation.scoring import logits_agreement, token_agreement  # noqa: E402
+from pytest_xfperf.generation.timing import GenerationMeasurement  # noqa: E402
+from pytest_xfperf.measure.blocks import BlockPlan  # noqa: E402
+from pytest_xfperf.measure.timing import TimingPolicy  # noqa: E402
+from pytest_xfperf.models.builtin import BUILTIN  # noqa: E402
+
+MODELS = ("gpt2-tiny", "llama-tiny")
+NEW_TOKENS = 8
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def model(request):
+    spec = BUILTIN[request.param](0)
+    return spec, spec.build()
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return ArtifactCache(tmp_path_factory.mktemp("cache"))
+
+
+def _reference(model):
+    spec, module = model
+    ids = spec.make_inputs(2, 12, 0)["input_ids"]
+    generator = TorchGenerator("torch-cpu", copy.deepcopy(module), "cpu", "fp32")
+    return ids, run_untimed(generator, ids, NEW_TOKENS)
+
+
+@pytest.mark.parametrize("precision, min_cosine, min_tokens", [
+    ("fp32", 0.99999, 1.0),
+    ("int8-dynamic", 0.99, 0.25),
+])
+def test_the_onnx_decoder_generates_what_pytorch_does(model, cache, precision, min_cosine,
+                                                        min_tokens):
+    spec, module = model
+    ids, (reference_logits, reference_tokens) = _reference(model)
+    path, built = decoder_artifact(cache, spec.name, spec.identity, precision,
+                                   lambda: module, reduce_range=False)
+    generator = OrtGenerator("ort-cpu", path, "cpu", {}, built["export"]["layers"])
+    logits, tokens = run_untimed(generator, ids, NEW_TOKENS)
+    assert tokens.shape == (2, NEW_TOKENS)
+    assert logits_agreement(logits, reference_logits)["cosine"] >= min_cosine
+    assert token_agreement(tokens, reference_tokens)[0] >= min_tokens
+    # Built once: another process (a new cache object on the same directory) reads it back.
+    _, again = decoder_artifact(ArtifactCache(cache.root), spec.name, spec.identity,
+                                precision, lambda: module, reduce_range=False)
+    assert again["built_now"] == []
+
+
+def test_pytorch_generation_is_greedy_decoding_of_the_model(model):
+    torch = pytest.importorskip("torch")
+    spec, module = model
+    ids, (_, tokens) = _reference(model)
+    plain = copy.deepcopy(module)
+    plain.generation_config.eos_token_id = None  # no early stop: exactly NEW_TOKENS tokens
+    plain.generation_config.pad_token_id = 0
+    with torch.inference_mode():
+        expected = plain.generate(torch.from_numpy(ids), max_new_tokens=NEW_TOKENS,
+                                  do_sample=False,
+                                  attention_mask=torch.ones_like(torch.from_numpy(ids)))
+    assert (tokens == expected[:, ids.shape[1]:].numpy()).all()
+
+
+def test_the_block_loop_times_prefill_and_each_decode_step(model):
+    from contextlib import nullcontext
+
+    spec, module = model
+    ids = spec.make_inputs(1, 12, 0)["input_ids"]
+    generator = TorchGenerator("torch-cpu", copy.deepcopy(module), "cpu", "fp32")
+    policy = GatePolicy()
+    plan = BlockPlan.of(TimingPolicy(min_time=0.2, warmup_rounds=1), policy)
+    measurement = GenerationMeasurement(generator, ids, NEW_TOKENS, None, plan, policy,
+                                        nullcontext)
+    records, rounds = measurement.run(lambda records, final: True, recording=False)
+    assert rounds == 1
+    assert set(records) == {"tpot_ms", "ttft_ms"}
+    assert len(records["tpot_ms"]["case_ms"]) == policy.first_blocks
+    generations = measurement.series.generations
+    assert len(generations) >= policy.first_blocks * plan.case_calls
+    assert all(len(g.steps_ms) == NEW_TOKENS - 1 for g in generations)
+    # The wall clock of a generation covers its prefill and every step.
+    assert all(g.wall_ms >= g.ttft_ms + sum(g.steps_ms) * 0.99 for g in generations)

@@ -1,0 +1,178 @@
+"""Generative cases without running a model: the shape grammar, which cases a matrix holds,
+token-agreement scoring, KV-cache sizing, and the gate on TTFT and TPOT block records."""
+
+import numpy as np
+import pytest
+
+from pytest_xfperf.baselines import store
+from pytest_xfperf.baselines.gate import Evidence, decided, verdict
+from pytest_xfperf.baselines.rule import GatePolicy
+from pytest_xfperf.generation.scoring import (
+    kv_cache_bytes,
+    kv_geometry,
+    logits_agreement,
+    token_agreement,
+    violations,
+)
+from pytest_xfperf.matrix import expand, model_shapes
+from pytest_xfperf.metrics import Verdict
+from pytest_xfperf.settings import GateOptions, Tolerances
+from pytest_xfperf.values import Shape, parse_shapes
+
+
+def test_generative_shapes_parse_with_batch_prompt_and_new_tokens():
+    shape = Shape.parse("b4p128n32")
+    assert (shape.batch, shape.seq, shape.new_tokens) == (4, 128, 32)
+    assert shape.generative and shape.label == "b4p128n32" and str(shape) == "b4p128n32"
+    assert Shape.parse(" B1P16N8 ") == Shape(1, 16, 8)
+    encoder = Shape.parse("8x256")
+    assert not encoder.generative and encoder.label == "b8s256" and str(encoder) == "8x256"
+    assert parse_shapes("1x128, b1p64n16") == (Shape(1, 128), Shape(1, 64, 16))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("b1p128", "bBATCHpPROMPTnNEW"),
+    ("b1p128n0", "generates no token"),
+    ("b0p128n4", "batch size 0"),
+    ("b1p128n99999", "new tokens 99999"),
+])
+def test_malformed_generative_shapes_say_the_valid_form(text, message):
+    with pytest.raises(ValueError, match=message):
+        Shape.parse(text)
+
+
+def test_each_model_gets_its_own_kind_of_shape():
+    shapes = (Shape(1, 128), Shape(1, 64, 16))
+    assert model_shapes("bert-base", shapes, None) == [Shape(1, 128)]
+    assert model_shapes("gpt2-tiny", shapes, 512) == [Shape(1, 64, 16)]
+    with pytest.raises(ValueError, match="generative.*b1p128n32.*got 1x128"):
+        model_shapes("gpt2-tiny", (Shape(1, 128),), 512)
+    with pytest.raises(ValueError, match="encoder.*BATCHxSEQ"):
+        model_shapes("bert-base", (Shape(1, 64, 16),), None)
+    with pytest.raises(ValueError, match="needs 600 positions; model 'gpt2-tiny' has 512"):
+        model_shapes("gpt2-tiny", (Shape(1, 500, 100),), 512)
+    assert model_shapes("local", (Shape(1, 5000, 100),), 0)  # limit unknown: not checked
+
+
+def test_generative_cases_skip_where_a_backend_has_no_generation_path():
+    cases = expand([("gpt2-tiny", "gpt2-tiny")],
+                   ["torch-cpu", "ort-cpu", "tensorrt", "torch-compile"],
+                   ["fp32", "int8-dynamic", "fp16"], [Shape(1, 16, 4)],
+                   generative={"gpt2-tiny": 512})
+    reasons = {c.id: c.skip_reason for c in cases}
+    assert reasons["gpt2-tiny/torch-cpu/fp32/b1p16n4"] is None
+    assert reasons["gpt2-tiny/ort-cpu/fp32/b1p16n4"] is None
+    assert reasons["gpt2-tiny/ort-cpu/int8-dynamic/b1p16n4"] is None
+    assert "ort-cpu generates in fp32, int8-dynamic, not fp16" in (
+        reasons["gpt2-tiny/ort-cpu/fp16/b1p16n4"] or "")
+    assert "no generation path" in (reasons["gpt2-tiny/tensorrt/fp16/b1p16n4"] or "")
+    assert "no generation path" in (reasons["gpt2-tiny/torch-compile/fp16/b1p16n4"] or "")
+    assert all(c.generative for c in cases)
+    served = expand([("gpt2-tiny", "gpt2-tiny")], ["torch-cpu"], ["fp32"], [Shape(4, 16, 4)],
+                    ["offline"], generative={"gpt2-tiny": 512})
+    assert "run single-stream" in (served[0].skip_reason or "")
+
+
+def test_token_agreement_counts_each_row_up_to_its_first_divergence():
+    reference = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    assert token_agreement(reference.copy(), reference) == (1.0, 4)
+    # Row 0 diverges at position 2 (later matches do not count), row 1 at 0.
+    tokens = np.array([[1, 2, 9, 4], [0, 6, 7, 8]])
+    assert token_agreement(tokens, reference) == (pytest.approx((2 / 4 + 0 / 4) / 2), 0)
+    with pytest.raises(ValueError, match="generated"):
+        token_agreement(tokens[:, :3], reference)
+
+
+def test_prompt_logit_agreement_and_thresholds():
+    rng = np.random.default_rng(0)
+    reference = rng.standard_normal((1, 6, 50)).astype(np.float32)
+    same = logits_agreement(reference, reference)
+    assert same["cosine"] == pytest.approx(1.0) and same["top1"] == 1.0
+    swapped = reference.copy()
+    swapped[0, 0] = -swapped[0, 0]  # one position's argmax moves
+    assert logits_agreement(swapped, reference)["top1"] == pytest.approx(5 / 6)
+    assert violations({"cosine": 1.0, "top1": 1.0, "token_agreement": 1.0}, "fp32") == []
+    problems = violations({"cosine": 0.98, "top1": 0.5, "token_agreement": 0.1}, "int8-dynamic")
+    assert len(problems) == 3 and "greedy tokens equal to FP32's 0.1000 < 0.25" in problems[2]
+    assert violations({"cosine": float("nan")}, "fp16")  # NaN fails
+
+
+def test_kv_cache_size_follows_the_configs_geometry():
+    transformers = pytest.importorskip("transformers")
+    gpt2 = transformers.GPT2Config(n_embd=768, n_layer=12, n_head=12)
+    assert kv_geometry(gpt2) == (12, 12, 64)
+    llama = transformers.LlamaConfig(hidden_size=768, num_hidden_layers=12,
+                                     num_attention_heads=12, num_key_value_heads=3)
+    assert kv_geometry(llama) == (12, 3, 64)  # grouped-query attention: 3 KV heads
+    # GPT-2 small, b1, 128 + 32 positions, FP32: 2 x 12 x 12 x 160 x 64 x 4 bytes = 11.25 MiB.
+    assert kv_cache_bytes(12, 12, 64, 1, 160, 4) == 11_796_480
+    assert kv_cache_bytes(12, 3, 64, 32, 192, 2) == 2 * 12 * 32 * 3 * 192 * 64 * 2
+
+
+def _record(values, yardstick=None):
+    out = {"clock": "wall", "case_ms": list(values)}
+    if yardstick is not None:
+        out.update(yardstick="y", yardstick_ms=list(yardstick))
+    return out
+
+
+def _entry(tpot, ttft):
+    return {"metrics": {"tpot_ms": 10.0, "ttft_ms": 50.0, "tokens_per_s": 100.0,
+                        "kv_cache_mb": 1.0},
+            "timing": _record(tpot), "more_timing": {"ttft_ms": _record(ttft)}}
+
+
+STEADY_TPOT = [10.0, 10.1, 9.9, 10.05, 9.95, 10.02, 9.98, 10.0, 10.03, 9.97, 10.01, 9.99]
+STEADY_TTFT = [50 * v / 10 for v in STEADY_TPOT]
+
+
+def _evidence(tpot_scale, ttft_scale):
+    tpot = [v * tpot_scale for v in STEADY_TPOT[:8]]
+    ttft = [v * ttft_scale for v in STEADY_TTFT[:8]]
+    metrics = {"tpot_ms": 10.0 * tpot_scale, "ttft_ms": 50.0 * ttft_scale,
+               "tokens_per_s": 100.0 / tpot_scale, "kv_cache_mb": 1.0}
+    return Evidence(metrics=metrics, timing=_record(tpot), timing_metric="tpot_ms",
+                    more_timing={"ttft_ms": _record(ttft)})
+
+
+@pytest.mark.parametrize("tpot_scale, ttft_scale, expected, failing", [
+    (1.0, 1.0, Verdict.PASS, None),
+    (1.3, 1.0, Verdict.REGRESSED, "time per output token"),
+    (1.0, 1.3, Verdict.REGRESSED, "time to first token"),
+])
+def test_the_gate_decides_tpot_and_ttft_with_the_block_rule(tpot_scale, ttft_scale,
+                                                              expected, failing):
+    baseline = _entry(STEADY_TPOT, STEADY_TTFT)
+    outcome = verdict(_evidence(tpot_scale, ttft_scale), baseline,
+                      GateOptions(tolerances=Tolerances()))
+    assert outcome.verdict == expected
+    assert set(outcome.decisions) == {"tpot_ms", "ttft_ms"}
+    assert outcome.deltas["tpot_ms"] == pytest.approx(tpot_scale - 1, abs=0.01)
+    assert outcome.deltas["tokens_per_s"] == pytest.approx(1 / tpot_scale - 1, abs=0.01)
+    if failing:
+        assert len(outcome.regressions) == 1 and failing in outcome.regressions[0]
+    # tokens/s is the TPOT's inverse: decided with it, never again by a threshold.
+    assert not any("tokens_per_s" in r for r in outcome.regressions)
+
+
+def test_the_stopping_rule_waits_until_both_generation_metrics_are_decided():
+    baseline = _entry(STEADY_TPOT, STEADY_TTFT)
+    policy, tolerances = GatePolicy(), Tolerances()
+    clear = _evidence(1.0, 1.0)
+    assert decided(clear.timing, None, baseline, tolerances, policy, final=False,
+                   metric="tpot_ms", more=clear.more_timing)
+    # The TTFT sits on the 10 % line with noisy blocks: another round is needed.
+    noisy = [v * 1.1 * (1.15 if i % 2 else 0.87) for i, v in enumerate(STEADY_TTFT[:8])]
+    assert not decided(clear.timing, None, baseline, tolerances, policy, final=False,
+                       metric="tpot_ms", more={"ttft_ms": _record(noisy)})
+
+
+def test_a_baseline_entry_keeps_and_validates_the_ttft_record():
+    store.validate_entry("g/torch-cpu/fp32/b1p8n4", _entry(STEADY_TPOT, STEADY_TTFT))
+    bad = _entry(STEADY_TPOT, STEADY_TTFT)
+    bad["more_timing"] = {"latency": _record(STEADY_TTFT)}
+    with pytest.raises(ValueError, match="more_timing.latency must be a block record"):
+        store.validate_entry("g/torch-cpu/fp32/b1p8n4", bad)
+    zero = _entry(STEADY_TPOT, [0.0, *STEADY_TTFT[1:]])
+    with pytest.raises(ValueError, match=r"more_timing.ttft_ms.case_ms\[0\]"):
+        store.validate_entry("g/torch-cpu/fp32/b1p8n4", zero)
