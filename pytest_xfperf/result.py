@@ -90,6 +90,7 @@ class Result:
             bound_unmet=str(data.get("bound_unmet", "")),
             speedup=data.get("speedup"), verdict=verdict, raw=data,
             generation=dict(data.get("generation") or {}),
+            timing_metric=str(data.get("timing_metric") or "p50_ms"),
             generation_metrics=dict(data.get("generation_metrics") or {}),
             compute=dict(data.get("compute") or {}),
         )
@@ -170,6 +171,7 @@ class Result:
             "serving": self.serving or None, "serving_metrics": self.serving_metrics,
             "generation": self.generation or None,
             "generation_metrics": self.generation_metrics, "more_timing": self.more_timing,
+            "timing_metric": self.timing_metric,
             "bound_unmet": self.bound_unmet,
             "baseline": None if self.gate is None else {
                 "deltas": self.gate.deltas, "regressions": self.gate.regressions,

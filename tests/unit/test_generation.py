@@ -176,3 +176,31 @@ def test_a_baseline_entry_keeps_and_validates_the_ttft_record():
     zero = _entry(STEADY_TPOT, [0.0, *STEADY_TTFT[1:]])
     with pytest.raises(ValueError, match=r"more_timing.ttft_ms.case_ms\[0\]"):
         store.validate_entry("g/torch-cpu/fp32/b1p8n4", zero)
+
+
+def test_a_generative_result_survives_the_xdist_round_trip_with_its_table_row():
+    from pytest_xfperf.baselines.gate import GateOutcome
+    from pytest_xfperf.matrix import Case
+    from pytest_xfperf.report.tables import GENERATION, build_groups, generation_cells
+    from pytest_xfperf.result import Result
+
+    case = Case("g", "ort-cpu", "int8-dynamic", Shape(1, 16, 8))
+    result = Result(
+        case=case, timing_metric="tpot_ms", verdict=Verdict.REGRESSED,
+        generation_metrics={"ttft_ms": 5.0, "tpot_ms": 1.0, "tokens_per_s": 1000.0,
+                            "kv_cache_mb": 0.5},
+        generation={"tpot_ms": {"p50": 1.0, "p99": 1.5}},
+        accuracy={"cosine": 0.999, "top1": 1.0, "token_agreement": 0.75},
+        gate=GateOutcome(verdict=Verdict.REGRESSED,
+                         deltas={"tpot_ms": 0.25, "ttft_ms": 0.02, "tokens_per_s": -0.2}))
+    # What an xdist worker sends and the controller rebuilds for the reports.
+    back = Result.from_json(result.as_json())
+    assert back.case == case and back.case.id == "g/ort-cpu/int8-dynamic/b1p16n8"
+    assert back.metrics() == {"ttft_ms": 5.0, "tpot_ms": 1.0, "tokens_per_s": 1000.0,
+                              "kv_cache_mb": 0.5, "cosine": 0.999, "top1": 1.0,
+                              "token_agreement": 0.75}
+    [group] = build_groups([back], None)
+    assert group.scenario == GENERATION
+    cells = generation_cells(group.rows[0])
+    assert cells[:5] == ["ort-cpu/int8-dynamic", "5.00", "1.000", "1.500", "1000"]
+    assert cells[-3:] == ["+25.0% slower", "+2.0% slower", "REGRESSED"]
