@@ -44,7 +44,7 @@ def make_generator(harness: CaseHarness) -> Generator:
     device = BACKENDS[case.backend].device
     if case.backend.startswith("ort-"):
         from pytest_xfperf.artifacts.export import ExportError
-        from pytest_xfperf.generation.export import decoder_artifact
+        from pytest_xfperf.generation.export import DecoderTarget, decoder_artifact
 
         identity = spec.identity or ""
         if not identity:
@@ -53,8 +53,9 @@ def make_generator(harness: CaseHarness) -> Generator:
             identity = weights_digest(session.model(spec))
         reduce_range = session.settings.build.resolved_reduce_range()
         try:
+            target = DecoderTarget(device, spec.family, spec.num_heads, spec.hidden_size)
             path, built = decoder_artifact(session.cache, spec.name, identity, case.precision,
-                                           lambda: session.model(spec), reduce_range)
+                                           lambda: session.model(spec), reduce_range, target)
         except ExportError as exc:
             raise RuntimeError(str(exc)) from None
         harness.generation_build = built

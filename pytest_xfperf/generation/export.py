@@ -14,6 +14,7 @@ import contextlib
 import io
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -117,11 +118,28 @@ def _fp16(in_path: Path, out_path: Path) -> dict[str, Any]:
     return {"conversion": "fp16", "keep_io_types": False}
 
 
+@dataclass(frozen=True)
+class DecoderTarget:
+    """Where the decoder runs, and what ONNX Runtime's transformer optimizer needs to know.
+    On the CPU the export is fused first (for GPT-2, ORT's GPT-2 fusions: LayerNorm with the
+    residual add, FastGelu); a family without an ORT optimizer is left as exported. The GPU
+    file is the export itself (its FP16 form for fp16)."""
+
+    device: str = "cpu"
+    family: str = ""
+    num_heads: int = 0
+    hidden_size: int = 0
+
+
 def decoder_artifact(cache: ArtifactCache, model_name: str, identity: str, precision: str,
-                     load_model: Any, reduce_range: bool) -> tuple[Path, dict[str, Any]]:
-    """The cached ONNX decoder at ``precision`` (fp32, fp16 or int8-dynamic): its path, and
-    what was built (the stages' facts and build seconds)."""
+                     load_model: Any, reduce_range: bool,
+                     target: DecoderTarget | None = None) -> tuple[Path, dict[str, Any]]:
+    """The cached ONNX decoder at ``precision`` (fp32, fp16 or int8-dynamic) for ``target``:
+    its path, and what was built (the stages' facts and build seconds)."""
+    from pytest_xfperf.artifacts.optimize import optimize_onnx
     from pytest_xfperf.artifacts.quantize import quantize_dynamic_int8
+
+    target = target or DecoderTarget()
 
     versions = library_versions()
     export_parts = {"stage": "decoder-export", "model": model_name, "identity": identity,
@@ -145,18 +163,27 @@ def decoder_artifact(cache: ArtifactCache, model_name: str, identity: str, preci
 
     exported = stage(export_parts, lambda d: export_decoder(load_model(), d / MODEL_FILE,
                                                             model_name), "export")
-    if precision == "fp32":
-        return exported, built
     onnxruntime = versions.get("onnxruntime", versions.get("onnxruntime-gpu", ""))
-    parent = cache_key(export_parts)
+    source, parent = exported, cache_key(export_parts)
+    if target.device == "cpu":
+        optimize_parts: dict[str, Any] = {
+            "stage": "decoder-optimize", "parent": parent, "family": target.family,
+            "num_heads": target.num_heads, "hidden_size": target.hidden_size,
+            "onnxruntime": onnxruntime}
+        source = stage(optimize_parts, lambda d: optimize_onnx(
+            exported, d / MODEL_FILE, target.family, target.num_heads, target.hidden_size),
+            "optimize")
+        parent = cache_key(optimize_parts)
+    if precision == "fp32":
+        return source, built
     if precision == "fp16":
         parts: dict[str, Any] = {"stage": "decoder-fp16", "parent": parent,
                                  "onnxruntime": onnxruntime}
-        return stage(parts, lambda d: _fp16(exported, d / MODEL_FILE), "fp16"), built
+        return stage(parts, lambda d: _fp16(source, d / MODEL_FILE), "fp16"), built
     if precision == "int8-dynamic":
         parts = {"stage": "decoder-int8-dynamic", "parent": parent,
                  "onnxruntime": onnxruntime, "reduce_range": reduce_range}
-        return stage(parts, lambda d: quantize_dynamic_int8(exported, d / MODEL_FILE,
+        return stage(parts, lambda d: quantize_dynamic_int8(source, d / MODEL_FILE,
                                                             reduce_range=reduce_range),
                      "quantize"), built
     raise ValueError(f"no ONNX decoder for precision {precision!r}")

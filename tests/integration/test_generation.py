@@ -12,7 +12,7 @@ pytest.importorskip("transformers")
 from pytest_xfperf.artifacts.cache import ArtifactCache  # noqa: E402
 from pytest_xfperf.baselines.rule import GatePolicy  # noqa: E402
 from pytest_xfperf.generation.check import run_untimed  # noqa: E402
-from pytest_xfperf.generation.export import decoder_artifact  # noqa: E402
+from pytest_xfperf.generation.export import DecoderTarget, decoder_artifact  # noqa: E402
 from pytest_xfperf.generation.generators import OrtGenerator, TorchGenerator  # noqa: E402
 from pytest_xfperf.generation.scoring import logits_agreement, token_agreement  # noqa: E402
 from pytest_xfperf.generation.timing import GenerationMeasurement  # noqa: E402
@@ -50,8 +50,12 @@ def test_the_onnx_decoder_generates_what_pytorch_does(model, cache, precision, m
                                                         min_tokens):
     spec, module = model
     ids, (reference_logits, reference_tokens) = _reference(model)
+    target = DecoderTarget("cpu", spec.family, spec.num_heads, spec.hidden_size)
     path, built = decoder_artifact(cache, spec.name, spec.identity, precision,
-                                   lambda: module, reduce_range=False)
+                                   lambda: module, reduce_range=False, target=target)
+    # ORT fuses the GPT-2 decoder for the CPU; Llama has no ORT optimizer: left as exported.
+    fused = built["optimize"]["fused"]
+    assert fused.get("SkipLayerNormalization", 0) > 0 if spec.family == "gpt2" else fused == {}
     generator = OrtGenerator("ort-cpu", path, "cpu", {}, built["export"]["layers"])
     logits, tokens = run_untimed(generator, ids, NEW_TOKENS)
     assert tokens.shape == (2, NEW_TOKENS)
@@ -59,7 +63,7 @@ def test_the_onnx_decoder_generates_what_pytorch_does(model, cache, precision, m
     assert token_agreement(tokens, reference_tokens)[0] >= min_tokens
     # Built once: another process (a new cache object on the same directory) reads it back.
     _, again = decoder_artifact(ArtifactCache(cache.root), spec.name, spec.identity,
-                                precision, lambda: module, reduce_range=False)
+                                precision, lambda: module, reduce_range=False, target=target)
     assert again["built_now"] == []
 
 
