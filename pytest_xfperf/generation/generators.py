@@ -19,8 +19,6 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-
 
 class Generator(Protocol):
     name: str
@@ -92,7 +90,9 @@ class TorchGenerator:
                             "its config, forward and KV cache)")
         self.name, self.device, self._precision = name, device, precision
         self.clock = "device" if device == "cuda" else "wall"
-        self._dtype = getattr(torch, TORCH_DTYPES[precision])
+        from pytest_xfperf.backends.torch_cuda import DTYPES
+
+        self._dtype = getattr(torch, DTYPES[precision])
         self._previous_threads = torch.get_num_threads()
         if threads:
             torch.set_num_threads(threads)
