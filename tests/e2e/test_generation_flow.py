@@ -1,6 +1,6 @@
 """Generative cases through real pytest runs of a user-registered causal LM: a recording, an
-unchanged run that passes, and the same model with twice the layers failing on its time per
-output token; and the usage errors a generative matrix can raise."""
+unchanged run that passes, and the same model with four times the layers failing on its time
+per output token; and the usage errors a generative matrix can raise."""
 
 import json
 import textwrap
@@ -43,8 +43,8 @@ USER_LM = textwrap.dedent('''
         ]
 ''')
 CASE = "lm/torch-cpu/fp32/b1p16n16"
-# The 2-core CI host drifts between runs; twice the layers of this model costs about 1.8x a
-# token, so a 30 % tolerance separates the two with room on both sides.
+# The 2-core CI host drifts between runs, and twice the layers (about 1.5x a token there) was
+# not always decided past a 30 % line; four times the layers leaves room on both sides.
 RUN = ["--xfperf", "-p", "no:cacheprovider", "--xfperf-models", "lm", "--xfperf-backends",
        "torch-cpu", "--xfperf-precisions", "fp32", "--xfperf-shapes", "b1p16n16",
        "--xfperf-min-time", "0.4", "--xfperf-tolerance", "30%"]
@@ -63,7 +63,7 @@ def _run(project: pytest.Pytester, *args: str, layers: int = 2) -> pytest.RunRes
         return project.runpytest_subprocess(*args)
 
 
-def test_twice_the_layers_fails_on_time_per_output_token(project: pytest.Pytester):
+def test_four_times_the_layers_fails_on_time_per_output_token(project: pytest.Pytester):
     recorded = _run(project, *RUN, "--xfperf-update-baselines")
     recorded.assert_outcomes(passed=1)
     entry = json.loads(next((project.path / "baselines").glob("*.json")).read_text())[
@@ -78,15 +78,15 @@ def test_twice_the_layers_fails_on_time_per_output_token(project: pytest.Pyteste
     gate = json.loads((project.path / "same.json").read_text())["cases"][0]["baseline"]
     assert set(gate["decisions"]) == {"tpot_ms", "ttft_ms"}
 
-    deeper = _run(project, *RUN, "--xfperf-report", "deeper.json", layers=4)
+    deeper = _run(project, *RUN, "--xfperf-report", "deeper.json", layers=8)
     assert deeper.ret == 1
     deeper.stdout.fnmatch_lines([f"{CASE}: REGRESSED", "*time per output token*"])
     case = json.loads((project.path / "deeper.json").read_text())["cases"][0]
     assert case["baseline"]["decisions"]["tpot_ms"]["outcome"] == "regressed"
     assert case["baseline"]["deltas"]["tpot_ms"] > 0.3
-    # The deeper model's cache is twice as large, and the table says so.
+    # The deeper model's cache is four times as large, and the table says so.
     assert case["generation_metrics"]["kv_cache_mb"] == pytest.approx(
-        2 * entry["metrics"]["kv_cache_mb"], rel=1e-3)
+        4 * entry["metrics"]["kv_cache_mb"], rel=1e-3)
 
 
 @pytest.mark.parametrize("shape, message", [
