@@ -5,9 +5,12 @@
     python -m pytest_xfperf baselines prune FILE (--case GLOB | --older-than DAYS |
                                                   --not-in REPORT.json)... [--dry-run]
     python -m pytest_xfperf report REPORT.json [--markdown PATH] [--html PATH] [--plots DIR]
+    python -m pytest_xfperf report merge A.json B.json ... [--markdown PATH] [--html PATH]
+    python -m pytest_xfperf history import REPORT.json ... [--history DB]
+    python -m pytest_xfperf history show CASE_GLOB [--machine KEY] [--metric M] [--plot PNG]
 
-Exit status: 0 done, 2 bad input (a message names the file and the problem). Nothing here
-imports an ML library.
+Exit status: 0 done, 2 bad input (a message names the file and the problem); `report merge`
+exits 1 when a merged case failed. Nothing here imports an ML library.
 """
 
 from __future__ import annotations
@@ -215,13 +218,67 @@ def build_parser() -> argparse.ArgumentParser:
                           help="baseline file: plots compare regressed cases with its samples")
     p_report.add_argument("--price-per-hour", type=float,
                           help="price of the machine per hour, for cost per million requests")
+    history = top.add_parser("history", help="the run history: import reports, show series")
+    h_sub = history.add_subparsers(dest="action", required=True)
+    h_import = h_sub.add_parser("import", help="add JSON reports (--xfperf-report) to the "
+                                "history; a report already there is skipped")
+    h_import.add_argument("reports", type=Path, nargs="+")
+    h_show = h_sub.add_parser("show", help="a case's runs, oldest first, and the drift test")
+    h_show.add_argument("case", help="case id or glob, e.g. 'bert-base/ort-cpu/*'")
+    h_show.add_argument("--machine", help="only this machine key (default: every machine)")
+    h_show.add_argument("--metric", help="block metric, e.g. p50_ms or tpot_ms (default: the "
+                        "case's own)")
+    h_show.add_argument("--plot", type=Path, metavar="PNG", help="draw the series (matplotlib)")
+    for sub_parser in (h_import, h_show):
+        sub_parser.add_argument("--history", type=Path, metavar="DB",
+                                help="history file (default: [tool.xfperf] history of the "
+                                     "project here, else .xfperf/history.db)")
     return parser
+
+
+def build_merge_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pytest_xfperf report merge",
+        description="one report of several runs (shards, machines): machines side by side")
+    parser.add_argument("reports", type=Path, nargs="+", help="files written by --xfperf-report")
+    parser.add_argument("--markdown", type=Path)
+    parser.add_argument("--html", type=Path)
+    return parser
+
+
+def history_command(args: argparse.Namespace, out: Any) -> int:
+    from pytest_xfperf.history import commands
+    from pytest_xfperf.history.db import HistoryError
+
+    try:
+        path = commands.history_path(args.history, Path.cwd())
+        if args.action == "import":
+            return commands.import_reports(path, args.reports, out)
+        return commands.show(path, args.case, args.machine, args.metric, args.plot, out)
+    except (HistoryError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+
+
+def merge_command(argv: Sequence[str], out: Any) -> int:
+    from pytest_xfperf.report.merge import merge
+
+    args = build_merge_parser().parse_args(argv)
+    try:
+        return merge(args.reports, args.markdown, args.html, out)
+    except (ValueError, OSError) as exc:
+        raise CliError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
     out = out or sys.stdout
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        # `report merge` beside `report REPORT.json`: a report file is never named "merge".
+        if argv[:2] == ["report", "merge"]:
+            return merge_command(argv[2:], out)
+        args = build_parser().parse_args(argv)
+        if args.command == "history":
+            return history_command(args, out)
         if args.command == "report":
             return report(args, out)
         if args.action == "show":

@@ -9,6 +9,7 @@ publish, and fail the test that regressed. Recording happens once at the session
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -66,9 +67,11 @@ class CaseHarness:
         self._call: Callable[[], object] | None = None
         self.generator: Generator | None = None  # generative cases (generation/)
         self.generation_build: dict[str, Any] = {}
+        self._started = time.perf_counter()  # the case's wall time counts from setup
 
     # -- setup and close ----------------------------------------------------------------
     def setup(self) -> None:
+        self._started = time.perf_counter()
         case, session = self.case, self.session
         if case.skip_reason:
             pytest.skip(case.skip_reason)
@@ -177,6 +180,7 @@ class CaseHarness:
             assert self.runner is not None
             self._measure(result)
             self._check_accuracy(result, self.runner.run(self.inputs))
+        result.seconds = time.perf_counter() - self._started
         self._judge(result)
         self.session.results.append(result)
         self._publish(result, benchmark)
@@ -332,7 +336,15 @@ class CaseHarness:
             if result.graph and baseline.get("graph"):
                 result.drift = drift(baseline["graph"], result.graph, baseline.get("versions"))
                 result.graph_notes = graph_notes(baseline["graph"], result.graph)
-        evidence = Evidence(metrics=result.metrics(), timing=result.timing,
+        metrics = result.metrics()
+        if (baseline is not None and "memory_mb" in metrics
+                and baseline.get("memory_mode") != result.memory_mode):
+            del metrics["memory_mb"]  # growth measured another way is not comparable
+            session.notes.add(
+                "host memory not compared where the baseline measured it another way "
+                f"({baseline.get('memory_mode') or 'before modes were recorded'}; now "
+                f"{result.memory_mode}): record the baselines again to compare it")
+        evidence = Evidence(metrics=metrics, timing=result.timing,
                             speedup=result.reference_timing,
                             accuracy_problems=result.accuracy_problems, drift=result.drift,
                             timed=not settings.timing_disabled,
@@ -350,6 +362,23 @@ class CaseHarness:
                               else Verdict.OTHER_MACHINE)
         if result.bound_unmet and not result.verdict.failed:
             result.verdict = Verdict.BOUND_UNMET
+        self._judge_history(result)
+
+    def _judge_history(self, result: Result) -> None:
+        """The drift test on this case's run history with this run appended (history/): a
+        lasting slowdown the baseline's tolerance lets through is ``drifting``."""
+        session, settings = self.session, self.session.settings
+        result.trend = session.history.findings(result) if session.history else []
+        drifting = [f for f in result.trend if f["drifting"]]
+        if not drifting:
+            return
+        from pytest_xfperf.history.drift import describe
+
+        for found in drifting:
+            session.notes.add(f"{self.case.id}: {describe(found)}")
+        if not result.verdict.failed and result.verdict != Verdict.RECORDED:
+            result.verdict = (Verdict.DRIFTING_FAIL if settings.gate.fail_on_drift
+                              else Verdict.DRIFTING)
 
     # -- publishing -----------------------------------------------------------------------
     def _publish(self, result: Result, benchmark: Any) -> None:

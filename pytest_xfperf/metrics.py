@@ -25,6 +25,9 @@ class Verdict(str, enum.Enum):
     UNSTABLE_FAIL = "UNSTABLE"  # unstable, with --xfperf-fail-on-unstable
     STALE = "STALE"  # improved, with --xfperf-fail-on-improvement
     BOUND_UNMET = "BOUND UNMET"  # server scenario: no arrival rate met the p99 bound
+    # Within the baseline's tolerance, but the run history shows a lasting slowdown.
+    DRIFTING = "drifting"
+    DRIFTING_FAIL = "DRIFTING"  # the same with --xfperf-fail-on-drift
 
     @property
     def failed(self) -> bool:

@@ -109,11 +109,12 @@ def _session(config: pytest.Config) -> Any:
     state = _state(config)
     if state.session is None:
         from pytest_xfperf.baselines.store import BaselineError
+        from pytest_xfperf.history.db import HistoryError
         from pytest_xfperf.session import XfperfSession
 
         try:
             state.session = XfperfSession(state.settings, _registry(config), config.rootpath)
-        except BaselineError as exc:
+        except (BaselineError, HistoryError) as exc:
             raise pytest.UsageError(f"pytest-xfperf: {exc}") from None
     return state.session
 
@@ -187,9 +188,48 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    errors = _state(config).usage_errors
+    state = _state(config)
+    errors = state.usage_errors
     if errors:
         raise pytest.UsageError("\n".join(dict.fromkeys(errors)))
+    if state.settings.enabled and state.settings.shard is not None:
+        _keep_shard(config, items)
+
+
+def _keep_shard(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the items of the other shards (shard.py has the rule); items that are not
+    perf cases run in shard 1."""
+    from pytest_xfperf.shard import digest, partition, recorded_costs
+
+    settings = _state(config).settings
+    spec = settings.shard
+    assert spec is not None
+    cases = {item.nodeid: item.callspec.params.get("xfperf_case")
+             for item in items if hasattr(item, "callspec")}
+    cases = {node: case for node, case in cases.items() if case is not None}
+    groups: dict[str, list[str]] = {}
+    for node, case in cases.items():
+        groups.setdefault(f"{case.model} {case.shape.label}", []).append(node)
+    from pytest_xfperf.settings import history_file
+
+    costs, source = recorded_costs(config.rootpath / settings.baselines_dir,
+                                   history_file(settings, config.rootpath),
+                                   sorted({c.id for c in cases.values()}))
+    node_costs = {node: 0.0 if case.skip_reason else costs[case.id]
+                  for node, case in cases.items()}
+    assignment = partition(groups, node_costs, spec.count)
+    keep = [item for item in items if assignment.get(item.nodeid, 1) == spec.index]
+    dropped = [item for item in items if assignment.get(item.nodeid, 1) != spec.index]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+    items[:] = keep
+    mine = [node for node, shard in assignment.items() if shard == spec.index]
+    _session(config).shard = {
+        "index": spec.index, "count": spec.count, "partition": digest(assignment),
+        "matrix": digest(dict.fromkeys(assignment, 0)),  # the same on every shard of it
+        "cases": len(assignment), "selected": len(mine), "costs": source,
+        "cost_s": round(sum(node_costs[n] for n in mine), 2),
+        "total_cost_s": round(sum(node_costs.values()), 2)}
 
 
 @pytest.fixture
@@ -242,6 +282,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
     session = state.session
     terminalreporter.write_sep("=", "xfperf results")
+    if session.shard:
+        shard = session.shard
+        terminalreporter.write_line(
+            f"shard {shard['index']}/{shard['count']}: {shard['selected']} of {shard['cases']} "
+            f"case(s), recorded cost {shard['cost_s']:.0f} s of {shard['total_cost_s']:.0f} s "
+            f"(costs from {shard['costs']}; partition {shard['partition']})")
     write_summary(session.results, terminalreporter.write_line)
     for note in session.notes:
         terminalreporter.write_line(note)

@@ -54,6 +54,8 @@ class Result:
     # FLOPs per call, achieved FLOP/s at p50, the measured peak and its share (measure/peak.py)
     compute: dict[str, Any] = field(default_factory=dict)
     measure_seconds: dict[str, float] = field(default_factory=dict)  # case, yardstick
+    seconds: float | None = None  # the case's wall time, setup included (shard costs)
+    trend: list[dict[str, Any]] = field(default_factory=list)  # history/drift.py findings
     verdict: Verdict = Verdict.NO_BASELINE
     raw: dict[str, Any] | None = None  # the JSON it was rebuilt from (results of xdist workers)
 
@@ -93,6 +95,7 @@ class Result:
             timing_metric=str(data.get("timing_metric") or "p50_ms"),
             generation_metrics=dict(data.get("generation_metrics") or {}),
             compute=dict(data.get("compute") or {}),
+            seconds=data.get("seconds"), trend=list(data.get("trend") or []),
         )
 
     def metrics(self) -> dict[str, float]:
@@ -141,6 +144,11 @@ class Result:
                 lines += [f"  faster than the baseline: {i}" for i in self.gate.improvements]
                 lines.append("  the baseline is stale: record it again with "
                              "--xfperf-update-baselines")
+        if self.verdict in (Verdict.DRIFTING, Verdict.DRIFTING_FAIL):
+            from pytest_xfperf.history.drift import describe
+
+            lines += [f"  history: {describe(found)}" for found in self.trend
+                      if found.get("drifting")]
         if self.verdict == Verdict.OTHER_MACHINE_FAIL:
             lines.append("  the only baseline is from another machine (see the summary); "
                          "record this machine's with --xfperf-update-baselines")
@@ -173,6 +181,7 @@ class Result:
             "generation_metrics": self.generation_metrics, "more_timing": self.more_timing,
             "timing_metric": self.timing_metric,
             "bound_unmet": self.bound_unmet,
+            "seconds": self.seconds, "trend": self.trend,
             "baseline": None if self.gate is None else {
                 "deltas": self.gate.deltas, "regressions": self.gate.regressions,
                 "improvements": self.gate.improvements,

@@ -1,6 +1,6 @@
 """State shared by the cases of one pytest session: cache, models, baselines, references,
-results; and the session's end (``finish``: merge xdist workers, record, report). It is a
-little over 300 lines because it holds both: the state the cases share and what the end of
+results; and the session's end (``finish``: merge xdist workers, record, report, append the
+run history). It is long because it holds both: the state the cases share and what the end of
 the session does with it."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pytest_xfperf.backends.catalog import BACKENDS, load_factory
 from pytest_xfperf.baselines import store
 from pytest_xfperf.baselines.machine import differences, fingerprint_of, machine_info
 from pytest_xfperf.fileio import locked
+from pytest_xfperf.history.run import RunHistory
 from pytest_xfperf.matrix import Case
 from pytest_xfperf.measure.peak import PeakCache, count_flops
 from pytest_xfperf.models.corpus import sentences
@@ -29,7 +30,7 @@ from pytest_xfperf.models.registry import ModelRegistry
 from pytest_xfperf.models.spec import ModelSpec
 from pytest_xfperf.notes import Notes
 from pytest_xfperf.result import Result
-from pytest_xfperf.settings import Settings
+from pytest_xfperf.settings import Settings, history_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -79,6 +80,11 @@ class XfperfSession:
         if not self.baselines and not settings.gate.update_baselines:
             self._look_for_other_machines(directory)
         self.results: list[Result] = []
+        self.rootpath = rootpath
+        history = history_file(settings, rootpath)
+        self.history = (RunHistory(history, str(self.machine["key"]), self.notes.add)
+                        if history is not None else None)
+        self.shard: dict[str, Any] = {}  # set by the plugin under --xfperf-shard
         self.peaks = PeakCache(rootpath / settings.cache_dir / "peaks.json",
                                str(self.machine["key"]))
         self._flops: dict[tuple[str, int], float | None] = {}
@@ -319,7 +325,7 @@ class XfperfSession:
         entries, refused = (self.baseline_entries() if self.settings.gate.update_baselines
                             else ({}, []))
         return {"results": [r.as_json() for r in self.results], "entries": entries,
-                "refused": refused, "notes": self.notes.lines()}
+                "refused": refused, "notes": self.notes.lines(), "shard": self.shard}
 
     def finish(self, worker_outputs: Sequence[Mapping[str, Any]] = ()) -> None:
         """Merge xdist workers' results, record baselines, write the reports."""
@@ -333,6 +339,7 @@ class XfperfSession:
             extra_entries.update(output["entries"])
             extra_refused.extend(output["refused"])
             self.notes.extend(output["notes"])
+            self.shard = self.shard or dict(output.get("shard") or {})  # workers collected
         if worker_outputs:
             self.results.sort(key=lambda r: r.case.id)
             if not self.settings.parallel_timing:
@@ -350,6 +357,21 @@ class XfperfSession:
             if refused:
                 self.notes.add("NOT recorded (failed their accuracy check, or no rate met the "
                                "latency bound): " + ", ".join(refused))
+        from pytest_xfperf.report.json_report import build_report
         from pytest_xfperf.report.render import write_reports
 
-        write_reports(self.settings, self.results, self.baselines, self.machine, self.notes)
+        facts = self.run_facts()
+        if self.results and self.history is not None:
+            self.history.append(build_report(self.results, self.settings, self.baselines,
+                                             self.notes.lines(), facts))
+        write_reports(self.settings, self.results, self.baselines, self.machine, self.notes,
+                      facts)
+
+    def run_facts(self) -> dict[str, Any]:
+        """What a report says of the run beyond its cases: commit, branch, shard."""
+        from pytest_xfperf.history.record import git_revision
+
+        facts: dict[str, Any] = {"git": git_revision(self.rootpath)}
+        if self.shard:
+            facts["shard"] = self.shard
+        return facts

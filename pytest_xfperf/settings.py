@@ -23,6 +23,7 @@ from pytest_xfperf.baselines.rule import GatePolicy
 from pytest_xfperf.measure.timing import TimingPolicy
 from pytest_xfperf.serving.config import ServingConfig
 from pytest_xfperf.serving.workload import LengthDistribution
+from pytest_xfperf.shard import ShardSpec
 from pytest_xfperf.values import (
     Shape,
     parse_bool,
@@ -86,6 +87,7 @@ class GateOptions:
     fail_on_improvement: bool = False
     force_record: bool = False
     other_machine: str = "skip"  # a baseline from another machine: "skip" or "fail"
+    fail_on_drift: bool = False  # a case the history shows drifting fails (nightly jobs)
     policy: GatePolicy = field(default_factory=GatePolicy)
 
 
@@ -116,8 +118,21 @@ class Settings:
     cache_dir: Path = Path(".xfperf-cache")
     clear_cache: bool = False
     seed: int = 0
+    # The run history (history/): one SQLite file, relative to the rootdir; "off": none.
+    history: Path = Path(".xfperf/history.db")
+    shard: ShardSpec | None = None  # --xfperf-shard K/N: this run's share of the matrix
     # [tool.xfperf.<backend>] tables, validated against the backend's options.
     backend_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+HISTORY_OFF = ("off", "none", "false", "0")
+
+
+def history_file(settings: Settings, root: Path) -> Path | None:
+    """The history file of this run (an absolute setting wins over ``root``), or None: off."""
+    if str(settings.history).strip().lower() in HISTORY_OFF:
+        return None
+    return root / settings.history
 
 
 @dataclass(frozen=True)
@@ -201,6 +216,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("other_machine", "gate.other_machine", "when the only baseline is from a machine "
            "with another fingerprint: skip (default: report it, gate nothing) or fail",
            lambda v: parse_choice(v, "other_machine", ("skip", "fail"))),
+    Option("fail_on_drift", "gate.fail_on_drift", "fail cases whose run history shows a "
+           "lasting slowdown (drifting; for nightly jobs; default: report it)", parse_bool,
+           flag=True),
+    Option("history", "history", "the run history, an SQLite file every run appends to "
+           "(default .xfperf/history.db; off: none)", Path),
+    Option("shard", "shard", "run shard K of N of the matrix, e.g. 2/4 (balanced by recorded "
+           "cost; merge the shards' reports with `python -m pytest_xfperf report merge`)",
+           ShardSpec.parse),
     Option("warmup_rounds", "timing.warmup_rounds", "untimed calls before timing (default 3)",
            lambda v: parse_count(v, "warmup_rounds")),
     Option("min_rounds", "timing.min_rounds", "minimum timed calls per case (default 10)",

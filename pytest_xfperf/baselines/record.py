@@ -49,6 +49,10 @@ def entry(result: Result) -> dict[str, Any]:
         out["generation"] = result.generation
     if result.serving:
         out["serving"] = result.serving
+    if result.memory_mb is not None:
+        out["memory_mode"] = result.memory_mode  # memory is compared only within one mode
+    if result.seconds is not None:
+        out["seconds"] = round(result.seconds, 2)  # what sharding balances
     if result.accuracy_problems:
         out["forced"] = True
     out["recorded"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

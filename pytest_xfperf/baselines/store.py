@@ -172,6 +172,10 @@ def validate_entry(case_id: str, entry: Any) -> None:
                              f"(valid: {', '.join(METRICS)})")
         _check_record(record, f"{where}.more_timing.{name}")
     _object(entry, "generation", where)
+    if "seconds" in entry:
+        _number(entry["seconds"], f"{where}.seconds")
+    if not isinstance(entry.get("memory_mode", ""), str):
+        raise ValueError(f"{where}.memory_mode must be a string")
 
 
 def _check_samples(samples: Any, where: str) -> None:

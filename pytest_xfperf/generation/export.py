@@ -106,16 +106,46 @@ def export_decoder(model: torch.nn.Module, out_path: Path, model_name: str) -> d
     return {"opset": OPSET, "layers": layers, "kv_heads": kv_heads, "head_dim": head_dim}
 
 
+def rms_statistics_nodes(graph: Any) -> list[str]:
+    """The nodes of each RMS norm's statistics: Pow(x, 2) -> ReduceMean, then the Add of
+    epsilon, Sqrt and Reciprocal (or Div) up to the Mul that applies them. In FP16 the squares
+    of hidden states past 256 overflow; PyTorch computes this part in FP32, and so must ORT."""
+    producers = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    names: list[str] = []
+    for node in graph.node:
+        source = producers.get(node.input[0]) if node.input else None
+        if node.op_type != "ReduceMean" or source is None or source.op_type != "Pow":
+            continue
+        names += [source.name, node.name]
+        frontier = node
+        while True:
+            following = [n for n in consumers.get(frontier.output[0], [])
+                         if n.op_type in ("Add", "Sqrt", "Reciprocal", "Div")]
+            if len(following) != 1:
+                break
+            frontier = following[0]
+            names.append(frontier.name)
+    return names
+
+
 def _fp16(in_path: Path, out_path: Path) -> dict[str, Any]:
     """Everything in FP16, the cache and logits included (keeping FP32 inputs would cast the
-    whole cache at every step); token ids stay int64."""
+    whole cache at every step), except the statistics of RMS norms (``rms_statistics_nodes``);
+    token ids stay int64."""
     import onnx
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST
     from onnxruntime.transformers.onnx_model import OnnxModel
 
     model = OnnxModel(onnx.load(str(in_path)))
-    model.convert_float_to_float16(keep_io_types=False)
+    kept = rms_statistics_nodes(model.model.graph)
+    model.convert_float_to_float16(keep_io_types=False, node_block_list=kept,
+                                   op_block_list=list(DEFAULT_OP_BLOCK_LIST))
     model.save_model_to_file(str(out_path))
-    return {"conversion": "fp16", "keep_io_types": False}
+    return {"conversion": "fp16", "keep_io_types": False, "fp32_nodes": len(kept)}
 
 
 @dataclass(frozen=True)
@@ -178,7 +208,7 @@ def decoder_artifact(cache: ArtifactCache, model_name: str, identity: str, preci
         return source, built
     if precision == "fp16":
         parts: dict[str, Any] = {"stage": "decoder-fp16", "parent": parent,
-                                 "onnxruntime": onnxruntime}
+                                 "onnxruntime": onnxruntime, "fp32": "rms-statistics"}
         return stage(parts, lambda d: _fp16(source, d / MODEL_FILE), "fp16"), built
     if precision == "int8-dynamic":
         parts = {"stage": "decoder-int8-dynamic", "parent": parent,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -16,6 +17,10 @@ from pytest_xfperf.report.tables import speedups
 from pytest_xfperf.result import Result
 from pytest_xfperf.settings import Settings
 from pytest_xfperf.versions import library_versions
+
+# 2: "schema", "created", "git", "shard" and each case's "seconds" and "trend" (reports
+# without "schema" are 1). ``report merge`` reads only its own schema.
+REPORT_SCHEMA = 2
 
 
 def _finite(value: Any) -> Any:
@@ -31,7 +36,8 @@ def _finite(value: Any) -> Any:
 
 def build_report(results: Sequence[Result], settings: Settings,
                  baselines: Mapping[str, Any] | None = None,
-                 notes: Sequence[str] = ()) -> dict[str, Any]:
+                 notes: Sequence[str] = (), facts: Mapping[str, Any] | None = None
+                 ) -> dict[str, Any]:
     ups = speedups(results)
     cases = []
     for r in results:
@@ -43,6 +49,9 @@ def build_report(results: Sequence[Result], settings: Settings,
             entry["baseline_samples_ms"] = baselines[r.case.id].get("samples_ms", [])
         cases.append(entry)
     report: dict[str, Any] = _finite({
+        "schema": REPORT_SCHEMA,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **(facts or {}),
         "machine": machine_info(), "versions": library_versions(),
         "timing": {**asdict(settings.timing),
                    "mode": "wall clock per synchronized call (perf_counter), host inputs "
@@ -60,8 +69,9 @@ def build_report(results: Sequence[Result], settings: Settings,
 
 
 def write_report(path: Path, results: Sequence[Result], settings: Settings,
-                 baselines: Mapping[str, Any] | None = None, notes: Sequence[str] = ()) -> None:
-    text = json.dumps(build_report(results, settings, baselines, notes), indent=1,
+                 baselines: Mapping[str, Any] | None = None, notes: Sequence[str] = (),
+                 facts: Mapping[str, Any] | None = None) -> None:
+    text = json.dumps(build_report(results, settings, baselines, notes, facts), indent=1,
                       allow_nan=False) + "\n"
     atomic_write_bytes(path, text.encode("utf-8"))
 

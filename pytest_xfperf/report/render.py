@@ -106,7 +106,7 @@ def results_from_report(path: Path) -> tuple[list[Result], dict[str, Any]]:
 
 def write_reports(settings: Settings, results: Sequence[Result],
                   baselines: Mapping[str, Any], machine: Mapping[str, Any],
-                  notes: Notes) -> None:
+                  notes: Notes, facts: Mapping[str, Any] | None = None) -> None:
     """The run's JSON report, then Markdown / step summary, plots and HTML. A failure here
     is a note: the run's verdict is the tests' alone."""
     import time
@@ -116,7 +116,7 @@ def write_reports(settings: Settings, results: Sequence[Result],
         from pytest_xfperf.report.json_report import write_report
 
         try:
-            write_report(paths.report, results, settings, baselines, notes.lines())
+            write_report(paths.report, results, settings, baselines, notes.lines(), facts)
             notes.add(f"JSON report written to {paths.report}")
         except OSError as exc:
             notes.add(f"could not write the JSON report {paths.report}: {exc}")

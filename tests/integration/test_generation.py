@@ -100,3 +100,26 @@ def test_the_block_loop_times_prefill_and_each_decode_step(model):
     assert all(len(g.steps_ms) == NEW_TOKENS - 1 for g in generations)
     # The wall clock of a generation covers its prefill and every step.
     assert all(g.wall_ms >= g.ttft_ms + sum(g.steps_ms) * 0.99 for g in generations)
+
+
+def test_the_fp16_decoder_keeps_the_rms_norm_statistics_in_fp32(cache):
+    """Squares of hidden states past 256 overflow FP16: PyTorch computes an RMS norm's mean
+    square in FP32, and the ort-cuda FP16 decoder must too (the conversion runs on any
+    machine; running the FP16 graph needs the CUDA provider)."""
+    onnx = pytest.importorskip("onnx")
+    from pytest_xfperf.generation.export import rms_statistics_nodes
+
+    spec = BUILTIN["llama-tiny"](0)
+    target = DecoderTarget("cuda", spec.family, spec.num_heads, spec.hidden_size)
+    path, built = decoder_artifact(cache, spec.name, spec.identity, "fp16", spec.build,
+                                   reduce_range=False, target=target)
+    graph = onnx.load(str(path)).graph
+    kept = set(rms_statistics_nodes(graph))
+    # Two norms per layer and the final one; Pow, ReduceMean, Add, Sqrt, Reciprocal each.
+    assert len(kept) == 5 * (2 * built["export"]["layers"] + 1)
+    producers = {out: node for node in graph.node for out in node.output}
+    for node in graph.node:
+        if node.op_type == "Pow" and node.name in kept:
+            cast = producers[node.input[0]]
+            assert cast.op_type == "Cast"
+            assert next(a.i for a in cast.attribute if a.name == "to") == onnx.TensorProto.FLOAT

@@ -140,3 +140,17 @@ def test_the_yardstick_block_is_a_share_of_the_case_block_as_it_lasted():
     measure(series, Timed(lambda: time.sleep(0.02), lambda: None),
             Timed(lambda: time.sleep(0.001), lambda: None), plan, 3)
     assert series.yardstick_seconds >= 0.8 * GatePolicy().yardstick_share * series.case_seconds
+
+
+def test_the_memory_window_opens_on_a_trimmed_heap_and_says_so():
+    import sys
+
+    from pytest_xfperf.measure.memory import PeakMemory
+
+    window = PeakMemory()
+    with window:
+        block = bytearray(64 * 1024 * 1024)
+    assert window.peak_delta_mb >= 60
+    del block
+    if sys.platform.startswith("linux"):
+        assert window.mode == "per-case peak RSS, heap trimmed at start"
