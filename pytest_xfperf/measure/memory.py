@@ -10,8 +10,10 @@ shard runs other neighbours than the unsharded run its baseline came from).
 
 from __future__ import annotations
 
+import functools
 import resource
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 _STATUS = Path("/proc/self/status")
@@ -28,17 +30,24 @@ def _status_kb(field: str) -> int | None:
     return None
 
 
-def _trim_heap() -> bool:
-    """Return the heap's free pages to the system (glibc); False where there is no such
-    call."""
+@functools.lru_cache(maxsize=1)
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, looked up once (find_library may run ldconfig); None elsewhere."""
     import ctypes
     import ctypes.util
 
     name = ctypes.util.find_library("c")
     try:
-        return bool(ctypes.CDLL(name).malloc_trim(0) >= 0) if name else False
+        return ctypes.CDLL(name).malloc_trim if name else None
     except (OSError, AttributeError):
-        return False
+        return None
+
+
+def _trim_heap() -> bool:
+    """Return the heap's free pages to the system (glibc); False where there is no such
+    call."""
+    trim = _malloc_trim()
+    return trim is not None and trim(0) >= 0
 
 
 def _reset_peak() -> bool:
