@@ -336,21 +336,13 @@ class CaseHarness:
             if result.graph and baseline.get("graph"):
                 result.drift = drift(baseline["graph"], result.graph, baseline.get("versions"))
                 result.graph_notes = graph_notes(baseline["graph"], result.graph)
-        metrics = result.metrics()
-        if (baseline is not None and "memory_mb" in metrics
-                and baseline.get("memory_mode") != result.memory_mode):
-            del metrics["memory_mb"]  # growth measured another way is not comparable
-            session.notes.add(
-                "host memory not compared where the baseline measured it another way "
-                f"({baseline.get('memory_mode') or 'before modes were recorded'}; now "
-                f"{result.memory_mode}): record the baselines again to compare it")
-        evidence = Evidence(metrics=metrics, timing=result.timing,
+        evidence = Evidence(metrics=result.metrics(), timing=result.timing,
                             speedup=result.reference_timing,
                             accuracy_problems=result.accuracy_problems, drift=result.drift,
                             timed=not settings.timing_disabled,
                             samples_ms=result.samples_ms,
                             timing_metric=result.timing_metric,
-                            more_timing=result.more_timing)
+                            more_timing=result.more_timing, memory_mode=result.memory_mode)
         options = replace(settings.gate, tolerances=self.tolerances)
         result.gate = verdict(evidence, baseline, options)
         session.notes.extend(f"{self.case.id}: {note}" for note in result.gate.notes)

@@ -37,6 +37,7 @@ class Evidence:
     samples_ms: Sequence[float] = ()  # every timed call, in time order (the p99's halves)
     timing_metric: str = "p50_ms"  # what ``timing`` times (tpot_ms for a generative case)
     more_timing: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # ttft_ms, ...
+    memory_mode: str = ""  # how host memory was measured: compared only within one mode
 
     def records(self) -> dict[str, Mapping[str, Any]]:
         """Every block record of this run by the metric it decides, ``timing``'s first."""
@@ -248,6 +249,13 @@ def verdict(evidence: Evidence, baseline: Mapping[str, Any] | None, options: Gat
                                  "with --xfperf-update-baselines")
             decided |= {"p50_ms", "throughput", "speedup", "ttft_ms", "tpot_ms", "tokens_per_s"}
         decided.add("speedup")  # never by threshold: only against its block record
+        if ("memory_mb" in evidence.metrics
+                and baseline.get("memory_mode", "") != evidence.memory_mode):
+            decided.add("memory_mb")  # growth measured another way is not comparable
+            outcome.notes.append(
+                "host memory not compared where the baseline measured it another way "
+                f"({baseline.get('memory_mode') or 'before modes were recorded'}; now "
+                f"{evidence.memory_mode}): record the baselines again to compare it")
         _thresholds(evidence, baseline, tolerances, decided, outcome)
     outcome.verdict = _summarize(evidence, baseline, outcome, options)
     return outcome

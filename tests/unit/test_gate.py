@@ -82,6 +82,20 @@ def test_thresholds_for_memory_p99_and_accuracy():
     assert judge(1.0, p99_ms=30.0).verdict == Verdict.REGRESSED  # +150 % past p99's 100 %
 
 
+def test_memory_measured_in_another_mode_is_not_compared():
+    recorded = {**entry(), "memory_mode": "per-case peak RSS, heap trimmed at start"}
+    evidence = Evidence(metrics={"p50_ms": 10.0, "cosine": 0.999, "memory_mb": 400.0},
+                        timing=record(1.0, 8, seed=1),
+                        speedup=record(3.0, 8, seed=2, reference="torch-cpu"),
+                        memory_mode="process lifetime peak RSS")
+    other = verdict(evidence, recorded, GateOptions())
+    assert other.verdict == Verdict.PASS and "memory_mb" not in other.deltas
+    assert any("host memory not compared" in note for note in other.notes)
+    same = verdict(Evidence(**{**evidence.__dict__, "memory_mode": recorded["memory_mode"]}),
+                   recorded, GateOptions())
+    assert same.verdict == Verdict.REGRESSED  # +200 MB, +100 %, within one mode
+
+
 def test_a_zero_memory_baseline_is_judged_by_the_slack_not_a_ratio():
     zero = entry(memory_mb=0.0)
     assert judge(1.0, baseline=zero, memory_mb=0.5).verdict == Verdict.PASS
