@@ -360,12 +360,16 @@ class XfperfSession:
         from pytest_xfperf.report.json_report import build_report
         from pytest_xfperf.report.render import write_reports
 
-        facts = self.run_facts()
-        if self.results and self.history is not None:
-            self.history.append(build_report(self.results, self.settings, self.baselines,
-                                             self.notes.lines(), facts))
+        # One document serves the history and the JSON report; built only when one wants it.
+        report = None
+        if self.results and (self.history is not None
+                             or self.settings.reports.report is not None):
+            report = build_report(self.results, self.settings, self.baselines,
+                                  self.notes.lines(), self.run_facts())
+            if self.history is not None:
+                self.history.append(report)
         write_reports(self.settings, self.results, self.baselines, self.machine, self.notes,
-                      facts)
+                      report)
 
     def run_facts(self) -> dict[str, Any]:
         """What a report says of the run beyond its cases: commit, branch, shard."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +65,7 @@ def baseline_costs(directory: Path) -> dict[str, float]:
             seconds = entry.get("seconds") if isinstance(entry, dict) else None
             if isinstance(seconds, (int, float)) and seconds > 0:
                 by_case.setdefault(case_id, []).append(float(seconds))
-    return {case_id: sorted(v)[len(v) // 2] for case_id, v in by_case.items()}
+    return {case_id: statistics.median_high(v) for case_id, v in by_case.items()}
 
 
 def recorded_costs(baselines_dir: Path, history: Path | None,
@@ -84,7 +85,7 @@ def recorded_costs(baselines_dir: Path, history: Path | None,
             known = {}
     if not known:
         return {case_id: 1.0 for case_id in case_ids}, "counts"
-    fallback = sorted(known.values())[len(known) // 2]
+    fallback = statistics.median_high(known.values())
     return {case_id: known.get(case_id, fallback) for case_id in case_ids}, source
 
 

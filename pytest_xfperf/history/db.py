@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import statistics
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,7 +253,7 @@ class History:
         for case_id, seconds in self._query(
                 "SELECT case_id, seconds FROM results WHERE seconds IS NOT NULL"):
             by_case.setdefault(str(case_id), []).append(float(seconds))
-        return {case_id: sorted(v)[len(v) // 2] for case_id, v in by_case.items()}
+        return {case_id: statistics.median_high(v) for case_id, v in by_case.items()}
 
     def count(self) -> tuple[int, int]:
         """Runs and case rows held."""

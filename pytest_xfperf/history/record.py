@@ -57,9 +57,9 @@ def block_summary(record: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def case_row(case: Mapping[str, Any]) -> CaseRow:
-    """One report case as a history row: its gated figures, and per block metric the summary
-    the drift test reads."""
+def summaries(case: Mapping[str, Any]) -> dict[str, Any]:
+    """A report case's block records summarized per metric (what the drift test reads), and
+    its latency stats."""
     metric = str(case.get("timing_metric") or "p50_ms")
     records: dict[str, Mapping[str, Any]] = {}
     if isinstance(case.get("timing"), Mapping) and case["timing"].get("case_ms"):
@@ -67,15 +67,21 @@ def case_row(case: Mapping[str, Any]) -> CaseRow:
     for name, record in (case.get("more_timing") or {}).items():
         if isinstance(record, Mapping) and record.get("case_ms"):
             records[str(name)] = record
+    out: dict[str, Any] = {name: block_summary(r) for name, r in records.items()}
     stats = case.get("stats") or {}
-    summary: dict[str, Any] = {name: block_summary(r) for name, r in records.items()}
     if stats:
-        summary["stats"] = {k: stats[k] for k in ("p50_ms", "p99_ms", "mean_ms", "rounds")
-                            if k in stats}
-    metrics = {k: float(v) for k, v in _metrics(case).items()}
+        out["stats"] = {k: stats[k] for k in ("p50_ms", "p99_ms", "mean_ms", "rounds")
+                        if k in stats}
+    return out
+
+
+def case_row(case: Mapping[str, Any]) -> CaseRow:
+    """One report case as a history row: its gated figures and its ``summaries``."""
     seconds = case.get("seconds")
     return CaseRow(case_id=str(case["id"]), verdict=str(case.get("verdict", "")),
-                   timing_metric=metric, metrics=metrics, summary=summary,
+                   timing_metric=str(case.get("timing_metric") or "p50_ms"),
+                   metrics={k: float(v) for k, v in _metrics(case).items()},
+                   summary=summaries(case),
                    seconds=float(seconds) if isinstance(seconds, (int, float)) else None)
 
 

@@ -29,12 +29,12 @@ class RunHistory:
         if not result.timing:
             return []
         from pytest_xfperf.history.drift import finding
-        from pytest_xfperf.history.record import case_row
+        from pytest_xfperf.history.record import summaries
 
         case_id = result.case.id
         if case_id not in self._series:
             self._series[case_id] = self._read(case_id)
-        summary = case_row(result.as_json()).summary
+        summary = summaries(result.as_json())
         found = [finding(self._series[case_id], summary, metric)
                  for metric in summary if metric != "stats"]
         return [f for f in found if f is not None]

@@ -68,11 +68,9 @@ def build_report(results: Sequence[Result], settings: Settings,
     return report
 
 
-def write_report(path: Path, results: Sequence[Result], settings: Settings,
-                 baselines: Mapping[str, Any] | None = None, notes: Sequence[str] = (),
-                 facts: Mapping[str, Any] | None = None) -> None:
-    text = json.dumps(build_report(results, settings, baselines, notes, facts), indent=1,
-                      allow_nan=False) + "\n"
+def write_report(path: Path, report: Mapping[str, Any]) -> None:
+    """A document of ``build_report``, written atomically."""
+    text = json.dumps(report, indent=1, allow_nan=False) + "\n"
     atomic_write_bytes(path, text.encode("utf-8"))
 
 

@@ -32,17 +32,18 @@ class Part:
 
 
 def load(paths: Sequence[Path]) -> list[Part]:
-    from pytest_xfperf.report.render import results_from_report
+    from pytest_xfperf.report.render import results_of
 
     parts = []
     for path in paths:
-        schema = read_report(path).get("schema", 1)
+        data = read_report(path)
+        schema = data.get("schema", 1)
         if schema != REPORT_SCHEMA:
             raise ValueError(
                 f"{path}: report schema {schema}; this pytest-xfperf merges schema "
                 f"{REPORT_SCHEMA} only. Write that report again with this version (pytest "
                 "--xfperf --xfperf-report PATH), or merge with the version that wrote it")
-        results, meta = results_from_report(path)
+        results, meta = results_of(data, path)
         parts.append(Part(path, meta, results))
     return parts
 

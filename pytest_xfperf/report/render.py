@@ -94,7 +94,11 @@ def _write(path: Path, data: bytes, what: str, messages: list[str]) -> None:
 def results_from_report(path: Path) -> tuple[list[Result], dict[str, Any]]:
     """The results and run facts of a JSON report (``--xfperf-report``); ValueError when the
     file is not one."""
-    data = read_report(path)
+    return results_of(read_report(path), path)
+
+
+def results_of(data: Mapping[str, Any], path: Path) -> tuple[list[Result], dict[str, Any]]:
+    """The results and run facts of a report ``path`` held, already read."""
     try:
         results = [Result.from_json(case) for case in data["cases"]]
     except (KeyError, TypeError, ValueError) as exc:
@@ -106,17 +110,19 @@ def results_from_report(path: Path) -> tuple[list[Result], dict[str, Any]]:
 
 def write_reports(settings: Settings, results: Sequence[Result],
                   baselines: Mapping[str, Any], machine: Mapping[str, Any],
-                  notes: Notes, facts: Mapping[str, Any] | None = None) -> None:
-    """The run's JSON report, then Markdown / step summary, plots and HTML. A failure here
+                  notes: Notes, report: dict[str, Any] | None = None) -> None:
+    """The run's JSON report (``report``, built by ``json_report.build_report``; its notes are
+    brought up to date here), then Markdown / step summary, plots and HTML. A failure here
     is a note: the run's verdict is the tests' alone."""
     import time
 
     paths = settings.reports
-    if paths.report is not None and results:
+    if paths.report is not None and report is not None:
         from pytest_xfperf.report.json_report import write_report
 
+        report["notes"] = notes.lines()
         try:
-            write_report(paths.report, results, settings, baselines, notes.lines(), facts)
+            write_report(paths.report, report)
             notes.add(f"JSON report written to {paths.report}")
         except OSError as exc:
             notes.add(f"could not write the JSON report {paths.report}: {exc}")
