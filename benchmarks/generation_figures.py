@@ -78,7 +78,7 @@ def cpu(out: Path, rounds: int) -> None:
             case = cases.get(case_id, {})
             metrics = case.get("generation_metrics") or {}
             row[name] = {"tpot_ms": metrics.get("tpot_ms"), "ttft_ms": metrics.get("ttft_ms"),
-                         "accuracy": case.get("accuracy"),
+                         "speedup": case.get("speedup"), "accuracy": case.get("accuracy"),
                          "first_divergence": (case.get("generation") or {}).get(
                              "first_divergence")}
             hand = [h for h in hands if h["case"] == case_id]

@@ -9,13 +9,16 @@ turn process by process:
 
 - ``alone``: PyTorch only; ONNX Runtime is not imported;
 - ``yardstick``: each PyTorch block followed by a block of the plugin's CPU yardstick
-  (``measure.yardstick.cpu``), as the gate times a case;
-- ``yardstick, no spin``: the same yardstick with ONNX Runtime's intra-op spinning off
-  (``session.intra_op.allow_spinning = 0``), so its threads sleep as soon as a run ends.
+  (``measure.yardstick.cpu``), as the gate times a case: its ONNX Runtime threads sleep as
+  soon as a run ends (``session.intra_op.allow_spinning = 0``);
+- ``yardstick, spinning``: the same with ONNX Runtime's default, threads that spin on after a
+  run, waiting for the next.
 
-Per process it reports the median block value and the spread of block values (standard
-deviation of their logarithm); across processes, the spread of the per-process medians: the
-figure that a baseline recorded in one process and a run in another both carry.
+Per process it reports the median block value, the spread of block values (standard deviation
+of their logarithm) and how much slower a block's first call is than the block's median (the
+yardstick's threads, if still spinning, hold a core through it); across processes, the spread
+of the per-process medians: the figure that a baseline recorded in one process and a run in
+another both carry.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import sys
 import time
 from typing import Any
 
-SETTINGS = ("alone", "yardstick", "yardstick, no spin")
+SETTINGS = ("alone", "yardstick", "yardstick, spinning")
 
 
 def _spread(values: list[float]) -> float:
@@ -57,23 +60,19 @@ def one_process(setting: str, blocks: int, block_s: float) -> dict[str, Any]:
 
     yard = None
     if setting != "alone":
-        import onnxruntime as ort
-
         from pytest_xfperf.measure import yardstick
 
-        if setting == "yardstick, no spin":
-            original = ort.SessionOptions
+        if setting == "yardstick, spinning":
+            quiet = yardstick.cpu_session
 
-            def quiet_options() -> Any:
-                options = original()
-                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                return options
+            def spinning(graph: Any, threads: int, spinning: bool = True) -> Any:
+                return quiet(graph, threads, spinning=True)
 
-            ort.SessionOptions = quiet_options
+            yardstick.cpu_session = spinning  # type: ignore[assignment]
         yard = yardstick.cpu(0)
     for _ in range(5):
         case()
-    case_blocks, yard_blocks = [], []
+    case_blocks, yard_blocks, first_ratios = [], [], []
     for _ in range(blocks):
         calls: list[float] = []
         started = time.perf_counter()
@@ -82,6 +81,7 @@ def one_process(setting: str, blocks: int, block_s: float) -> dict[str, Any]:
             case()
             calls.append((time.perf_counter() - t0) * 1000)
         case_blocks.append(statistics.median(calls))
+        first_ratios.append(calls[0] / statistics.median(calls[1:]))
         if yard is not None:
             y_calls: list[float] = []
             started = time.perf_counter()
@@ -94,6 +94,7 @@ def one_process(setting: str, blocks: int, block_s: float) -> dict[str, Any]:
             "case_ms": [round(v, 3) for v in case_blocks],
             "case_median_ms": round(statistics.median(case_blocks), 3),
             "case_spread": round(_spread(case_blocks), 4),
+            "first_call_ratio": round(statistics.median(first_ratios), 3),
             "yardstick_ms": [round(v, 4) for v in yard_blocks]}
 
 
@@ -117,7 +118,8 @@ def main() -> None:
             run = json.loads(done.stdout.strip().splitlines()[-1])
             run["process"] = index
             print(json.dumps({k: run[k] for k in ("process", "setting", "case_median_ms",
-                                                  "case_spread")}), flush=True)
+                                                  "case_spread", "first_call_ratio")}),
+                  flush=True)
             runs.append(run)
     summary = {}
     for setting in SETTINGS:
@@ -126,7 +128,10 @@ def main() -> None:
                             "between_processes_spread": round(_spread(medians), 4),
                             "max_over_min": round(max(medians) / min(medians), 3),
                             "within_process_spread_median": round(statistics.median(
-                                r["case_spread"] for r in runs if r["setting"] == setting), 4)}
+                                r["case_spread"] for r in runs if r["setting"] == setting), 4),
+                            "first_call_ratio_median": round(statistics.median(
+                                r["first_call_ratio"] for r in runs
+                                if r["setting"] == setting), 3)}
     from pytest_xfperf.baselines.machine import cpu_fingerprint
 
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_fingerprint(),

@@ -115,6 +115,7 @@ class CaseHarness:
                                      self.case.shape.new_tokens)
             except TypeError as exc:  # a model that cannot generate: this case fails
                 pytest.fail(f"{self.case.id}: {exc}", pytrace=False)
+        self._measure_reference()  # before the memory window too: its generator is shared
         self._start_memory_windows()
         try:
             self.generator = make_generator(self)
@@ -131,7 +132,11 @@ class CaseHarness:
             return
         policy = settings.gate.policy
         blocks = policy.record_blocks if settings.gate.update_baselines else policy.first_blocks
-        self.session.speedup_reference_record(case, self.spec, self.inputs, blocks)
+        if case.generative:
+            self.session.generation_reference_record(case, self.spec, self.inputs["input_ids"],
+                                                     blocks)
+        else:
+            self.session.speedup_reference_record(case, self.spec, self.inputs, blocks)
 
     def close(self) -> None:
         if self.runner is not None:

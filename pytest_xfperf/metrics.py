@@ -86,7 +86,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("retrieval", "", +1, "accuracy", "retrieval agreement", ".3f", absolute=True),
     Metric("top1", "", +1, "accuracy", "top-1 agreement of prompt logits", ".3f",
            absolute=True),
-    Metric("token_agreement", "", +1, "accuracy", "greedy tokens equal to FP32's", ".3f",
+    Metric("token_agreement", "", +1, "accuracy", "greedy tokens FP32 would choose", ".3f",
            absolute=True),
 )}
 # Decided on interleaved blocks against the baseline's block record, not by a threshold.

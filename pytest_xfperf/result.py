@@ -106,6 +106,8 @@ class Result:
             for key in ("cosine", "top1", "token_agreement"):
                 if key in self.accuracy:
                     values[key] = self.accuracy[key]
+            if self.speedup is not None:
+                values["speedup"] = self.speedup
             return values
         if self.stats is not None:
             values.update(p50_ms=self.stats.p50_ms, p99_ms=self.stats.p99_ms,

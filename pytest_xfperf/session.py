@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from pytest_xfperf.generation.timing import GenerationMeasurement
+
 RETRIEVAL_BATCH = 32
 RETRIEVAL_MAX_SEQ = 128
 
@@ -94,6 +96,7 @@ class XfperfSession:
         self._references_timed: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._reference_runners: dict[tuple[str, str, str],
                                       tuple[Runner, Callable[[], object]]] = {}
+        self._reference_generations: dict[tuple[str, str, str], GenerationMeasurement] = {}
         # Set by the plugin in verbose mode: long steps announce themselves through it.
         self.announce: Callable[[str], None] | None = None
         # One torch model at a time: cases arrive grouped by model, and BERT-large in FP32
@@ -263,7 +266,7 @@ class XfperfSession:
         from pytest_xfperf.measure.case import extend_reference
 
         backend, precision = speedup_reference(case.backend, case.precision)
-        key = (case.model, case.shape.label, f"{backend}/{precision}")
+        key = self._reference_key(case, backend, precision)
         have = self._references_timed.get(key)
         missing = blocks - (len(have["case_ms"]) if have else 0)
         if missing <= 0:
@@ -283,17 +286,75 @@ class XfperfSession:
             lambda: self.device_lock(backend))
         return self._references_timed[key]
 
+    def generation_reference_record(self, case: Case, spec: ModelSpec, input_ids: np.ndarray,
+                                    blocks: int) -> dict[str, Any] | None:
+        """A generative case's speed-up reference: PyTorch on the case's device generating the
+        same prompt, as a block record of its primary figure (TPOT; TTFT for a single new
+        token) with at least ``blocks`` blocks, measured (or extended) on use in this
+        process; None where it cannot run here."""
+        from pytest_xfperf.backends.catalog import speedup_reference
+        from pytest_xfperf.generation.check import primary_metric, torch_generator
+        from pytest_xfperf.generation.generators import generation_clock
+        from pytest_xfperf.generation.timing import GenerationMeasurement
+        from pytest_xfperf.measure.blocks import BlockPlan
+        from pytest_xfperf.measure.case import make_yardstick, merged_record
+
+        backend, precision = speedup_reference(case.backend, case.precision)
+        key = self._reference_key(case, backend, precision)
+        have = self._references_timed.get(key)
+        missing = blocks - (len(have["case_ms"]) if have else 0)
+        if missing <= 0:
+            return have
+        measurement = self._reference_generations.get(key)
+        if measurement is None:
+            try:
+                self.check_backend(backend)
+                generator = torch_generator(self, spec, backend, precision)
+            except (BackendUnavailable, ModuleNotFoundError):
+                return None
+            plan = BlockPlan.of(self.settings.timing, self.settings.gate.policy)
+            measurement = GenerationMeasurement(
+                generator, input_ids, case.shape.new_tokens,
+                make_yardstick(backend, self.settings.backend_options.get(backend, {})), plan,
+                self.settings.gate.policy, lambda: self.device_lock(backend),
+                generation_clock(case.backend))
+            self._reference_generations[key] = measurement
+        record = measurement.extend(missing)[primary_metric(case.shape.new_tokens)]
+        added: dict[str, Any] = dict(record)  # only the blocks measured now, as records go
+        for name in ("case_ms", "yardstick_ms"):
+            if name in added:
+                added[name] = added[name][-missing:]
+        self._references_timed[key] = merged_record(have, added, backend)
+        return self._references_timed[key]
+
     def close_reference_runners(self) -> None:
-        """Release the speed-up references' runners (a GPU copy of the model each)."""
+        """Release the speed-up references' runners and generators (a GPU copy of the model
+        each)."""
         for runner, _ in self._reference_runners.values():
             runner.close()
         self._reference_runners.clear()
+        for measurement in self._reference_generations.values():
+            measurement.close()
+        self._reference_generations.clear()
 
     def remember_reference(self, case: Case, record: dict[str, Any]) -> None:
         """A reference case's own record serves as its model's reference (when none is
         yet)."""
-        key = (case.model, case.shape.label, f"{case.backend}/{case.precision}")
+        key = self._reference_key(case, case.backend, case.precision)
         self._references_timed.setdefault(key, {**record, "reference": case.backend})
+
+    @staticmethod
+    def _reference_key(case: Case, backend: str, precision: str) -> tuple[str, str, str]:
+        """Whose speed-up reference record serves ``case``: by model, shape, reference backend
+        and precision, and for a generation the case's clock too (ONNX Runtime's GPU steps
+        end on the host and are timed on the wall clock, PyTorch's by CUDA events; a ratio
+        must not mix the two)."""
+        what = f"{backend}/{precision}"
+        if case.generative:
+            from pytest_xfperf.generation.generators import generation_clock
+
+            what += f"/{generation_clock(case.backend)}"
+        return case.model, case.shape.label, what
 
     def device_lock(self, backend: str) -> contextlib.AbstractContextManager[None]:
         """Held while a case is timed: xdist workers (and parallel jobs sharing this cache)

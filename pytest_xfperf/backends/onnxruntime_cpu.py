@@ -21,6 +21,27 @@ DEFAULTS: dict[str, Any] = {"graph_optimization_level": "all", "intra_op_threads
                             "inter_op_threads": 0, "execution_mode": "sequential"}
 
 
+def session_options(options: Mapping[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+    """ONNX Runtime session options from the [tool.xfperf.ort-cpu] settings (see
+    catalog.ORT_CPU_OPTIONS), and the settings in full with their defaults (what a result
+    records; 0 threads means ORT's default, one per physical core)."""
+    import onnxruntime as ort
+
+    chosen = {**DEFAULTS, **(options or {})}
+    out = ort.SessionOptions()
+    out.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[chosen["graph_optimization_level"]]
+    out.intra_op_num_threads = chosen["intra_op_threads"]
+    out.inter_op_num_threads = chosen["inter_op_threads"]
+    out.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if chosen["execution_mode"] == "parallel"
+                          else ort.ExecutionMode.ORT_SEQUENTIAL)
+    return out, chosen
+
+
 class OrtCpuRunner:
     name = "ort-cpu"
 
@@ -28,25 +49,12 @@ class OrtCpuRunner:
         """``options``: the [tool.xfperf.ort-cpu] settings (see catalog.ORT_CPU_OPTIONS)."""
         import onnxruntime as ort
 
-        chosen = {**DEFAULTS, **(options or {})}
-        session_options = ort.SessionOptions()
-        session_options.graph_optimization_level = {
-            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[chosen["graph_optimization_level"]]
-        session_options.intra_op_num_threads = chosen["intra_op_threads"]
-        session_options.inter_op_num_threads = chosen["inter_op_threads"]
-        session_options.execution_mode = (
-            ort.ExecutionMode.ORT_PARALLEL if chosen["execution_mode"] == "parallel"
-            else ort.ExecutionMode.ORT_SEQUENTIAL)
+        chosen_options, chosen = session_options(options)
         self._session = ort.InferenceSession(
-            str(model_path), session_options, providers=["CPUExecutionProvider"]
+            str(model_path), chosen_options, providers=["CPUExecutionProvider"]
         )
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._output = self._session.get_outputs()[0].name
-        # Recorded in every result: 0 threads means ORT's default (one per physical core).
         self._settings = {"provider": "CPUExecutionProvider", **chosen,
                           "onnxruntime": ort.__version__}
 

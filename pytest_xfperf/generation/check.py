@@ -34,6 +34,12 @@ if TYPE_CHECKING:
 KV_ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8-dynamic": 4}
 
 
+def primary_metric(new_tokens: int) -> str:
+    """The figure a generative case's block record times: its TPOT, or its TTFT where it
+    generates a single token (no decode step)."""
+    return "tpot_ms" if new_tokens > 1 else "ttft_ms"
+
+
 def make_generator(harness: CaseHarness) -> Generator:
     """The case's generator: PyTorch's dynamic or static-cache path, or an ONNX decoder."""
     from pytest_xfperf.generation import generators
@@ -61,16 +67,26 @@ def make_generator(harness: CaseHarness) -> Generator:
         harness.generation_build = built
         layers = int(built["export"].get("layers", 0))
         return generators.OrtGenerator(case.backend, path, device, options, layers)
+    return torch_generator(session, spec, case.backend, case.precision)
+
+
+def torch_generator(session: XfperfSession, spec: ModelSpec, backend: str, precision: str
+                    ) -> Generator:
+    """A PyTorch backend's generator, on a copy of the model (the session's stays FP32 on the
+    CPU for the accuracy reference and other cases)."""
     import copy
 
-    # A copy: the session's model stays FP32 on the CPU for the reference and other cases.
+    from pytest_xfperf.generation import generators
+
+    options = session.settings.backend_options.get(backend, {})
     model = copy.deepcopy(session.model(spec))
-    if case.backend == "torch-cuda-graph":
-        return generators.TorchGraphGenerator(case.backend, model, case.precision)
-    if case.backend in ("torch-cpu", "torch-cuda"):
+    if backend == "torch-cuda-graph":
+        return generators.TorchGraphGenerator(backend, model, precision)
+    if backend in ("torch-cpu", "torch-cuda"):
         threads = int(options.get("threads", 0) or 0)
-        return generators.TorchGenerator(case.backend, model, device, case.precision, threads)
-    raise BackendUnavailable(f"{case.backend} has no generation path")
+        return generators.TorchGenerator(backend, model, BACKENDS[backend].device, precision,
+                                         threads)
+    raise BackendUnavailable(f"{backend} has no generation path")
 
 
 def reference_generation(session: XfperfSession, spec: ModelSpec, input_ids: np.ndarray,
@@ -135,20 +151,27 @@ def _measure(harness: CaseHarness, result: Result, generator: Generator) -> None
     result.machine_state = machine_state.snapshot()
     session.notes.extend(machine_state.warnings(result.machine_state))
     baseline = session.baseline_for(case)
-    primary = "tpot_ms" if case.shape.new_tokens > 1 else "ttft_ms"
+    primary = primary_metric(case.shape.new_tokens)
 
-    def stop(records: Mapping[str, dict[str, Any]], final: bool) -> bool:
+    def stop(records: Mapping[str, dict[str, Any]], eager: Mapping[str, Any] | None,
+             final: bool) -> bool:
         more = {k: v for k, v in records.items() if k != primary}
-        return decided(records[primary], None, baseline, harness.tolerances, policy, final,
+        return decided(records[primary], eager, baseline, harness.tolerances, policy, final,
                        metric=primary, more=more)
 
+    def reference(blocks: int) -> dict[str, Any] | None:
+        return session.generation_reference_record(case, harness.spec, ids, blocks)
+
+    ids = harness.inputs["input_ids"]
+
     yardstick = make_yardstick(case.backend, settings.backend_options.get(case.backend, {}))
-    measurement = GenerationMeasurement(generator, harness.inputs["input_ids"],
-                                        case.shape.new_tokens, yardstick,
+    measurement = GenerationMeasurement(generator, ids, case.shape.new_tokens, yardstick,
                                         BlockPlan.of(settings.timing, policy), policy,
                                         lambda: session.device_lock(case.backend))
     try:
-        records, result.rounds = measurement.run(stop, settings.gate.update_baselines)
+        records, eager, result.rounds = measurement.run(
+            stop, settings.gate.update_baselines,
+            None if case.is_speedup_reference else reference)
     finally:
         if yardstick is not None:
             yardstick.close()
@@ -157,6 +180,12 @@ def _measure(harness: CaseHarness, result: Result, generator: Generator) -> None
     result.timing_metric = primary
     result.timing = records[primary]
     result.more_timing = {k: v for k, v in records.items() if k != primary}
+    if case.is_speedup_reference:
+        session.remember_reference(case, records[primary])
+    elif eager is not None and eager.get("clock") == records[primary]["clock"]:
+        result.reference_timing = eager
+        result.speedup = (statistics.median(eager["case_ms"])
+                          / statistics.median(records[primary]["case_ms"]))
     result.samples_ms = [g.wall_ms for g in series.generations]
     result.stats = summarize([s / 1000 for s in result.samples_ms], case.shape.batch)
     result.measure_seconds = {"case": round(series.case_seconds, 3),
@@ -260,17 +289,43 @@ def _compute(harness: CaseHarness, result: Result, layers: int, kv_heads: int, h
     result.compute = compute
 
 
+def reference_gaps(model: torch.nn.Module, input_ids: np.ndarray, tokens: np.ndarray,
+                   reference_tokens: np.ndarray) -> np.ndarray:
+    """At each generated step, FP32's top logit minus its logit for the token the case chose,
+    FP32 (``model``, eager on the CPU) being fed the prompt and the case's own tokens before
+    it. Rows equal to FP32's own generation are FP32's choices throughout (0); the others
+    take one forward each."""
+    import numpy as np
+    import torch
+
+    gaps = np.zeros(tokens.shape, dtype=np.float64)
+    prompt = input_ids.shape[1]
+    for row in np.flatnonzero((tokens != reference_tokens).any(axis=1)):
+        sequence = np.concatenate([input_ids[row], tokens[row, :-1]])[None]
+        with torch.inference_mode():
+            output = model(input_ids=torch.from_numpy(sequence).long())
+            logits = output.logits[0, prompt - 1:].double()
+            chosen = torch.from_numpy(tokens[row]).long()[:, None]
+            gaps[row] = (logits.max(dim=1).values - logits.gather(1, chosen)[:, 0]).numpy()
+    return gaps
+
+
 def _accuracy(harness: CaseHarness, result: Result, logits: np.ndarray, tokens: np.ndarray
               ) -> None:
     case, session = harness.case, harness.session
     if case.is_fp32_reference:
         return  # it is the reference
+    input_ids = harness.inputs["input_ids"]
     reference_logits, reference_tokens = reference_generation(
-        session, harness.spec, harness.inputs["input_ids"], case.shape.new_tokens)
+        session, harness.spec, input_ids, case.shape.new_tokens)
     accuracy = scoring.logits_agreement(logits, reference_logits)
-    share, first = scoring.token_agreement(tokens, reference_tokens)
-    accuracy["token_agreement"] = share
+    resolution = scoring.margin_resolution(logits, reference_logits)
+    gaps = reference_gaps(session.model(harness.spec), input_ids, tokens, reference_tokens)
+    score = scoring.greedy_agreement(tokens, reference_tokens, gaps, resolution)
+    accuracy["token_agreement"] = score.agreement
     result.accuracy = accuracy
-    result.generation["first_divergence"] = first
-    result.generation["accuracy_versus"] = "FP32 PyTorch eager on the CPU, same prompt"
+    result.generation.update(
+        first_divergence=score.first_divergence, first_error=score.first_error,
+        near_ties=score.ties, margin_resolution=resolution,
+        accuracy_versus="FP32 PyTorch eager on the CPU, same prompt")
     result.accuracy_problems = scoring.violations(accuracy, case.precision)

@@ -20,6 +20,16 @@ if TYPE_CHECKING:
     import torch
 
 
+def generation_clock(backend: str) -> str:
+    """How a backend's generation is timed: CUDA events ("device") for PyTorch on a GPU, whose
+    steps queue on the device; the wall clock elsewhere, ONNX Runtime's CUDA provider included
+    (it runs on its own stream, and each step ends with its token on the host)."""
+    from pytest_xfperf.backends.catalog import BACKENDS
+
+    on_gpu = BACKENDS[backend].device == "cuda"
+    return "device" if on_gpu and backend.startswith("torch-") else "wall"
+
+
 class Generator(Protocol):
     name: str
     device: str  # "cpu" or "cuda"
@@ -89,7 +99,7 @@ class TorchGenerator:
                             "build() must return a transformers *ForCausalLM (or a module with "
                             "its config, forward and KV cache)")
         self.name, self.device, self._precision = name, device, precision
-        self.clock = "device" if device == "cuda" else "wall"
+        self.clock = generation_clock(name)
         from pytest_xfperf.backends.torch_cuda import DTYPES
 
         self._dtype = getattr(torch, DTYPES[precision])
@@ -299,21 +309,27 @@ class OrtGenerator:
 
         ort = load_ort_gpu()  # on a GPU, finds the CUDA libraries that came with torch
         self.name, self.device, self._layers = name, device, layers
-        self.clock = "wall"  # ONNX Runtime runs on its own stream; each step ends on the host
-        session_options = ort.SessionOptions()
-        session_options.log_severity_level = 3
-        threads = int(options.get("intra_op_threads", 0) or 0)
-        if threads:
-            session_options.intra_op_num_threads = threads
+        self.clock = generation_clock(name)
+        # The backend's [tool.xfperf.<backend>] settings apply as they do to its encoder
+        # runner, and are recorded the same way.
         if device == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise BackendUnavailable(f"{name}: onnxruntime has no CUDA provider here "
                                          "(pip install onnxruntime-gpu)")
-            providers: list[Any] = [("CUDAExecutionProvider", {"device_id": 0}),
-                                    "CPUExecutionProvider"]
+            cuda = {"device_id": "0", **({"tunable_op_enable": "1",
+                                          "tunable_op_tuning_enable": "1"}
+                                         if options.get("tunable_op") else {}),
+                    **dict(options.get("provider_options", {}))}
+            chosen_options = ort.SessionOptions()
+            providers: list[Any] = [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
+            self._chosen: dict[str, Any] = {"provider_options": cuda}
         else:
+            from pytest_xfperf.backends.onnxruntime_cpu import session_options
+
+            chosen_options, self._chosen = session_options(options)
             providers = ["CPUExecutionProvider"]
-        self._session = ort.InferenceSession(str(path), session_options, providers=providers)
+        chosen_options.log_severity_level = 3
+        self._session = ort.InferenceSession(str(path), chosen_options, providers=providers)
         inputs = {i.name: i for i in self._session.get_inputs()}
         self._past_names = [n for n in inputs if n.startswith("past.")]
         self._present_names = [o.name for o in self._session.get_outputs()
@@ -321,7 +337,6 @@ class OrtGenerator:
         past = inputs[self._past_names[0]]
         self._kv_type = "float16" if "float16" in past.type else "float32"
         self._kv_heads, self._head_dim = int(past.shape[1]), int(past.shape[3])
-        self._threads = threads
 
     @property
     def session(self) -> Any:
@@ -408,10 +423,8 @@ class OrtGenerator:
     def settings(self) -> dict[str, Any]:
         out: dict[str, Any] = {"cache": "past/present tensors",
                                "providers": self._session.get_providers(),
-                               "kv_dtype": self._kv_type}
-        if self.device == "cpu":
-            out["intra_op_threads"] = self._threads or "default"
-        else:
+                               "kv_dtype": self._kv_type, **self._chosen}
+        if self.device == "cuda":
             out["io_binding"] = True
         return out
 

@@ -16,15 +16,16 @@ class GenerationThresholds:
 
     min_cosine: float  # prompt logits, every position
     min_top1: float  # share of prompt positions whose most likely next token is the same
-    min_tokens: float  # mean share of greedy tokens equal to FP32's up to the first divergence
+    min_tokens: float  # mean share of greedy tokens FP32 would choose, up to the first error
 
 
-# Random-weight models have small margins between their top logits, so a rounding change can
-# flip a near-tie at any position; the bars leave room for that at the lower precisions and
-# none at FP32 (a different kernel order only).
+# Near-ties are excused (``greedy_agreement``), so the token bar counts errors: FP32 and FP16
+# keep to FP32's choices for 90 % of the tokens (FP16 on llama-small read 1.000 at b1 and b32,
+# docs/generation.md). BF16 (8 mantissa bits) and INT8 keep wider bars: they have not been
+# measured on the 131M-parameter models with near-ties excused.
 GENERATION_THRESHOLDS: Mapping[str, GenerationThresholds] = {
     "fp32": GenerationThresholds(min_cosine=0.9999, min_top1=0.99, min_tokens=0.9),
-    "fp16": GenerationThresholds(min_cosine=0.999, min_top1=0.95, min_tokens=0.5),
+    "fp16": GenerationThresholds(min_cosine=0.999, min_top1=0.95, min_tokens=0.9),
     "bf16": GenerationThresholds(min_cosine=0.995, min_top1=0.9, min_tokens=0.25),
     "int8-dynamic": GenerationThresholds(min_cosine=0.99, min_top1=0.8, min_tokens=0.25),
 }
@@ -33,14 +34,69 @@ GENERATION_THRESHOLDS: Mapping[str, GenerationThresholds] = {
 def token_agreement(tokens: np.ndarray, reference: np.ndarray) -> tuple[float, int]:
     """(mean share of each row's tokens equal to the reference's up to the row's first
     divergence, the earliest position where any row diverges; its length if none does)."""
-    import numpy as np
-
     if tokens.shape != reference.shape:
         raise ValueError(f"generated {tokens.shape} tokens, the reference {reference.shape}")
-    rows, length = reference.shape
-    differs = tokens != reference
-    first = np.where(differs.any(axis=1), differs.argmax(axis=1), length)
+    return _share_and_first(tokens != reference)
+
+
+def _share_and_first(wrong: np.ndarray) -> tuple[float, int]:
+    """(mean share of each row's steps before its first wrong one, the earliest wrong step of
+    any row; the length if none is wrong)."""
+    import numpy as np
+
+    rows, length = wrong.shape
+    first = np.where(wrong.any(axis=1), wrong.argmax(axis=1), length)
     return float(first.mean() / length) if length else 1.0, int(first.min()) if rows else 0
+
+
+def margin_resolution(logits: np.ndarray, reference: np.ndarray) -> float:
+    """How far this precision moves a contest between two tokens, judged on the prompt: the
+    largest change, over the prompt's positions, of the reference's margin between its two
+    likeliest tokens. A greedy step whose choice FP32 ranks lower by no more than this is a
+    near-tie the precision cannot resolve, not an error."""
+    import numpy as np
+
+    if logits.shape != reference.shape:
+        raise ValueError(f"prompt logits {logits.shape} differ from the reference's "
+                         f"{reference.shape}")
+    ref = reference.reshape(-1, reference.shape[-1]).astype(np.float64)
+    now = logits.reshape(-1, logits.shape[-1]).astype(np.float64)
+    if not len(ref) or ref.shape[1] < 2:
+        return 0.0
+    top_two = np.argpartition(-ref, 1, axis=1)[:, :2]
+    ref_margin = np.take_along_axis(ref, top_two, 1) @ np.array([1.0, -1.0])
+    now_margin = np.take_along_axis(now, top_two, 1) @ np.array([1.0, -1.0])
+    change = np.abs(now_margin - ref_margin)
+    return float(change.max()) if np.isfinite(change).all() else float("inf")
+
+
+@dataclass(frozen=True)
+class TokenScore:
+    """Greedy tokens judged step by step against what FP32 would choose after the same
+    prefix."""
+
+    agreement: float  # mean share of each row's steps up to its first error
+    first_error: int  # earliest step of any row that is not FP32's choice nor a near-tie
+    first_divergence: int  # earliest step of any row that differs from FP32's own tokens
+    ties: int  # steps, before their row's first error, decided the other way on a near-tie
+
+
+def greedy_agreement(tokens: np.ndarray, reference_tokens: np.ndarray, gaps: np.ndarray,
+                     resolution: float) -> TokenScore:
+    """Score greedy ``tokens`` with ``gaps``: at each step, FP32's top logit minus its logit
+    for the token the case chose, FP32 being fed the case's own tokens so far (0 where the case
+    chose FP32's top). A step with a gap above ``resolution`` is an error; up to the first
+    error the generation agrees, near-ties included."""
+    import numpy as np
+
+    if gaps.shape != tokens.shape:
+        raise ValueError(f"{gaps.shape} logit gaps for {tokens.shape} generated tokens")
+    errors = ~(gaps <= resolution)  # a NaN gap is an error
+    share, first_error = _share_and_first(errors)
+    _, first_divergence = token_agreement(tokens, reference_tokens)
+    before_error = np.cumsum(errors, axis=1) == 0
+    ties = int(((gaps > 0) & before_error).sum())
+    return TokenScore(share, first_error, first_divergence, ties)
 
 
 def logits_agreement(logits: np.ndarray, reference: np.ndarray) -> dict[str, float]:
@@ -67,7 +123,7 @@ def violations(accuracy: Mapping[str, float], precision: str) -> list[str]:
     for key, bar, label in (("cosine", bars.min_cosine, "prompt-logit cosine vs FP32"),
                             ("top1", bars.min_top1, "prompt top-1 agreement vs FP32"),
                             ("token_agreement", bars.min_tokens,
-                             "greedy tokens equal to FP32's")):
+                             "greedy tokens FP32 would choose")):
         value = accuracy.get(key)
         if value is not None and not value >= bar:  # NaN fails too
             problems.append(f"{label} {value:.4f} < {bar}")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_xfperf.baselines.rule import GatePolicy
 from pytest_xfperf.measure.blocks import BlockPlan, Timed, time_block
+from pytest_xfperf.measure.case import ReferenceSource
 from pytest_xfperf.measure.timing import gc_paused
 
 if TYPE_CHECKING:
@@ -32,6 +33,13 @@ if TYPE_CHECKING:
 
     from pytest_xfperf.generation.generators import Generator
     from pytest_xfperf.measure.yardstick import Yardstick
+
+
+# The stopping rule, asked after each round with the case's block records by metric, the
+# speed-up reference's TPOT record (None where there is none) and whether no further round is
+# allowed: True stops.
+GenerationStopRule = Callable[[Mapping[str, dict[str, Any]], "Mapping[str, Any] | None", bool],
+                              bool]
 
 
 @dataclass(frozen=True)
@@ -117,10 +125,13 @@ class GenerationMeasurement:
 
     def __init__(self, generator: Generator, input_ids: np.ndarray, new_tokens: int,
                  yardstick: Yardstick | None, plan: BlockPlan, policy: GatePolicy,
-                 lock: Callable[[], contextlib.AbstractContextManager[None]]) -> None:
+                 lock: Callable[[], contextlib.AbstractContextManager[None]],
+                 clock: str = "") -> None:
+        """``clock``: "wall" or "device" (CUDA events; a PyTorch GPU generator only), the
+        generator's own where not given (a speed-up reference is timed on its case's)."""
         self._generator, self._ids, self._new = generator, input_ids, new_tokens
         self._yardstick, self._plan, self._policy, self._lock = yardstick, plan, policy, lock
-        self._device_clock = generator.clock == "device"
+        self._device_clock = (clock or generator.clock) == "device"
         self.series = GenerationSeries(clock="device" if self._device_clock else "wall")
 
     def _block(self) -> None:
@@ -166,17 +177,35 @@ class GenerationMeasurement:
             for _ in range(count):
                 self._block()
 
-    def run(self, stop: Callable[[Mapping[str, dict[str, Any]], bool], bool],
-            recording: bool) -> tuple[dict[str, dict[str, Any]], int]:
-        """(block records by metric, rounds taken)."""
+    def close(self) -> None:
+        """Release the generator and the yardstick (a reference's, kept by the session)."""
+        self._generator.close()
+        if self._yardstick is not None:
+            self._yardstick.close()
+            self._yardstick = None
+
+    def extend(self, count: int) -> dict[str, dict[str, Any]]:
+        """``count`` more blocks; the block records by metric so far."""
+        self._blocks(count)
+        return self.series.records(self._identity())
+
+    def _identity(self) -> str | None:
+        return self._yardstick.identity if self._yardstick is not None else None
+
+    def run(self, stop: GenerationStopRule, recording: bool,
+            reference: ReferenceSource | None = None
+            ) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None, int]:
+        """(block records by metric, the speed-up reference's TPOT record or None, rounds
+        taken). After each round the reference is brought to as many blocks as the case
+        has, as for a single-stream case (measure/case.py)."""
         policy = self._policy
-        identity = self._yardstick.identity if self._yardstick is not None else None
         self._blocks(policy.record_blocks if recording else policy.first_blocks)
         rounds = 1
         while True:
-            records = self.series.records(identity)
+            records = self.series.records(self._identity())
+            eager = reference(self.series.blocks) if reference is not None else None
             final = recording or self.series.blocks + policy.round_blocks > policy.max_blocks
-            if final or stop(records, final):
-                return records, rounds
+            if final or stop(records, eager, final):
+                return records, eager, rounds
             self._blocks(policy.round_blocks)
             rounds += 1

@@ -116,11 +116,17 @@ def extend_reference(record: dict[str, Any] | None, runner: Runner, call: Callab
     finally:
         if yardstick is not None:
             yardstick.close()
+    return merged_record(record, added, runner.name)
+
+
+def merged_record(record: Mapping[str, Any] | None, added: Mapping[str, Any], reference: str
+                  ) -> dict[str, Any]:
+    """A reference's block record: ``added`` blocks after ``record``'s where both timed the
+    same yardstick (else ``added`` alone), marked with the ``reference`` backend."""
+    merged = dict(added)
     if record is not None and record.get("yardstick") == added.get("yardstick"):
-        case_ms = [*record["case_ms"], *added["case_ms"]]
-        yard_ms = [*record.get("yardstick_ms", []), *added.get("yardstick_ms", [])]
-        added = {**added, "case_ms": case_ms}
+        merged["case_ms"] = [*record["case_ms"], *added["case_ms"]]
         if "yardstick_ms" in added:
-            added["yardstick_ms"] = yard_ms
-    added["reference"] = runner.name
-    return added
+            merged["yardstick_ms"] = [*record.get("yardstick_ms", []), *added["yardstick_ms"]]
+    merged["reference"] = reference
+    return merged

@@ -18,6 +18,7 @@ from pytest_xfperf.report.tables import (
     header_facts,
     si,
     speedup_delta_text,
+    speedup_text,
     summary_counts,
 )
 from pytest_xfperf.result import Result
@@ -63,7 +64,7 @@ def _cells(row: Any, serving: bool) -> list[str]:
                 fmt(row.padding_share, ".0%"), fmt(row.cosine, ".5f"), *common_tail]
     tail = [*common_tail[:4], speedup_delta_text(row), *common_tail[4:]]
     return [row.label, fmt(row.p50_ms, ".2f"), fmt(row.p99_ms, ".2f"), fmt(row.throughput, ".1f"),
-            fmt(row.speedup, ".2f") + ("x" if row.speedup else ""),
+            speedup_text(row),
             si(row.flops_per_s), fmt(row.peak_percent, ".1%"),
             "ref" if r.case.is_fp32_reference else fmt(row.cosine, ".5f"),
             fmt(row.retrieval, ".3f"), *tail]

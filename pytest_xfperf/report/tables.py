@@ -125,11 +125,12 @@ def build_groups(results: Sequence[Result], price_per_hour: float | None,
         if case.generative:
             metrics = r.generation_metrics
             tokens = _finite(metrics.get("tokens_per_s"))
-            row = Row(r, f"{case.backend}/{case.precision}", None, None, None, None,
-                      r.memory_mb, r.gpu_memory_mb, r.model_mb,
+            row = Row(r, f"{case.backend}/{case.precision}", None, None, None,
+                      ups.get(case.id), r.memory_mb, r.gpu_memory_mb, r.model_mb,
                       None if case.is_fp32_reference else _finite(r.accuracy.get("cosine")),
                       None, r.gate.deltas.get(r.timing_metric) if r.gate else None,
                       r.timing_metric, None, tokens_per_s=tokens,
+                      speedup_delta=r.gate.deltas.get("speedup") if r.gate else None,
                       ttft_delta=(r.gate.deltas.get("ttft_ms")
                                   if r.gate and r.timing_metric != "ttft_ms" else None))
         elif case.serving:
@@ -261,15 +262,19 @@ def _change(delta: float, is_time: bool) -> str:
 
 GENERATION = "generation"  # the group kind of generative cases
 GENERATION_COLUMNS = ("backend/precision", "TTFT ms", "TPOT ms", "TPOT p99 ms", "tokens/s",
-                      "prefill % peak", "decode GB/s", "% copy bw", "KV MB", "cosine",
-                      "top-1", "tokens = FP32", "TPOT vs base", "TTFT vs base", "verdict")
+                      "vs torch", "prefill % peak", "decode GB/s", "% copy bw", "KV MB",
+                      "cosine", "top-1", "tokens = FP32", "TPOT vs base", "TTFT vs base",
+                      "speed-up vs base", "verdict")
 GENERATION_NOTE = (
     "generation: greedy, batch x prompt x new tokens; TTFT: prefill to the first token; "
     "TPOT: mean decode step of a generation (p99 over every step); tokens/s: batch over TPOT; "
+    "vs torch: PyTorch's TPOT on the same device over this TPOT (eager on the CPU, the "
+    "captured decode on a GPU); "
     "% peak: prefill FLOP/s against the measured GEMM peak; decode GB/s: weights and KV cache "
     "read per step over TPOT, against a measured large copy; cosine/top-1: prompt logits vs "
-    "FP32 PyTorch; tokens = FP32: share of greedy tokens equal to FP32's up to the first "
-    "divergence.")
+    "FP32 PyTorch; tokens = FP32: share of greedy tokens FP32 would choose after the same "
+    "prefix, up to the first that it would not (a near-tie within the precision's error on "
+    "the prompt counts as chosen).")
 
 
 def generation_cells(row: Row) -> list[str]:
@@ -281,7 +286,7 @@ def generation_cells(row: Row) -> list[str]:
     reference = r.case.is_fp32_reference
     return [row.label, fmt(_finite(metrics.get("ttft_ms")), ".2f"),
             fmt(_finite(metrics.get("tpot_ms")), ".3f"), fmt(_finite(tpot.get("p99")), ".3f"),
-            fmt(row.tokens_per_s, ".0f"),
+            fmt(row.tokens_per_s, ".0f"), speedup_text(row),
             fmt(_finite(compute.get("prefill_peak_percent")), ".1%"),
             fmt(None if bandwidth is None else bandwidth / 1e9, ".1f"),
             fmt(_finite(compute.get("decode_bandwidth_percent")), ".1%"),
@@ -291,7 +296,12 @@ def generation_cells(row: Row) -> list[str]:
             "ref" if reference else fmt(_finite(r.accuracy.get("token_agreement")), ".3f"),
             delta_text(row),
             "-" if row.ttft_delta is None else _change(row.ttft_delta, True),
-            r.verdict.value]
+            speedup_delta_text(row), r.verdict.value]
+
+
+def speedup_text(row: Row) -> str:
+    """The speed-up over PyTorch on the same device, as a factor ("3.33x")."""
+    return "-" if row.speedup is None else f"{row.speedup:.2f}x"
 
 
 def speedup_delta_text(row: Row) -> str:

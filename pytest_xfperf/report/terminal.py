@@ -16,6 +16,7 @@ from pytest_xfperf.report.tables import (
     serving_figures,
     si,
     speedup_delta_text,
+    speedup_text,
 )
 from pytest_xfperf.result import Result
 
@@ -29,7 +30,7 @@ SERVING_HEADER = ("backend/precision", "req/s", "tokens/s", "p50 ms", "p99 ms", 
 def _single_cells(row: Row) -> tuple[str, ...]:
     r = row.result
     return (row.label, fmt(row.p50_ms, ".2f"), fmt(row.p99_ms, ".2f"),
-            fmt(row.throughput, ".1f"), fmt(row.speedup, ".2f") + ("x" if row.speedup else ""),
+            fmt(row.throughput, ".1f"), speedup_text(row),
             si(row.flops_per_s), fmt(row.peak_percent, ".1%"),
             "ref" if r.case.is_fp32_reference else fmt(row.cosine, ".5f"),
             fmt(row.retrieval, ".3f"), delta_text(row), speedup_delta_text(row),

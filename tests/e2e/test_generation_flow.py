@@ -3,6 +3,7 @@ unchanged run that passes, and the same model with four times the layers failing
 per output token; and the usage errors a generative matrix can raise."""
 
 import json
+import statistics
 import textwrap
 
 import pytest
@@ -108,3 +109,30 @@ def test_a_model_that_cannot_generate_fails_its_case_naming_what_it_needs(projec
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*embedding/torch-cpu/fp32/b1p8n4*Embedding is not a causal "
                                  "LM*transformers *ForCausalLM*"])
+
+
+def test_an_onnx_decoder_is_gated_on_its_speedup_over_pytorch_generating_the_same_prompt(
+        project: pytest.Pytester):
+    run = [*RUN[:6], "torch-cpu,ort-cpu", *RUN[7:]]
+    case = "lm/ort-cpu/fp32/b1p16n16"
+    recorded = _run(project, *run, "--xfperf-update-baselines")
+    recorded.assert_outcomes(passed=2)
+    entries = json.loads(next((project.path / "baselines").glob("*.json")).read_text())["cases"]
+    # The decoder's entry keeps PyTorch's TPOT blocks beside its own; PyTorch is the reference.
+    reference = entries[case]["speedup"]
+    assert reference["reference"] == "torch-cpu"
+    assert len(reference["case_ms"]) == len(entries[case]["timing"]["case_ms"]) == 12
+    assert "speedup" not in entries[CASE]
+    same = _run(project, *run, "--xfperf-report", "same.json")
+    same.assert_outcomes(passed=2)
+    cases = {c["id"]: c for c in json.loads((project.path / "same.json").read_text())["cases"]}
+    decoder = cases[case]
+    assert set(decoder["baseline"]["decisions"]) == {"tpot_ms", "ttft_ms", "speedup"}
+    # The speed-up is PyTorch's TPOT over the decoder's, block medians of this run.
+    eager, own = decoder["reference_timing"]["case_ms"], decoder["timing"]["case_ms"]
+    assert decoder["speedup"] == pytest.approx(statistics.median(eager)
+                                               / statistics.median(own))
+    assert cases[CASE]["speedup"] is None  # the reference has none of its own
+    change = decoder["baseline"]["deltas"]["speedup"]
+    same.stdout.fnmatch_lines([f"*ort-cpu/fp32*{decoder['speedup']:.2f}x*{change:+.1%} "
+                               f"{'gained' if change > 0 else 'lost'}*"])

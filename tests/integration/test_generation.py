@@ -11,7 +11,7 @@ pytest.importorskip("transformers")
 
 from pytest_xfperf.artifacts.cache import ArtifactCache  # noqa: E402
 from pytest_xfperf.baselines.rule import GatePolicy  # noqa: E402
-from pytest_xfperf.generation.check import run_untimed  # noqa: E402
+from pytest_xfperf.generation.check import reference_gaps, run_untimed  # noqa: E402
 from pytest_xfperf.generation.export import DecoderTarget, decoder_artifact  # noqa: E402
 from pytest_xfperf.generation.generators import OrtGenerator, TorchGenerator  # noqa: E402
 from pytest_xfperf.generation.scoring import logits_agreement, token_agreement  # noqa: E402
@@ -79,6 +79,33 @@ def test_pytorch_generation_is_greedy_decoding_of_the_model(model):
                                   do_sample=False,
                                   attention_mask=torch.ones_like(torch.from_numpy(ids)))
     assert (tokens == expected[:, ids.shape[1]:].numpy()).all()
+
+
+def test_reference_gaps_feed_fp32_the_cases_own_tokens(model):
+    torch = pytest.importorskip("torch")
+    np = pytest.importorskip("numpy")
+    spec, module = model
+    ids, (_, reference) = _reference(model)
+    assert not reference_gaps(module, ids, reference, reference).any()  # FP32's own choices
+    # Row 1 takes FP32's runner-up at step 3, then FP32's own choices on that new path.
+    step = 3
+    with torch.inference_mode():
+        prefix = np.concatenate([ids[1], reference[1, :step]])[None]
+        logits = module(input_ids=torch.from_numpy(prefix)).logits[0, -1].double()
+    top_two = torch.topk(logits, 2)
+    tokens = reference.copy()
+    tokens[1, step] = int(top_two.indices[1])
+    run = copy.deepcopy(module)
+    for position in range(step + 1, NEW_TOKENS):
+        sequence = np.concatenate([ids[1], tokens[1, :position]])[None]
+        with torch.inference_mode():
+            tokens[1, position] = int(run(input_ids=torch.from_numpy(sequence)).logits[0, -1]
+                                      .argmax())
+    gaps = reference_gaps(module, ids, tokens, reference)
+    assert not gaps[0].any()
+    margin = float(top_two.values[0] - top_two.values[1])
+    assert gaps[1, step] == pytest.approx(margin, rel=1e-3, abs=1e-5) and margin > 0
+    assert np.delete(gaps[1], step) == pytest.approx(0.0, abs=1e-4)
 
 
 def test_the_block_loop_times_prefill_and_each_decode_step(model):

@@ -8,9 +8,12 @@ from pytest_xfperf.baselines import store
 from pytest_xfperf.baselines.gate import Evidence, decided, verdict
 from pytest_xfperf.baselines.rule import GatePolicy
 from pytest_xfperf.generation.scoring import (
+    TokenScore,
+    greedy_agreement,
     kv_cache_bytes,
     kv_geometry,
     logits_agreement,
+    margin_resolution,
     token_agreement,
     violations,
 )
@@ -83,6 +86,37 @@ def test_token_agreement_counts_each_row_up_to_its_first_divergence():
         token_agreement(tokens[:, :3], reference)
 
 
+def test_margin_resolution_is_the_largest_move_of_the_top_two_margin_on_the_prompt():
+    reference = np.zeros((2, 3, 5))
+    reference[..., 0], reference[..., 1] = 2.0, 1.0  # top two everywhere: tokens 0 and 1
+    assert margin_resolution(reference.copy(), reference) == 0.0
+    moved = reference.copy()
+    moved[1, 2, 1] += 0.3  # one position's runner-up gains 0.3: the margin shrinks by 0.3
+    moved[0, 0, 4] += 0.9  # a token outside the reference's top two does not count
+    assert margin_resolution(moved, reference) == pytest.approx(0.3)
+    moved[0, 1, 0] = float("nan")
+    assert margin_resolution(moved, reference) == float("inf")
+
+
+def test_greedy_agreement_excuses_near_ties_and_stops_at_the_first_error():
+    reference = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    tokens = np.array([[1, 9, 9, 9], [5, 6, 0, 8]])
+    # Row 0 leaves FP32's path at step 1 on a near-tie (gap 0.01) and keeps to FP32's choices
+    # on its own path after it; row 1's step 2 is a token FP32 ranks 0.5 below its top.
+    gaps = np.array([[0.0, 0.01, 0.0, 0.0], [0.0, 0.0, 0.5, 0.0]])
+    score = greedy_agreement(tokens, reference, gaps, resolution=0.05)
+    assert score == TokenScore(agreement=pytest.approx((4 / 4 + 2 / 4) / 2), first_error=2,
+                               first_divergence=1, ties=1)
+    # With no resolution it is the plain share up to the first divergence.
+    exact = greedy_agreement(tokens, reference, gaps, resolution=0.0)
+    assert (exact.agreement, exact.first_error) == token_agreement(tokens, reference)
+    # A NaN gap (a non-finite reference logit) is an error, never a tie.
+    gaps[0, 1] = float("nan")
+    assert greedy_agreement(tokens, reference, gaps, resolution=1e9).first_error == 1
+    with pytest.raises(ValueError, match="gaps"):
+        greedy_agreement(tokens, reference, gaps[:, :3], resolution=0.0)
+
+
 def test_prompt_logit_agreement_and_thresholds():
     rng = np.random.default_rng(0)
     reference = rng.standard_normal((1, 6, 50)).astype(np.float32)
@@ -93,7 +127,7 @@ def test_prompt_logit_agreement_and_thresholds():
     assert logits_agreement(swapped, reference)["top1"] == pytest.approx(5 / 6)
     assert violations({"cosine": 1.0, "top1": 1.0, "token_agreement": 1.0}, "fp32") == []
     problems = violations({"cosine": 0.98, "top1": 0.5, "token_agreement": 0.1}, "int8-dynamic")
-    assert len(problems) == 3 and "greedy tokens equal to FP32's 0.1000 < 0.25" in problems[2]
+    assert len(problems) == 3 and "greedy tokens FP32 would choose 0.1000 < 0.25" in problems[2]
     assert violations({"cosine": float("nan")}, "fp16")  # NaN fails
 
 
@@ -181,26 +215,29 @@ def test_a_baseline_entry_keeps_and_validates_the_ttft_record():
 def test_a_generative_result_survives_the_xdist_round_trip_with_its_table_row():
     from pytest_xfperf.baselines.gate import GateOutcome
     from pytest_xfperf.matrix import Case
+    from pytest_xfperf.measure.stats import summarize
     from pytest_xfperf.report.tables import GENERATION, build_groups, generation_cells
     from pytest_xfperf.result import Result
 
     case = Case("g", "ort-cpu", "int8-dynamic", Shape(1, 16, 8))
     result = Result(
-        case=case, timing_metric="tpot_ms", verdict=Verdict.REGRESSED,
+        case=case, timing_metric="tpot_ms", verdict=Verdict.REGRESSED, speedup=2.5,
+        stats=summarize([0.012, 0.013], 1),
         generation_metrics={"ttft_ms": 5.0, "tpot_ms": 1.0, "tokens_per_s": 1000.0,
                             "kv_cache_mb": 0.5},
         generation={"tpot_ms": {"p50": 1.0, "p99": 1.5}},
         accuracy={"cosine": 0.999, "top1": 1.0, "token_agreement": 0.75},
         gate=GateOutcome(verdict=Verdict.REGRESSED,
-                         deltas={"tpot_ms": 0.25, "ttft_ms": 0.02, "tokens_per_s": -0.2}))
+                         deltas={"tpot_ms": 0.25, "ttft_ms": 0.02, "tokens_per_s": -0.2,
+                                 "speedup": -0.2}))
     # What an xdist worker sends and the controller rebuilds for the reports.
     back = Result.from_json(result.as_json())
     assert back.case == case and back.case.id == "g/ort-cpu/int8-dynamic/b1p16n8"
     assert back.metrics() == {"ttft_ms": 5.0, "tpot_ms": 1.0, "tokens_per_s": 1000.0,
                               "kv_cache_mb": 0.5, "cosine": 0.999, "top1": 1.0,
-                              "token_agreement": 0.75}
+                              "token_agreement": 0.75, "speedup": 2.5}
     [group] = build_groups([back], None)
     assert group.scenario == GENERATION
     cells = generation_cells(group.rows[0])
-    assert cells[:5] == ["ort-cpu/int8-dynamic", "5.00", "1.000", "1.500", "1000"]
-    assert cells[-3:] == ["+25.0% slower", "+2.0% slower", "REGRESSED"]
+    assert cells[:6] == ["ort-cpu/int8-dynamic", "5.00", "1.000", "1.500", "1000", "2.50x"]
+    assert cells[-4:] == ["+25.0% slower", "+2.0% slower", "-20.0% lost", "REGRESSED"]
