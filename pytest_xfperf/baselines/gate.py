@@ -1,12 +1,11 @@
 """The verdict of one case against its baseline entry: a pure function of data.
 
 Latency (and the single-stream throughput, its inverse), a generative case's time to first
-token and time per output token (and tokens/s, the TPOT's inverse), and the speed-up over
-PyTorch are decided by the block rule of ``rule.py`` on block records (normalized by the
-yardstick where both sides timed the same one, the case's own times shown beside); p99,
-memory, serving rates and accuracy by thresholds (p99 of a few dozen calls has no useful
-interval; the others are not noisy). A p99 past its threshold counts only when the p99 of
-each half of the run's calls, in time order, is past it too: a tail that grew shows in both
+token and time per output token (and tokens/s, the TPOT's inverse), and the speed-up over eager
+PyTorch are decided by the block rule of ``rule.py`` on block records, in two views that must
+agree; p99, memory, serving rates and accuracy by thresholds (p99 of a few dozen calls has no
+useful interval; the others are not noisy). A p99 past its threshold counts only when the p99
+of each half of the run's calls, in time order, is past it too: a tail that grew shows in both
 halves, one burst of host interference (a few consecutive calls) in one. Metric names, units
 and directions come from ``metrics.METRICS``.
 """
@@ -120,8 +119,7 @@ def decided(now: Mapping[str, Any], reference: Mapping[str, Any] | None,
             continue
         assert then is not None
         shifts, _ = block_views(record, then, policy.confidence)
-        if rule.decide(rule.deciding(shifts), getattr(tolerances, METRICS[name].tolerance),
-                       final) is None:
+        if rule.agree(shifts, getattr(tolerances, METRICS[name].tolerance), final) is None:
             return False
         if name == metric:
             views = shifts
@@ -131,14 +129,14 @@ def decided(now: Mapping[str, Any], reference: Mapping[str, Any] | None,
     assert then_ref is not None
     eager, _ = block_views(reference, then_ref, policy.confidence)
     lost = speedup_views(views, eager)
-    return not lost or rule.decide(rule.deciding(lost), tolerances.speedup, final) is not None
+    return not lost or rule.agree(lost, tolerances.speedup, final) is not None
 
 
 def _decide_block(metric: str, views: list[rule.Shift], tolerance: float,
                   outcome: GateOutcome, figures: str) -> None:
-    shown = rule.deciding(views)
-    decided = rule.decide(shown, tolerance, final=True)
+    decided = rule.agree(views, tolerance, final=True)
     assert decided is not None
+    shown = rule.binding(views)
     spec = METRICS[metric]
     # A time (direction -1) changes by the ratio; a rate or the speed-up by its inverse.
     change = shown.ratio - 1 if spec.direction < 0 else 1 / shown.ratio - 1
@@ -148,16 +146,15 @@ def _decide_block(metric: str, views: list[rule.Shift], tolerance: float,
     outcome.decisions[metric] = {"outcome": decided.value, "tolerance": tolerance,
                                  **shown.as_dict(),
                                  "views": [view.as_dict() for view in views]}
-    def described(view: rule.Shift) -> str:
-        if metric != "speedup":
-            return view.describe()
-        return (f"{'normalized' if view.normalized else 'own times'}: lost "
-                f"{view.ratio - 1:+.1%} [95% {view.low - 1:+.1%} .. {view.high - 1:+.1%}]")
-
-    label = "speed-up vs PyTorch" if metric == "speedup" else METRICS[metric].label
-    beside = "; ".join(described(view) for view in views if view is not shown)
-    detail = (f"{label} {figures}: {described(shown)} (tolerance {tolerance:.0%})"
-              + (f"; shown beside it: {beside}" if beside else ""))
+    if metric == "speedup":
+        described = "; ".join(
+            f"{'normalized' if v.normalized else 'own times'}: lost {v.ratio - 1:+.1%} [95% "
+            f"{v.low - 1:+.1%} .. {v.high - 1:+.1%}]" for v in views)
+        detail = (f"speed-up vs PyTorch {figures}: {described} "
+                  f"(tolerance {tolerance:.0%})")
+    else:
+        described = "; ".join(view.describe() for view in views)
+        detail = f"{METRICS[metric].label} {figures}: {described} (tolerance {tolerance:.0%})"
     {rule.Outcome.REGRESSED: outcome.regressions, rule.Outcome.IMPROVED: outcome.improvements,
      rule.Outcome.UNSTABLE: outcome.unstable}.get(decided, []).append(detail)
 

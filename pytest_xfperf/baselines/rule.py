@@ -2,20 +2,19 @@
 
 The rule, in one paragraph (derived in docs/gate.md). A case is timed in blocks; each case
 block is followed by a short block of a machine yardstick, a fixed workload owned by the plugin
-on the same device. A block's value is the median of its calls, divided by the median of the
-yardstick block after it: the ratio cancels the state of the host, which between two processes
-on a shared machine moves a case's own time far more than a tolerance. The change against the
-baseline is the Hodges-Lehmann shift between the logarithms of this run's block values and the
-baseline's, with its 95 % Mann-Whitney (Moses) interval. Where the baseline timed another
-yardstick (or none), the case's own block values are compared instead; the other view is
-reported beside the deciding one. After each round of blocks the interval is read against the
-tolerance line 1 + t and the improvement line 1 / (1 + t): wholly above the first is
-REGRESSED, wholly below the second IMPROVED, wholly between them a pass. Otherwise another
-round is taken, up to ``max_blocks``; there, a measurement that could not resolve the
+on the same device. A block's value is the median of its calls. The change against the baseline
+is measured in two views: the case's own block values, and the same divided by the yardstick's
+(which cancels the state of the host where the case moves with it); in each, it is the Hodges-
+Lehmann shift between the logarithms of this run's block values and the baseline's, with its 95
+% Mann-Whitney (Moses) interval. After each round of blocks each interval is read against the
+tolerance line 1 + t and the improvement line 1 / (1 + t). A change is shown only when both
+views show it: both intervals wholly above the tolerance line is REGRESSED, both wholly below
+the improvement line is IMPROVED; a view wholly between the lines settles a pass. Otherwise
+another round is taken, up to ``max_blocks``; there, a measurement that could not resolve the
 tolerance (an interval wider than it) is UNSTABLE, and any other is a pass. The speed-up over
-PyTorch of the same model on the same device is decided the same way, with its own tolerance,
-from the case's shift divided by the PyTorch reference's (their intervals combined on the log
-scale).
+eager PyTorch of the same model on the same device is decided the same way, with its own
+tolerance, from the case's shift divided by the PyTorch reference's, view by view (their
+intervals combined on the log scale).
 
 Pure numpy; unit-tested on synthetic blocks with known answers.
 """
@@ -141,7 +140,21 @@ def decide(estimate: Shift, tolerance: float, final: bool) -> Outcome | None:
     return Outcome.UNSTABLE if estimate.half_width > math.log1p(tolerance) else Outcome.PASS
 
 
-def deciding(views: Sequence[Shift]) -> Shift:
-    """The view a verdict rests on: normalized by the yardstick where there is such a view,
-    else the case's own times."""
-    return next((view for view in views if view.normalized), views[0])
+def agree(views: Sequence[Shift], tolerance: float, final: bool) -> Outcome | None:
+    """The views together: a change is shown only when every view shows it; a view clear
+    inside both lines settles a pass; otherwise measure more (None), or at the end the
+    measurement is unstable if a view could not resolve the tolerance, else a pass."""
+    outcomes = [decide(view, tolerance, final) for view in views]
+    for shown in (Outcome.REGRESSED, Outcome.IMPROVED):
+        if all(o is shown for o in outcomes):
+            return shown
+    if Outcome.PASS in outcomes:
+        return Outcome.PASS
+    if None in outcomes:
+        return None
+    return Outcome.UNSTABLE if Outcome.UNSTABLE in outcomes else Outcome.PASS
+
+
+def binding(views: Sequence[Shift]) -> Shift:
+    """The view a verdict rests on: the one nearest to no change."""
+    return min(views, key=lambda view: abs(math.log(view.ratio)))

@@ -31,9 +31,8 @@ def test_record_pass_regress_update_pass(project: pytest.Pytester):
     slower.assert_outcomes(failed=1)
     slower.stdout.fnmatch_lines([f"{CASE}: REGRESSED",
                                  "*p50 latency baseline * ms, now * ms: +*% [[]95% +*% .. +*%], "
-                                 "* vs 12 blocks, normalized by the yardstick (tolerance "
-                                 "150%); shown beside it: *% [[]95% *], * vs 12 blocks, "
-                                 "own time",
+                                 "* vs 12 blocks, own time; +*normalized by the yardstick "
+                                 "(tolerance 150%)*",
                                  f"FAILED*test_inference[[]{CASE}[]]*"])
     assert read_json(path)["cases"][CASE] == entry  # a failing run never writes
 

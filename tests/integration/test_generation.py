@@ -118,8 +118,9 @@ def test_the_block_loop_times_prefill_and_each_decode_step(model):
     plan = BlockPlan.of(TimingPolicy(min_time=0.2, warmup_rounds=1), policy)
     measurement = GenerationMeasurement(generator, ids, NEW_TOKENS, None, plan, policy,
                                         nullcontext)
-    records, rounds = measurement.run(lambda records, final: True, recording=False)
-    assert rounds == 1
+    records, eager, rounds = measurement.run(lambda records, eager, final: True,
+                                             recording=False)
+    assert rounds == 1 and eager is None  # no speed-up reference asked for
     assert set(records) == {"tpot_ms", "ttft_ms"}
     assert len(records["tpot_ms"]["case_ms"]) == policy.first_blocks
     generations = measurement.series.generations

@@ -164,22 +164,18 @@ def test_the_stopping_rule_stops_on_a_clear_answer_and_not_near_the_line():
     assert decided(record(5.0, 8), None, None, tolerances, policy, final=False)  # no baseline
 
 
-def test_the_normalized_view_decides_and_the_own_times_are_shown_beside_it():
+def test_a_change_is_shown_only_when_both_views_show_it():
     # The host 40 % slower, the model unchanged: the own-times view sees +40 %, the
     # normalized view nothing; not a regression.
     slower_host = judge(1.0, machine=1.4)
     views = slower_host.decisions["p50_ms"]["views"]
     assert [v["normalized"] for v in views] == [False, True]
     assert views[0]["low"] > 1.3 and slower_host.verdict == Verdict.PASS
-    assert slower_host.decisions["p50_ms"]["normalized"] is True
-    # A real +25 % measured while the whole host ran 25 % faster: own times see nothing, the
-    # normalized view the change; it fails, and the message shows both.
+    # The price of that: a real +25 % measured while the whole host ran 25 % faster shows in
+    # the normalized view only, and passes (docs/gate.md says so).
     hidden = judge(1.25, ref_level=3.0 * 1.25, machine=0.8)
-    assert hidden.decisions["p50_ms"]["views"][0]["high"] < 1.1
-    assert hidden.decisions["p50_ms"]["low"] > 1.1
-    assert hidden.verdict == Verdict.REGRESSED
-    assert "normalized by the yardstick (tolerance 10%); shown beside it: " in \
-        hidden.regressions[0] and hidden.regressions[0].endswith("own time")
+    assert hidden.decisions["p50_ms"]["views"][1]["low"] > 1.1
+    assert hidden.verdict == Verdict.PASS
 
 
 def test_a_speedup_recorded_against_another_reference_is_not_compared():

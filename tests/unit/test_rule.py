@@ -62,11 +62,14 @@ def test_the_speedup_loss_is_the_case_shift_over_the_reference_shift():
     assert math.log(loss.high / loss.ratio) == pytest.approx(0.05)  # 0.03 and 0.04 in quadrature
 
 
-def test_the_normalized_view_decides_where_there_is_one():
-    from pytest_xfperf.baselines.rule import Shift, deciding
+def test_views_must_agree_on_a_change():
+    from pytest_xfperf.baselines.rule import agree, binding
 
-    own = Shift(1.4, 1.3, 1.5, 8, 12, normalized=False)
-    normalized = Shift(1.0, 0.98, 1.02, 8, 12, normalized=True)
-    assert deciding([own, normalized]) is normalized
-    assert deciding([normalized, own]) is normalized
-    assert deciding([own]) is own  # no comparable yardstick: the case's own times
+    slow, inside, straddling = estimate(1.3, 0.02), estimate(1.0, 0.02), estimate(1.1, 0.04)
+    assert agree([slow, slow], 0.1, False) == Outcome.REGRESSED
+    assert agree([slow, inside], 0.1, False) == Outcome.PASS  # one view settles a pass
+    assert agree([slow, straddling], 0.1, False) is None  # measure more
+    assert agree([slow, straddling], 0.1, True) == Outcome.PASS
+    assert agree([slow, estimate(1.0, 0.3)], 0.1, True) == Outcome.UNSTABLE
+    assert agree([slow], 0.1, False) == Outcome.REGRESSED  # one view where there is one
+    assert binding([slow, straddling]) is straddling  # the verdict rests on the nearer view
