@@ -261,14 +261,10 @@ class XfperfSession:
         """The speed-up's reference (PyTorch on the case's device) as a block record of
         at least ``blocks`` blocks, measured (or extended) on use in this process; None where
         it cannot run here."""
-        from pytest_xfperf.backends.catalog import speedup_reference
         from pytest_xfperf.measure.blocks import BlockPlan
         from pytest_xfperf.measure.case import extend_reference
 
-        backend, precision = speedup_reference(case.backend, case.precision)
-        key = self._reference_key(case, backend, precision)
-        have = self._references_timed.get(key)
-        missing = blocks - (len(have["case_ms"]) if have else 0)
+        key, backend, precision, have, missing = self._reference_state(case, blocks)
         if missing <= 0:
             return have
         if key not in self._reference_runners:
@@ -292,17 +288,13 @@ class XfperfSession:
         same prompt, as a block record of its primary figure (TPOT; TTFT for a single new
         token) with at least ``blocks`` blocks, measured (or extended) on use in this
         process; None where it cannot run here."""
-        from pytest_xfperf.backends.catalog import speedup_reference
         from pytest_xfperf.generation.check import primary_metric, torch_generator
         from pytest_xfperf.generation.generators import generation_clock
         from pytest_xfperf.generation.timing import GenerationMeasurement
         from pytest_xfperf.measure.blocks import BlockPlan
         from pytest_xfperf.measure.case import make_yardstick, merged_record
 
-        backend, precision = speedup_reference(case.backend, case.precision)
-        key = self._reference_key(case, backend, precision)
-        have = self._references_timed.get(key)
-        missing = blocks - (len(have["case_ms"]) if have else 0)
+        key, backend, precision, have, missing = self._reference_state(case, blocks)
         if missing <= 0:
             return have
         measurement = self._reference_generations.get(key)
@@ -326,6 +318,17 @@ class XfperfSession:
                 added[name] = added[name][-missing:]
         self._references_timed[key] = merged_record(have, added, backend)
         return self._references_timed[key]
+
+    def _reference_state(self, case: Case, blocks: int
+                         ) -> tuple[tuple[str, str, str], str, str, dict[str, Any] | None, int]:
+        """The speed-up reference serving ``case``: its key, backend and precision, its
+        record so far (None: none yet) and how many blocks it lacks of ``blocks``."""
+        from pytest_xfperf.backends.catalog import speedup_reference
+
+        backend, precision = speedup_reference(case.backend, case.precision)
+        key = self._reference_key(case, backend, precision)
+        have = self._references_timed.get(key)
+        return key, backend, precision, have, blocks - (len(have["case_ms"]) if have else 0)
 
     def close_reference_runners(self) -> None:
         """Release the speed-up references' runners and generators (a GPU copy of the model

@@ -82,7 +82,7 @@ def cpu(threads: int) -> Yardstick:
         [helper.make_tensor_value_info(name, TensorProto.FLOAT, [ROWS, WIDTH])], inits)
     # Not spinning: a worker that spins on after the yardstick's block holds one of the
     # host's cores through the first calls of the case's next block (on 2 cores those took
-    # 1.7x their median; docs/measurements.md, "The yardstick's threads").
+    # 2.2x their median; docs/measurements.md, "The yardstick's threads").
     session = cpu_session(graph, threads, spinning=False)
     feeds = {"x": np.random.default_rng(0).standard_normal((ROWS, WIDTH)).astype(np.float32)}
     outputs = [name]
