@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 
 
 # The stopping rule, asked after each round with the case's block records by metric, the
-# speed-up reference's TPOT record (None where there is none) and whether no further round is
-# allowed: True stops.
+# speed-up reference's record of the primary figure (None where there is none) and whether no
+# further round is allowed: True stops.
 GenerationStopRule = Callable[[Mapping[str, dict[str, Any]], "Mapping[str, Any] | None", bool],
                               bool]
 
@@ -195,9 +195,9 @@ class GenerationMeasurement:
     def run(self, stop: GenerationStopRule, recording: bool,
             reference: ReferenceSource | None = None
             ) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None, int]:
-        """(block records by metric, the speed-up reference's TPOT record or None, rounds
-        taken). After each round the reference is brought to as many blocks as the case
-        has, as for a single-stream case (measure/case.py)."""
+        """(block records by metric, the speed-up reference's record of the primary figure
+        or None, rounds taken). After each round the reference is brought to as many blocks
+        as the case has, as for a single-stream case (measure/case.py)."""
         policy = self._policy
         self._blocks(policy.record_blocks if recording else policy.first_blocks)
         rounds = 1
