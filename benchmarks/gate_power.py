@@ -21,6 +21,7 @@ torch-cuda cases run beside them, their speed-up gated against the CUDA-graph re
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import json
 import math
@@ -88,6 +89,17 @@ CONFTEST = textwrap.dedent('''
         return {"input_ids": ids, "attention_mask": mask,
                 "token_type_ids": np.zeros((batch, seq), dtype=np.int64)}
 
+    if os.environ.get("XF_EVERY_BLOCK"):
+        # Benchmark only: no verdict before the policy's last round, so that every run
+        # measures max_blocks and `gate_power.py replay` can apply any rule round by round.
+        from pytest_xfperf.baselines import rule as _rule
+        _verdict = _rule.verdict
+
+        def _verdict_at_end(views, tolerance, final):
+            return _verdict(views, tolerance, final) if final else None
+
+        _rule.verdict = _verdict_at_end
+
     def pytest_xfperf_models(config):
         return [ModelSpec(name=f"enc{i}", build=build, make_inputs=inputs,
                           identity=f"enc-{LAYERS}", family="bert", num_layers=LAYERS,
@@ -115,9 +127,11 @@ def _project(root: Path, profile: dict[str, Any], copies: int, threads: int) -> 
 
 
 def _pytest(root: Path, layers: int, profile: dict[str, Any], copies: int, args: list[str],
-            report: Path, baselines: Path) -> tuple[int, float, dict[str, Any]]:
+            report: Path, baselines: Path, every_block: bool = False
+            ) -> tuple[int, float, dict[str, Any]]:
     env = {**os.environ, "XF_LAYERS": str(layers), "XF_COPIES": str(copies),
-           "XF_WIDTH": str(profile["width"]), "XF_HEADS": str(profile["heads"])}
+           "XF_WIDTH": str(profile["width"]), "XF_HEADS": str(profile["heads"]),
+           "XF_EVERY_BLOCK": "1" if every_block else ""}
     command = [sys.executable, "-m", "pytest", *plugin_flag(), "test_perf.py", "--xfperf", "-q",
                "-p", "no:cacheprovider", "--xfperf-baselines", str(baselines),
                "--xfperf-report", str(report), *args]
@@ -149,7 +163,8 @@ def _case_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
                      "p50_ms": (case.get("stats") or {}).get("p50_ms"),
                      "measure_seconds": case.get("measure_seconds"),
                      "decisions": gate.get("decisions", {}),
-                     "drift": gate.get("graph_drift", [])})
+                     "drift": gate.get("graph_drift", []),
+                     "timing": case.get("timing"), "reference": case.get("reference_timing")})
     return rows
 
 
@@ -176,6 +191,7 @@ def measure(args: argparse.Namespace) -> None:
     levels, cycle = profile["levels"], profile["cycle"]
     deadline = time.time() + args.minutes * 60
     raw: dict[str, Any] = {"format": FORMAT, "machine": machine_info(), "copies": copies,
+                           "every_block": args.every_block,
                            "profile": args.profile,
                            "settings": {k: v for k, v in profile.items() if k != "levels"},
                            "tolerance": profile["tolerance"],
@@ -195,15 +211,20 @@ def measure(args: argparse.Namespace) -> None:
                 code, seconds, data = _pytest(root, profile["base_layers"], profile, copies,
                                               ["--xfperf-update-baselines"],
                                               root / "r.json", baselines)
+                (stored,) = baselines.glob("*.json")
+                entries = json.loads(stored.read_text())["cases"]
                 raw["records"].append({"index": index, "exit": code, "seconds": seconds,
-                                       "cases": _case_rows(data)})
+                                       "cases": _case_rows(data),
+                                       "baseline": {k: {"timing": v.get("timing"),
+                                                        "speedup": v.get("speedup")}
+                                                    for k, v in entries.items()}})
                 print(f"[record] {seconds:.0f} s", flush=True)
                 _other_machine(baselines, other)
             level = cycle[index % len(cycle)]
             layers, extra = levels[level]
             target = other if level == "other machine" else baselines
             code, seconds, data = _pytest(root, layers, profile, copies, extra,
-                                          root / "r.json", target)
+                                          root / "r.json", target, args.every_block)
             raw["runs"].append({"index": index, "level": level, "layers": layers,
                                 "exit": code, "seconds": seconds, "cases": _case_rows(data)})
             verdicts = [c["verdict"] for c in raw["runs"][-1]["cases"]]
@@ -296,6 +317,116 @@ def analyze(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+# Rules `replay` compares on the same blocks. "shipped" is the plugin's own (baselines/gate.py
+# and rule.py, with the policy's between-process spreads, which --spread-* override to sweep
+# them); the others are the same estimator without the spreads, deciding on own times alone,
+# on divided times alone, on the narrower view, or only where both views show a change.
+REPLAY_RULES = ("shipped", "narrower", "both", "normalized", "own")
+
+
+def _prefix(record: dict[str, Any], blocks: int) -> dict[str, Any]:
+    out = {**record, "case_ms": record["case_ms"][:blocks]}
+    if record.get("yardstick_ms"):
+        out["yardstick_ms"] = record["yardstick_ms"][:blocks]
+    return out
+
+
+def _outcome(name: str, now: dict[str, Any], then: dict[str, Any], tolerance: float,
+             final: bool, policy: Any) -> Any:
+    from pytest_xfperf.baselines import gate, rule
+
+    if name == "shipped":
+        views, _ = gate.block_views(now, then, policy)
+        return rule.verdict(views, tolerance, final)
+    views, _ = gate.block_views(now, then, policy, spread=False)
+    if len(views) == 1 or name == "own":
+        return rule.decide(views[0], tolerance, final)
+    own, normalized = views
+    if name == "normalized":
+        return rule.decide(normalized, tolerance, final)
+    if name == "narrower":
+        return rule.verdict(views, tolerance, final)
+    assert name == "both"  # a change only where both views show it
+    outcomes = [rule.decide(view, tolerance, final) for view in (own, normalized)]
+    for shown in (rule.Outcome.REGRESSED, rule.Outcome.IMPROVED):
+        if all(outcome is shown for outcome in outcomes):
+            return shown
+    if rule.Outcome.PASS in outcomes:
+        return rule.Outcome.PASS
+    if None in outcomes:
+        return None
+    return rule.Outcome.UNSTABLE if rule.Outcome.UNSTABLE in outcomes else rule.Outcome.PASS
+
+
+def replay(args: argparse.Namespace) -> dict[str, Any]:
+    """Every trial's blocks decided again, round by round, under each rule of REPLAY_RULES
+    (the runs must have been measured with --every-block)."""
+    from pytest_xfperf.baselines import rule
+
+    raw = _load(args.raw)
+    if not raw.get("every_block"):
+        raise SystemExit("replay needs runs measured with --every-block")
+    tolerance = args.tolerance or float(raw["tolerance"].rstrip("%")) / 100
+    sweep = {f"spread_{clock}_{view}": value for clock in ("wall", "device")
+             for view, value in (("own", args.spread_own),
+                                 ("normalized", args.spread_normalized)) if value is not None}
+    policy = dataclasses.replace(rule.DEFAULT_POLICY, **sweep)
+    rounds = list(range(policy.first_blocks, policy.max_blocks + 1, policy.round_blocks))
+    records = sorted(raw["records"], key=lambda r: r["index"])
+    table: dict[str, dict[str, Any]] = {}
+    shifts: dict[str, list[tuple[float, float, float]]] = {}
+    for run in raw["runs"]:
+        if run["level"] == "other machine":
+            continue  # no comparison is made (a different machine's file): nothing to replay
+        baseline = [r for r in records if r["index"] <= run["index"]][-1]["baseline"]
+        for case in run["cases"]:
+            then = (baseline.get(case["id"]) or {}).get("timing")
+            now = case.get("timing")
+            if not then or not now or len(now["case_ms"]) < rounds[-1]:
+                continue
+            level = f"{run['level']}, {case['id'].split('/')[1]}"
+            row = table.setdefault(level, {"trials": 0, "drift": 0,
+                                           **{n: {} for n in REPLAY_RULES}})
+            row["trials"] += 1
+            row["drift"] += case["verdict"] == "DRIFT"
+            if not now.get("yardstick_ms"):
+                continue
+            shifts.setdefault(level, []).append((
+                rule.shift(now["case_ms"], then["case_ms"], 0.95, False).ratio,
+                rule.shift(rule.block_values(now["case_ms"], now["yardstick_ms"], True),
+                           rule.block_values(then["case_ms"], then["yardstick_ms"], True),
+                           0.95, True).ratio,
+                rule.shift(now["yardstick_ms"], then["yardstick_ms"], 0.95, False).ratio))
+            for name in REPLAY_RULES:
+                for blocks in rounds:
+                    final = blocks == rounds[-1]
+                    outcome = _outcome(name, _prefix(now, blocks), then, tolerance, final,
+                                       policy)
+                    if outcome is not None:
+                        break
+                key = f"{outcome.value}@{blocks}"
+                row[name][key] = row[name].get(key, 0) + 1
+    for level, row in table.items():
+        own, normalized, host = zip(*shifts[level], strict=True)
+        print(f"{level}: {row['trials']} trials, drift {row['drift']}; at {rounds[-1]} blocks "
+              f"own {min(own):.2f}-{max(own):.2f} (median {statistics.median(own):.3f}), "
+              f"normalized {min(normalized):.2f}-{max(normalized):.2f} (median "
+              f"{statistics.median(normalized):.3f}), yardstick {min(host):.2f}-{max(host):.2f}")
+        for name in REPLAY_RULES:
+            counts = row[name]
+            regressed = sum(v for k, v in counts.items() if k.startswith("regressed"))
+            unstable = sum(v for k, v in counts.items() if k.startswith("unstable"))
+            blocks = sum(int(k.split("@")[1]) * v for k, v in counts.items()) / row["trials"]
+            print(f"  {name:16s} regressed {regressed:3d} ({regressed / row['trials']:.0%}, "
+                  f"95% upper {upper_bound(regressed, row['trials']):.0%})  unstable "
+                  f"{unstable:3d}  mean blocks {blocks:.1f}  {dict(sorted(counts.items()))}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"policy": dataclasses.asdict(policy),
+                                               "raw": args.raw, "levels": table}, indent=1)
+                                   + "\n")
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -308,12 +439,27 @@ def main() -> None:
     m.add_argument("--threads", type=int, default=0,
                    help="threads of ONNX Runtime and PyTorch (0: their defaults); set it when "
                         "the run is pinned to some cores of a larger host (taskset)")
+    m.add_argument("--every-block", action="store_true",
+                   help="measure every run to the policy's max_blocks (no early verdict), so "
+                        "that `replay` can apply other rules to the same blocks")
+    r = sub.add_parser("replay", help="decide the recorded blocks again under each rule")
+    r.add_argument("--raw", required=True)
+    r.add_argument("--json")
+    r.add_argument("--spread-own", type=float, default=None,
+                   help="the shipped rule's between-process spread of own times (log-scale "
+                        "sd), on both clocks; default: the policy's")
+    r.add_argument("--tolerance", type=float, default=0.0,
+                   help="decide at this tolerance (0.1: 10 %%) instead of the runs' own")
+    r.add_argument("--spread-normalized", type=float, default=None,
+                   help="the same for the view divided by the yardstick")
     a = sub.add_parser("analyze")
     a.add_argument("--raw", required=True)
     a.add_argument("--json")
     args = parser.parse_args()
     if args.command == "measure":
         measure(args)
+    elif args.command == "replay":
+        replay(args)
     else:
         analyze(args)
 

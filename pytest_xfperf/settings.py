@@ -205,6 +205,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("tolerances", "gate.tolerances", "per-metric tolerances, e.g. p50=0.1,p99=1.0,"
            "throughput=0.1,speedup=0.1,memory=0.25,accuracy=0.005",
            lambda v: parse_tolerance_table(v)),
+    Option("spreads", "gate.policy", "how far a case's level moves between processes (log-scale "
+           "standard deviation) by clock and view, added to every interval: "
+           "wall_own=0.15,wall_normalized=0.06,device_own=0.005,device_normalized=0.03 by "
+           "default; measure a machine's with benchmarks/gate_power.py",
+           lambda v: parse_spreads(v)),
     Option("update_baselines", "gate.update_baselines",
            "record this run's results as the new baselines", parse_bool, flag=True),
     Option("fail_on_unstable", "gate.fail_on_unstable", "fail cases whose measurement cannot "
@@ -372,6 +377,28 @@ def parse_tolerance_table(value: Any, origin: str = "tolerances") -> dict[str, f
             )
         out[name] = parse_tolerance(raw)
     return out
+
+
+def parse_spreads(value: Any) -> GatePolicy:
+    """A table ``{wall_normalized = 0.03}`` or the text ``wall_normalized=0.03``: the gate's
+    policy with those between-process spreads (the others keep their defaults)."""
+    if isinstance(value, str):
+        value = _pairs(value, "write CLOCK_VIEW=SPREAD pairs like "
+                              "wall_normalized=0.03,device_own=0.005")
+    if not isinstance(value, Mapping):
+        raise ValueError("a table like {wall_normalized = 0.03}")
+    known = sorted(name.removeprefix("spread_") for name in GatePolicy.__dataclass_fields__
+                   if name.startswith("spread_"))
+    spreads: dict[str, Any] = {}
+    for name, raw in value.items():
+        if name not in known:
+            raise ValueError(f"unknown spread {name!r}; valid: {', '.join(known)}")
+        spread = parse_positive_float(raw, name)
+        if spread >= 1:
+            raise ValueError(f"{name} is a standard deviation of a log ratio, below 1 (0.06 "
+                             f"is 6 %), got {raw!r}")
+        spreads[f"spread_{name}"] = spread
+    return replace(GatePolicy(), **spreads)
 
 
 def parse_prices(value: Any, origin: str = "prices") -> dict[str, float]:

@@ -50,6 +50,14 @@ def load_ort_gpu() -> Any:
     return ort
 
 
+def cuda_tuning(tunable_op: bool, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The CUDA provider's options that the backend's settings choose: kernel tuning (each GEMM
+    shape's kernels are timed at its first run) and the user's ``provider_options``, last so
+    that they win."""
+    options = {"tunable_op_enable": "1", "tunable_op_tuning_enable": "1"} if tunable_op else {}
+    return {**options, **dict(extra or {})}
+
+
 def provider_options(provider: str, cuda_graph: bool, stream: int,
                      precision: str, tunable_op: bool = False,
                      extra: Mapping[str, str] | None = None) -> tuple[str, dict[str, str]]:
@@ -62,10 +70,7 @@ def provider_options(provider: str, cuda_graph: bool, stream: int,
                           "user_compute_stream": str(stream)}
     options = {"device_id": "0", "enable_cuda_graph": "1" if cuda_graph else "0",
                "user_compute_stream": str(stream), "do_copy_in_default_stream": "1"}
-    if tunable_op:  # kernel tuning: each GEMM shape's kernels are timed at its first run
-        options.update(tunable_op_enable="1", tunable_op_tuning_enable="1")
-    options.update(extra or {})
-    return provider, options
+    return provider, {**options, **cuda_tuning(tunable_op, extra)}
 
 
 class OrtCudaRunner:

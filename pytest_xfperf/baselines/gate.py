@@ -2,12 +2,13 @@
 
 Latency (and the single-stream throughput, its inverse), a generative case's time to first
 token and time per output token (and tokens/s, the TPOT's inverse), and the speed-up over eager
-PyTorch are decided by the block rule of ``rule.py`` on block records, in two views that must
-agree; p99, memory, serving rates and accuracy by thresholds (p99 of a few dozen calls has no
-useful interval; the others are not noisy). A p99 past its threshold counts only when the p99
-of each half of the run's calls, in time order, is past it too: a tail that grew shows in both
-halves, one burst of host interference (a few consecutive calls) in one. Metric names, units
-and directions come from ``metrics.METRICS``.
+PyTorch are decided by the block rule of ``rule.py`` on block records, in the view (own times,
+or divided by the yardstick's) with the narrower interval, between-process spread included;
+p99, memory, serving rates and accuracy by thresholds (p99 of a few dozen calls has no useful
+interval; the others are not noisy). A p99 past its threshold counts only when the p99 of each
+half of the run's calls, in time order, is past it too: a tail that grew shows in both halves,
+one burst of host interference (a few consecutive calls) in one. Metric names, units and
+directions come from ``metrics.METRICS``.
 """
 
 from __future__ import annotations
@@ -57,31 +58,43 @@ class GateOutcome:
     notes: list[str] = field(default_factory=list)
 
 
-def block_views(now: Mapping[str, Any], then: Mapping[str, Any], confidence: float
-                ) -> tuple[list[rule.Shift], str]:
+def block_views(now: Mapping[str, Any], then: Mapping[str, Any], policy: rule.GatePolicy,
+                spread: bool = True) -> tuple[list[rule.Shift], str]:
     """This run's blocks against the baseline's, in two views: the case's own times, and the
     same divided by the yardstick's where both sides timed the same yardstick (workload,
-    library version, threads); with a note when the second view is missing for that reason."""
-    views = [rule.shift(now["case_ms"], then["case_ms"], confidence, normalized=False)]
+    library version, threads); with a note when the second view is missing for that reason.
+    With ``spread``, each view's interval carries the policy's between-process spread for its
+    clock."""
+    views = [rule.shift(now["case_ms"], then["case_ms"], policy.confidence, normalized=False)]
     note = ""
     if then.get("yardstick_ms") and now.get("yardstick_ms"):
         if now.get("yardstick") == then.get("yardstick"):
             views.append(rule.shift(
                 rule.block_values(now["case_ms"], now["yardstick_ms"], True),
                 rule.block_values(then["case_ms"], then["yardstick_ms"], True),
-                confidence, normalized=True))
+                policy.confidence, normalized=True))
         else:
             note = (f"the yardstick changed since the baseline ({then.get('yardstick')!r} "
                     f"→ {now.get('yardstick')!r}): only the case's own times are compared")
+    if spread:
+        views = [_with_spread(view, now, policy) for view in views]
     return views, note
 
 
-def speedup_views(case: list[rule.Shift], reference: list[rule.Shift]) -> list[rule.Shift]:
+def _with_spread(view: rule.Shift, now: Mapping[str, Any], policy: rule.GatePolicy
+                 ) -> rule.Shift:
+    clock = str(now.get("clock", "wall"))
+    return rule.widened(view, policy.spread(clock, view.normalized), policy.confidence)
+
+
+def speedup_views(case: list[rule.Shift], reference: list[rule.Shift], now: Mapping[str, Any],
+                  policy: rule.GatePolicy) -> list[rule.Shift]:
     """The case's shift over the PyTorch reference's, view by view (own times with own
-    times, normalized with normalized)."""
+    times, normalized with normalized), from intervals without the between-process spread:
+    case and reference share their process, so the spread is added once, to the ratio."""
     by_kind = {view.normalized: view for view in reference}
-    return [rule.combined(view, by_kind[view.normalized]) for view in case
-            if view.normalized in by_kind]
+    return [_with_spread(rule.combined(view, by_kind[view.normalized]), now, policy)
+            for view in case if view.normalized in by_kind]
 
 
 def _comparable(now: Mapping[str, Any] | None, then: Any) -> bool:
@@ -112,31 +125,29 @@ def decided(now: Mapping[str, Any], reference: Mapping[str, Any] | None,
     if not _comparable(now, then_records.get(metric)):
         return True  # nothing to decide against: stop at the first round
     assert baseline is not None
-    views: list[rule.Shift] = []
     for name, record in {metric: now, **(more or {})}.items():
         then = then_records.get(name)
         if not _comparable(record, then):
             continue
         assert then is not None
-        shifts, _ = block_views(record, then, policy.confidence)
-        if rule.agree(shifts, getattr(tolerances, METRICS[name].tolerance), final) is None:
+        shifts, _ = block_views(record, then, policy)
+        if rule.verdict(shifts, getattr(tolerances, METRICS[name].tolerance), final) is None:
             return False
-        if name == metric:
-            views = shifts
     then_ref = baseline.get("speedup")
     if reference is None or not _comparable(reference, then_ref):
         return True
     assert then_ref is not None
-    eager, _ = block_views(reference, then_ref, policy.confidence)
-    lost = speedup_views(views, eager)
-    return not lost or rule.agree(lost, tolerances.speedup, final) is not None
+    views, _ = block_views(now, then_records[metric], policy, spread=False)
+    eager, _ = block_views(reference, then_ref, policy, spread=False)
+    lost = speedup_views(views, eager, now, policy)
+    return not lost or rule.verdict(lost, tolerances.speedup, final) is not None
 
 
 def _decide_block(metric: str, views: list[rule.Shift], tolerance: float,
                   outcome: GateOutcome, figures: str) -> None:
-    decided = rule.agree(views, tolerance, final=True)
+    decided = rule.verdict(views, tolerance, final=True)
     assert decided is not None
-    shown = rule.binding(views)
+    shown = rule.deciding(views)
     spec = METRICS[metric]
     # A time (direction -1) changes by the ratio; a rate or the speed-up by its inverse.
     change = shown.ratio - 1 if spec.direction < 0 else 1 / shown.ratio - 1
@@ -149,14 +160,20 @@ def _decide_block(metric: str, views: list[rule.Shift], tolerance: float,
     if metric == "speedup":
         described = "; ".join(
             f"{'normalized' if v.normalized else 'own times'}: lost {v.ratio - 1:+.1%} [95% "
-            f"{v.low - 1:+.1%} .. {v.high - 1:+.1%}]" for v in views)
+            f"{v.low - 1:+.1%} .. {v.high - 1:+.1%}]{_deciding(v, shown, views)}"
+            for v in views)
         detail = (f"speed-up vs PyTorch {figures}: {described} "
                   f"(tolerance {tolerance:.0%})")
     else:
-        described = "; ".join(view.describe() for view in views)
+        described = "; ".join(view.describe() + _deciding(view, shown, views)
+                              for view in views)
         detail = f"{METRICS[metric].label} {figures}: {described} (tolerance {tolerance:.0%})"
     {rule.Outcome.REGRESSED: outcome.regressions, rule.Outcome.IMPROVED: outcome.improvements,
      rule.Outcome.UNSTABLE: outcome.unstable}.get(decided, []).append(detail)
+
+
+def _deciding(view: rule.Shift, shown: rule.Shift, views: list[rule.Shift]) -> str:
+    return " (the narrower: decides)" if view is shown and len(views) > 1 else ""
 
 
 def _thresholds(evidence: Evidence, baseline: Mapping[str, Any], tolerances: Tolerances,
@@ -222,7 +239,7 @@ def verdict(evidence: Evidence, baseline: Mapping[str, Any] | None, options: Gat
             for metric, record in evidence.records().items():
                 if not _comparable(record, then_records.get(metric)):
                     continue
-                shifts, note = block_views(record, then_records[metric], policy.confidence)
+                shifts, note = block_views(record, then_records[metric], policy)
                 if note and metric == primary:
                     outcome.notes.append(note)
                 spec = METRICS[metric]
@@ -231,15 +248,15 @@ def verdict(evidence: Evidence, baseline: Mapping[str, Any] | None, options: Gat
                 decided |= {metric, spec.inverse} - {""}
             if _comparable(evidence.timing, then_records.get(primary)):
                 assert evidence.timing is not None
-                views, _ = block_views(evidence.timing, then_records[primary],
-                                       policy.confidence)
+                views, _ = block_views(evidence.timing, then_records[primary], policy,
+                                       spread=False)
                 then_ref, now_ref = baseline.get("speedup"), evidence.speedup
                 if _comparable(now_ref, then_ref):
                     assert now_ref is not None and then_ref is not None
-                    eager, ref_note = block_views(now_ref, then_ref, policy.confidence)
+                    eager, ref_note = block_views(now_ref, then_ref, policy, spread=False)
                     if ref_note:
                         outcome.notes.append("PyTorch reference: " + ref_note)
-                    lost = speedup_views(views, eager)
+                    lost = speedup_views(views, eager, evidence.timing, policy)
                     if lost:
                         _decide_block("speedup", lost, tolerances.speedup, outcome,
                                       _figures("speedup", evidence.metrics, baseline))

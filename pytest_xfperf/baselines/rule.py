@@ -3,18 +3,22 @@
 The rule, in one paragraph (derived in docs/gate.md). A case is timed in blocks; each case
 block is followed by a short block of a machine yardstick, a fixed workload owned by the plugin
 on the same device. A block's value is the median of its calls. The change against the baseline
-is measured in two views: the case's own block values, and the same divided by the yardstick's
-(which cancels the state of the host where the case moves with it); in each, it is the Hodges-
-Lehmann shift between the logarithms of this run's block values and the baseline's, with its 95
-% Mann-Whitney (Moses) interval. After each round of blocks each interval is read against the
-tolerance line 1 + t and the improvement line 1 / (1 + t). A change is shown only when both
-views show it: both intervals wholly above the tolerance line is REGRESSED, both wholly below
-the improvement line is IMPROVED; a view wholly between the lines settles a pass. Otherwise
-another round is taken, up to ``max_blocks``; there, a measurement that could not resolve the
-tolerance (an interval wider than it) is UNSTABLE, and any other is a pass. The speed-up over
+is the Hodges-Lehmann shift between the logarithms of this run's block values and the
+baseline's, with its 95 % Mann-Whitney (Moses) interval, measured in two views: the case's own
+block values, and the same divided by the yardstick's. Each interval is widened by how far that
+view's level moves between two processes (``GatePolicy``'s spreads, measured by A/A runs), which
+the blocks of one process cannot show. The view with the narrower interval decides: dividing is
+used only where it takes out more noise than it adds, and the verdict says which view it rests
+on. (An interval's width depends on how the blocks spread, not on where they lie, so choosing
+by it favours no verdict.) After each round of blocks the interval is read against the
+tolerance line 1 + t and the improvement line 1 / (1 + t): wholly above the first is
+REGRESSED, wholly below the second IMPROVED, wholly between them a pass. Otherwise another
+round is taken, up to ``max_blocks``; there, an interval wider than the tolerance (a
+measurement that could not resolve it) is UNSTABLE, and any other is a pass. The speed-up over
 eager PyTorch of the same model on the same device is decided the same way, with its own
 tolerance, from the case's shift divided by the PyTorch reference's, view by view (their
-intervals combined on the log scale).
+blocks-only intervals combined on the log scale, then the spread added once: case and
+reference share a process).
 
 Pure numpy; unit-tested on synthetic blocks with known answers.
 """
@@ -41,6 +45,21 @@ class GatePolicy:
     yardstick_share: float = 0.2  # yardstick time per block, as a share of the case's
     min_yardstick_calls: int = 3
     confidence: float = 0.95
+    # How far a case's level moves between two processes (standard deviation of its log), by
+    # clock and view: what the blocks of one process cannot show, added to every interval.
+    # Measured by A/A runs of benchmarks/gate_power.py (docs/measurements.md, "The narrower
+    # view decides"): own times of a 2-core cloud CPU moved 0.60x-1.32x; a CUDA-graph replay
+    # on an H200, timed by CUDA events, within 1 %.
+    spread_wall_own: float = 0.15
+    spread_wall_normalized: float = 0.06
+    spread_device_own: float = 0.005
+    spread_device_normalized: float = 0.03
+
+    def spread(self, clock: str, normalized: bool) -> float:
+        """The between-process spread of a view measured on ``clock`` ("wall" or "device")."""
+        if clock == "device":
+            return self.spread_device_normalized if normalized else self.spread_device_own
+        return self.spread_wall_normalized if normalized else self.spread_wall_own
 
 
 DEFAULT_POLICY = GatePolicy()
@@ -112,6 +131,17 @@ def shift(current: Sequence[float], baseline: Sequence[float], confidence: float
     return Shift(math.exp(estimate), math.exp(low), math.exp(high), n, m, normalized)
 
 
+def widened(view: Shift, spread: float, confidence: float) -> Shift:
+    """``view`` with each side of its interval widened in quadrature by ``spread`` (a log-scale
+    standard deviation) at the same confidence: the move of the level between the two
+    processes compared, which the blocks of one process cannot show."""
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    centre, low, high = math.log(view.ratio), math.log(view.low), math.log(view.high)
+    return Shift(view.ratio, math.exp(centre - math.hypot(centre - low, z * spread)),
+                 math.exp(centre + math.hypot(high - centre, z * spread)),
+                 view.current_blocks, view.baseline_blocks, view.normalized)
+
+
 def combined(case: Shift, reference: Shift) -> Shift:
     """The case's shift divided by the reference's: the change of its speed-up lost (> 1: the
     case lost ground against eager PyTorch). Interval half-widths add in quadrature on the
@@ -140,21 +170,12 @@ def decide(estimate: Shift, tolerance: float, final: bool) -> Outcome | None:
     return Outcome.UNSTABLE if estimate.half_width > math.log1p(tolerance) else Outcome.PASS
 
 
-def agree(views: Sequence[Shift], tolerance: float, final: bool) -> Outcome | None:
-    """The views together: a change is shown only when every view shows it; a view clear
-    inside both lines settles a pass; otherwise measure more (None), or at the end the
-    measurement is unstable if a view could not resolve the tolerance, else a pass."""
-    outcomes = [decide(view, tolerance, final) for view in views]
-    for shown in (Outcome.REGRESSED, Outcome.IMPROVED):
-        if all(o is shown for o in outcomes):
-            return shown
-    if Outcome.PASS in outcomes:
-        return Outcome.PASS
-    if None in outcomes:
-        return None
-    return Outcome.UNSTABLE if Outcome.UNSTABLE in outcomes else Outcome.PASS
+def deciding(views: Sequence[Shift]) -> Shift:
+    """The view a verdict rests on: the one with the narrower interval (own times, listed
+    first, on a tie)."""
+    return min(views, key=lambda view: view.half_width)
 
 
-def binding(views: Sequence[Shift]) -> Shift:
-    """The view a verdict rests on: the one nearest to no change."""
-    return min(views, key=lambda view: abs(math.log(view.ratio)))
+def verdict(views: Sequence[Shift], tolerance: float, final: bool) -> Outcome | None:
+    """The stopping rule on the deciding view (None: take another round)."""
+    return decide(deciding(views), tolerance, final)

@@ -305,7 +305,7 @@ class OrtGenerator:
 
     def __init__(self, name: str, path: Path, device: str, options: Mapping[str, Any],
                  layers: int) -> None:
-        from pytest_xfperf.backends.onnxruntime_cuda import load_ort_gpu
+        from pytest_xfperf.backends.onnxruntime_cuda import cuda_tuning, load_ort_gpu
 
         ort = load_ort_gpu()  # on a GPU, finds the CUDA libraries that came with torch
         self.name, self.device, self._layers = name, device, layers
@@ -316,10 +316,8 @@ class OrtGenerator:
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise BackendUnavailable(f"{name}: onnxruntime has no CUDA provider here "
                                          "(pip install onnxruntime-gpu)")
-            cuda = {"device_id": "0", **({"tunable_op_enable": "1",
-                                          "tunable_op_tuning_enable": "1"}
-                                         if options.get("tunable_op") else {}),
-                    **dict(options.get("provider_options", {}))}
+            cuda = {"device_id": "0", **cuda_tuning(bool(options.get("tunable_op")),
+                                                    options.get("provider_options"))}
             chosen_options = ort.SessionOptions()
             providers: list[Any] = [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
             self._chosen: dict[str, Any] = {"provider_options": cuda}

@@ -156,6 +156,9 @@ def _entry(tpot, ttft):
             "timing": _record(tpot), "more_timing": {"ttft_ms": _record(ttft)}}
 
 
+# Blocks of one synthetic process: the policy's between-process spreads are left out here
+# (tests/unit/test_gate.py tests them).
+WITHIN = GatePolicy(spread_wall_own=0.0, spread_wall_normalized=0.0)
 STEADY_TPOT = [10.0, 10.1, 9.9, 10.05, 9.95, 10.02, 9.98, 10.0, 10.03, 9.97, 10.01, 9.99]
 STEADY_TTFT = [50 * v / 10 for v in STEADY_TPOT]
 
@@ -178,7 +181,7 @@ def test_the_gate_decides_tpot_and_ttft_with_the_block_rule(tpot_scale, ttft_sca
                                                               expected, failing):
     baseline = _entry(STEADY_TPOT, STEADY_TTFT)
     outcome = verdict(_evidence(tpot_scale, ttft_scale), baseline,
-                      GateOptions(tolerances=Tolerances()))
+                      GateOptions(tolerances=Tolerances(), policy=WITHIN))
     assert outcome.verdict == expected
     assert set(outcome.decisions) == {"tpot_ms", "ttft_ms"}
     assert outcome.deltas["tpot_ms"] == pytest.approx(tpot_scale - 1, abs=0.01)
@@ -191,7 +194,7 @@ def test_the_gate_decides_tpot_and_ttft_with_the_block_rule(tpot_scale, ttft_sca
 
 def test_the_stopping_rule_waits_until_both_generation_metrics_are_decided():
     baseline = _entry(STEADY_TPOT, STEADY_TTFT)
-    policy, tolerances = GatePolicy(), Tolerances()
+    policy, tolerances = WITHIN, Tolerances()
     clear = _evidence(1.0, 1.0)
     assert decided(clear.timing, None, baseline, tolerances, policy, final=False,
                    metric="tpot_ms", more=clear.more_timing)

@@ -142,3 +142,19 @@ def test_user_provider_options_pass_through_but_not_over_the_plugins_own():
                        ("sdpa_kernel=1", "must be a table")):
         with pytest.raises(ValueError, match=words):
             BACKENDS["ort-cuda"].parse_options({"provider_options": bad}, "pyproject.toml")
+
+
+def test_encoder_and_generator_sessions_take_the_same_cuda_tuning_options():
+    # The ORT CUDA generator (generation/generators.py) builds its provider options from
+    # cuda_tuning as the encoder runner does; CUDA cannot run here, so the options are
+    # checked as data.
+    from pytest_xfperf.backends.onnxruntime_cuda import cuda_tuning, provider_options
+
+    assert cuda_tuning(False) == {}
+    tuned = cuda_tuning(True, {"sdpa_kernel": "8"})
+    assert tuned == {"tunable_op_enable": "1", "tunable_op_tuning_enable": "1",
+                     "sdpa_kernel": "8"}
+    _, options = provider_options("CUDAExecutionProvider", False, 7, "fp16", True,
+                                  {"sdpa_kernel": "8"})
+    assert tuned.items() <= options.items()
+    assert cuda_tuning(True, {"tunable_op_tuning_enable": "0"})["tunable_op_tuning_enable"] == "0"

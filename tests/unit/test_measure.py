@@ -51,9 +51,10 @@ def test_time_calls_runs_until_min_time_and_stops_at_max_time():
     import time
 
     capped = TimingPolicy(warmup_rounds=0, min_rounds=10**9, min_time=0, max_time=0.05)
-    started = time.perf_counter()
-    time_calls(lambda: time.sleep(0.001), lambda: None, capped)
-    assert time.perf_counter() - started < 0.5  # max_time wins over min_rounds
+    # max_time wins over min_rounds. Timed from the samples: the garbage collection that
+    # precedes the timed loop took 0.5 s in a full run of the suite, with its objects alive.
+    capped_samples = time_calls(lambda: time.sleep(0.001), lambda: None, capped)
+    assert len(capped_samples) < 1000 and sum(capped_samples) < 0.5
 
 
 def test_peak_memory_sees_an_allocation():

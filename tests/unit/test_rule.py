@@ -62,14 +62,32 @@ def test_the_speedup_loss_is_the_case_shift_over_the_reference_shift():
     assert math.log(loss.high / loss.ratio) == pytest.approx(0.05)  # 0.03 and 0.04 in quadrature
 
 
-def test_views_must_agree_on_a_change():
-    from pytest_xfperf.baselines.rule import agree, binding
+def test_the_view_with_the_narrower_interval_decides():
+    from pytest_xfperf.baselines.rule import deciding, verdict
 
-    slow, inside, straddling = estimate(1.3, 0.02), estimate(1.0, 0.02), estimate(1.1, 0.04)
-    assert agree([slow, slow], 0.1, False) == Outcome.REGRESSED
-    assert agree([slow, inside], 0.1, False) == Outcome.PASS  # one view settles a pass
-    assert agree([slow, straddling], 0.1, False) is None  # measure more
-    assert agree([slow, straddling], 0.1, True) == Outcome.PASS
-    assert agree([slow, estimate(1.0, 0.3)], 0.1, True) == Outcome.UNSTABLE
-    assert agree([slow], 0.1, False) == Outcome.REGRESSED  # one view where there is one
-    assert binding([slow, straddling]) is straddling  # the verdict rests on the nearer view
+    def view(ratio: float, half: float, normalized: bool) -> Shift:
+        return Shift(ratio, ratio * math.exp(-half), ratio * math.exp(half), 8, 12, normalized)
+
+    own, normalized = view(1.02, 0.08, False), view(1.30, 0.03, True)
+    assert deciding([own, normalized]) is normalized
+    assert verdict([own, normalized], 0.1, False) == Outcome.REGRESSED
+    own, normalized = view(1.02, 0.02, False), view(1.30, 0.12, True)
+    assert deciding([own, normalized]) is own
+    assert verdict([own, normalized], 0.1, False) == Outcome.PASS
+    tie = view(1.0, 0.05, True)
+    assert deciding([view(1.0, 0.05, False), tie]).normalized is False  # own times on a tie
+    assert verdict([view(1.10, 0.04, False)], 0.1, False) is None  # one view: measure more
+    assert verdict([view(1.0, 0.3, False)], 0.1, True) == Outcome.UNSTABLE
+
+
+def test_the_between_process_spread_widens_each_side_in_quadrature():
+    from pytest_xfperf.baselines.rule import widened
+
+    z = 1.959964
+    base = Shift(1.2, 1.2 * math.exp(-0.03), 1.2 * math.exp(0.04), 8, 12, True)
+    wide = widened(base, 0.02, 0.95)
+    assert wide.ratio == 1.2 and wide.normalized
+    assert math.log(wide.ratio / wide.low) == pytest.approx(math.hypot(0.03, z * 0.02), rel=1e-5)
+    assert math.log(wide.high / wide.ratio) == pytest.approx(math.hypot(0.04, z * 0.02),
+                                                             rel=1e-5)
+    assert widened(base, 0.0, 0.95) == base

@@ -137,3 +137,17 @@ def test_every_option_sets_the_field_it_names():
     assert settings.serving.requests == 50 and settings.serving.max_delay_ms == 3.0
     assert settings.serving.seed == 7 and settings.seed == 7
     assert settings.timing.min_time == 1.5 and settings.gate.other_machine == "fail"
+
+
+def test_spreads_set_the_gate_policy_and_bad_ones_name_the_fix():
+    settings = resolve({}, {}, {"spreads": {"wall_normalized": 0.02}}, environ={})
+    assert settings.gate.policy.spread_wall_normalized == 0.02
+    assert settings.gate.policy.spread_wall_own == 0.15  # the others keep their defaults
+    from_env = resolve({}, {}, {}, environ={"XFPERF_SPREADS": "device_own=0.01"})
+    assert from_env.gate.policy.spread_device_own == 0.01
+    with pytest.raises(ValueError, match="unknown spread 'wall'; valid: device_normalized"):
+        resolve({}, {}, {"spreads": "wall=0.1"}, environ={})
+    with pytest.raises(ValueError, match="below 1"):
+        resolve({}, {}, {"spreads": {"wall_own": 2}}, environ={})
+    with pytest.raises(ValueError, match="wall_own must be a finite number"):
+        resolve({}, {}, {"spreads": {"wall_own": "nan"}}, environ={})
