@@ -19,15 +19,18 @@ class GenerationThresholds:
     min_tokens: float  # mean share of greedy tokens FP32 would choose, up to the first error
 
 
-# Near-ties are excused (``greedy_agreement``), so the token bar counts errors: FP32 and FP16
-# keep to FP32's choices for 90 % of the tokens (FP16 on llama-small read 1.000 at b1 and b32,
-# docs/generation.md). BF16 (8 mantissa bits) and INT8 keep wider bars: they have not been
-# measured on the 131M-parameter models with near-ties excused.
+# Near-ties are excused (``greedy_agreement``), so the token bar counts errors: FP32, FP16 and
+# INT8 keep to FP32's choices for 90 % of the tokens (FP16 on llama-small read 1.000 at b1 and
+# b32 on an H200; INT8 on gpt2-small and llama-small read 1.000 on an AVX2 CPU, where weights
+# are 7-bit). The INT8 top-1 bar is 0.75: random-weight models have many near-flat prompt
+# positions, and llama-small's INT8 top-1 read 0.797 on that CPU with its tokens all FP32's
+# (docs/generation.md). BF16 (8 mantissa bits) keeps a wide token bar: not measured on the
+# 131M-parameter models with near-ties excused.
 GENERATION_THRESHOLDS: Mapping[str, GenerationThresholds] = {
     "fp32": GenerationThresholds(min_cosine=0.9999, min_top1=0.99, min_tokens=0.9),
     "fp16": GenerationThresholds(min_cosine=0.999, min_top1=0.95, min_tokens=0.9),
     "bf16": GenerationThresholds(min_cosine=0.995, min_top1=0.9, min_tokens=0.25),
-    "int8-dynamic": GenerationThresholds(min_cosine=0.99, min_top1=0.8, min_tokens=0.25),
+    "int8-dynamic": GenerationThresholds(min_cosine=0.99, min_top1=0.75, min_tokens=0.9),
 }
 
 
