@@ -31,9 +31,10 @@ def test_record_pass_regress_update_pass(project: pytest.Pytester):
     slower.assert_outcomes(failed=1)
     slower.stdout.fnmatch_lines([f"{CASE}: REGRESSED",
                                  "*p50 latency baseline * ms, now * ms: +*% [[]95% +*% .. +*%], "
-                                 "* vs 12 blocks, own time; +*normalized by the yardstick "
+                                 "* vs 12 blocks, own time*; +*normalized by the yardstick*"
                                  "(tolerance 150%)*",
                                  f"FAILED*test_inference[[]{CASE}[]]*"])
+    assert "(the narrower: decides)" in slower.stdout.str()  # which view the verdict rests on
     assert read_json(path)["cases"][CASE] == entry  # a failing run never writes
 
     accepted = run(project, "--xfperf-update-baselines", depth=24)
