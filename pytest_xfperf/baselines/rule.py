@@ -17,8 +17,8 @@ round is taken, up to ``max_blocks``; there, an interval wider than the toleranc
 measurement that could not resolve it) is UNSTABLE, and any other is a pass. The speed-up over
 eager PyTorch of the same model on the same device is decided the same way, with its own
 tolerance, from the case's shift divided by the PyTorch reference's, view by view (their
-blocks-only intervals combined on the log scale, then the spread added once: case and
-reference share a process).
+intervals, spreads included, combined on the log scale: the reference's level moves between
+processes apart from the case's).
 
 Pure numpy; unit-tested on synthetic blocks with known answers.
 """
