@@ -361,7 +361,7 @@ def _outcome(name: str, now: dict[str, Any], then: dict[str, Any], tolerance: fl
 def replay(args: argparse.Namespace) -> dict[str, Any]:
     """Every trial's blocks decided again, round by round, under each rule of REPLAY_RULES
     (the runs must have been measured with --every-block)."""
-    from pytest_xfperf.baselines import rule
+    from pytest_xfperf.baselines import gate, rule
 
     raw = _load(args.raw)
     if not raw.get("every_block"):
@@ -389,14 +389,12 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
                                            **{n: {} for n in REPLAY_RULES}})
             row["trials"] += 1
             row["drift"] += case["verdict"] == "DRIFT"
-            if not now.get("yardstick_ms"):
-                continue
-            shifts.setdefault(level, []).append((
-                rule.shift(now["case_ms"], then["case_ms"], 0.95, False).ratio,
-                rule.shift(rule.block_values(now["case_ms"], now["yardstick_ms"], True),
-                           rule.block_values(then["case_ms"], then["yardstick_ms"], True),
-                           0.95, True).ratio,
-                rule.shift(now["yardstick_ms"], then["yardstick_ms"], 0.95, False).ratio))
+            views, _ = gate.block_views(now, then, policy, spread=False)
+            if len(views) == 2:  # both sides timed the same yardstick
+                yardstick = rule.shift(now["yardstick_ms"], then["yardstick_ms"],
+                                       policy.confidence, normalized=False)
+                shifts.setdefault(level, []).append(
+                    (views[0].ratio, views[1].ratio, yardstick.ratio))
             for name in REPLAY_RULES:
                 for blocks in rounds:
                     final = blocks == rounds[-1]
@@ -407,11 +405,13 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
                 key = f"{outcome.value}@{blocks}"
                 row[name][key] = row[name].get(key, 0) + 1
     for level, row in table.items():
-        own, normalized, host = zip(*shifts[level], strict=True)
-        print(f"{level}: {row['trials']} trials, drift {row['drift']}; at {rounds[-1]} blocks "
-              f"own {min(own):.2f}-{max(own):.2f} (median {statistics.median(own):.3f}), "
-              f"normalized {min(normalized):.2f}-{max(normalized):.2f} (median "
-              f"{statistics.median(normalized):.3f}), yardstick {min(host):.2f}-{max(host):.2f}")
+        print(f"{level}: {row['trials']} trials, drift {row['drift']}")
+        if shifts.get(level):
+            own, normalized, host = zip(*shifts[level], strict=True)
+            print(f"  at {rounds[-1]} blocks own {min(own):.2f}-{max(own):.2f} (median "
+                  f"{statistics.median(own):.3f}), normalized {min(normalized):.2f}-"
+                  f"{max(normalized):.2f} (median {statistics.median(normalized):.3f}), "
+                  f"yardstick {min(host):.2f}-{max(host):.2f}")
         for name in REPLAY_RULES:
             counts = row[name]
             regressed = sum(v for k, v in counts.items() if k.startswith("regressed"))

@@ -125,6 +125,7 @@ def decided(now: Mapping[str, Any], reference: Mapping[str, Any] | None,
     if not _comparable(now, then_records.get(metric)):
         return True  # nothing to decide against: stop at the first round
     assert baseline is not None
+    views: list[rule.Shift] = []
     for name, record in {metric: now, **(more or {})}.items():
         then = then_records.get(name)
         if not _comparable(record, then):
@@ -133,11 +134,12 @@ def decided(now: Mapping[str, Any], reference: Mapping[str, Any] | None,
         shifts, _ = block_views(record, then, policy)
         if rule.verdict(shifts, getattr(tolerances, METRICS[name].tolerance), final) is None:
             return False
+        if name == metric:
+            views = shifts
     then_ref = baseline.get("speedup")
     if reference is None or not _comparable(reference, then_ref):
         return True
     assert then_ref is not None
-    views, _ = block_views(now, then_records[metric], policy)
     eager, _ = block_views(reference, then_ref, policy)
     lost = speedup_views(views, eager)
     return not lost or rule.verdict(lost, tolerances.speedup, final) is not None
