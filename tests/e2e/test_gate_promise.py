@@ -36,11 +36,12 @@ def test_a_deeper_model_fails_though_its_speedup_reference_slows_with_it(
 def test_an_unchanged_run_passes_and_shows_the_figure_it_was_judged_on(
         project: pytest.Pytester):
     run(project, "--xfperf-update-baselines").assert_outcomes(passed=2)
-    # The speed-up's PyTorch reference is timed in blocks of its own, not interleaved with the
-    # case: on the 2-core CI host a recording of it has been seen 45 % slow, so it gets the
-    # same loose tolerance as the latency here (this test is about the figure shown).
-    same = run(project, "--xfperf-report", "r.json", "--xfperf-tolerance", "50%",
-               "--xfperf-tolerances", "speedup=0.5")
+    # This test is about the figure shown, not the gate's power: the latency keeps the flow
+    # tests' wide tolerance, since on the 2-core CI host one case of an unchanged re-run has
+    # read +96 % own time (+78 % normalized) while the other case of the same process read
+    # +16 %. The speed-up's PyTorch reference is timed in blocks of its own, not interleaved
+    # with the case, and a recording of it has been seen 45 % slow: it gets a wide one too.
+    same = run(project, "--xfperf-report", "r.json", "--xfperf-tolerances", "speedup=0.5")
     same.assert_outcomes(passed=2)
     for case in read_json(project.path / "r.json")["cases"]:
         decision = case["baseline"]["decisions"]["p50_ms"]
