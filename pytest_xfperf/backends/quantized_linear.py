@@ -4,7 +4,8 @@ Both quantize activations dynamically, one scale per row (token), and weights on
 per output channel (symmetric), then call PyTorch's low-precision GEMM:
 
 - ``int8-dynamic``: ``torch._int_mm`` (INT8 x INT8 -> INT32), rescaled to FP16;
-- ``fp8``: ``torch._scaled_mm`` on float8 e4m3 with row-wise scales, output BF16.
+- ``fp8``: ``torch._scaled_mm`` on float8 e4m3 with row-wise scales, output BF16, the bias
+  added in the GEMM's epilogue.
 
 This is the recipe of torchao's ``Int8DynamicActivationInt8WeightConfig`` and
 ``Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())``; ``quantize_model`` uses
@@ -97,10 +98,15 @@ def _module_classes() -> tuple[type, type]:
             rows = x.reshape(-1, shape[-1])
             scale = _row_scale(rows, FP8_MAX)
             quantized = (rows.float() / scale).to(torch.float8_e4m3fn)
+            # The bias goes into the GEMM's epilogue (BF16, the output's type): one pass over
+            # the output fewer than adding it after.
+            fused_bias = (self.bias if self.bias is not None
+                          and self.bias.dtype == torch.bfloat16 else None)
             out = torch._scaled_mm(quantized, self.weight.t(), scale_a=scale,
-                                   scale_b=self.weight_scale, out_dtype=torch.bfloat16)
+                                   scale_b=self.weight_scale, bias=fused_bias,
+                                   out_dtype=torch.bfloat16)
             out = out.to(x.dtype)
-            if self.bias is not None:
+            if self.bias is not None and fused_bias is None:
                 out = out + self.bias
             return out.reshape(*shape[:-1], out.shape[-1])
 
