@@ -1,12 +1,14 @@
 """The GPU matrix through the plugin, then hand loops on the same card.
 
     python benchmarks/gpu_run.py --out DIR [--cache-dir DIR] [--baselines DIR] [--quick]
-        [--models M] [--backends B] [--precisions P] [--report NAME] [--hand LOOPS] [--no-compile]
+        [--models M] [--backends B] [--precisions P] [--compile-precisions P] [--report NAME]
+        [--hand LOOPS] [--gate]
 
 1. ``pytest --xfperf tests/perf`` over the models at seq 128, batch 1 and 32, on every GPU
    backend and precision that runs on the card, then torch.compile (its compile time is the
    run's largest cost, so it is a second invocation), with ``--xfperf-update-baselines``: it
-   writes the GPU machine's baseline file and a JSON report per invocation.
+   writes the GPU machine's baseline file and a JSON report per invocation (``--gate``:
+   gates against that file instead, for the warm run's time and verdicts).
 2. Hand loops, as a skilled engineer writes them, timed in the same process after the plugin,
    at batch 1 and 32 on the same inputs: ONNX Runtime CUDA FP16 with IO binding (OrtValues on
    the device) on the plugin's artifact, and PyTorch CUDA-graph replay with SDPA attention at
@@ -53,11 +55,13 @@ def plugin_flag() -> list[str]:
 
 
 def run_plugin(out: Path, cache: Path, models: str, backends: str, precisions: str,
-               shapes: str, report: str, min_time: str, baselines: Path) -> dict[str, Any]:
+               shapes: str, report: str, min_time: str, baselines: Path,
+               record: bool = True) -> dict[str, Any]:
     command = [sys.executable, "-m", "pytest", *plugin_flag(), "tests/perf",
                "--xfperf", "--xfperf-models", models, "--xfperf-backends", backends,
                "--xfperf-precisions", precisions, "--xfperf-shapes", shapes,
-               "--xfperf-cache-dir", str(cache), "--xfperf-update-baselines",
+               "--xfperf-cache-dir", str(cache),
+               *(["--xfperf-update-baselines"] if record else []),
                "--xfperf-baselines", str(baselines),
                "--xfperf-min-time", min_time, "--xfperf-report", str(out / report),
                "-p", "no:cacheprovider", "-q", "-rs"]
@@ -70,9 +74,9 @@ def run_plugin(out: Path, cache: Path, models: str, backends: str, precisions: s
             "seconds": round(seconds, 1)}
 
 
-def hand_ort_fp16(path: Path, inputs: dict[str, Any], rounds: int) -> float:
-    """ORT CUDA EP, IO binding with OrtValues on the device, run on torch's stream and
-    synchronized after each call: the same work as the plugin's, written out by hand."""
+def hand_ort_call(path: Path, inputs: dict[str, Any]) -> Callable[[], object]:
+    """ORT CUDA EP, IO binding with OrtValues on the device, run on torch's stream: the same
+    work as the plugin's call, written out by hand (warmed up)."""
     import numpy as np
     import onnxruntime as ort
     import torch
@@ -94,17 +98,34 @@ def hand_ort_fp16(path: Path, inputs: dict[str, Any], rounds: int) -> float:
     binding.bind_ortvalue_output(output, out_value)
     for _ in range(20):
         session.run_with_iobinding(binding)
+
+    def call() -> object:
+        return session.run_with_iobinding(binding), keep, out_value  # the buffers stay alive
+
+    return call
+
+
+def hand_p50_ms(call: Callable[[], object], rounds: int) -> float:
+    """The hand loop: the call, then ``torch.cuda.synchronize``; median wall clock."""
+    import torch
+
+    torch.cuda.synchronize()
     samples = []
     for _ in range(rounds):
         t0 = time.perf_counter()
-        session.run_with_iobinding(binding)
+        call()
         torch.cuda.synchronize()
         samples.append(time.perf_counter() - t0)
     return statistics.median(samples) * 1000
 
 
-def hand_torch_graph(model: Any, inputs: dict[str, Any], rounds: int, precision: str
-                     ) -> float:
+def hand_ort_fp16(path: Path, inputs: dict[str, Any], rounds: int) -> float:
+    return hand_p50_ms(hand_ort_call(path, inputs), rounds)
+
+
+def hand_graph_replay(model: Any, inputs: dict[str, Any], precision: str
+                      ) -> Callable[[], object]:
+    """PyTorch CUDA-graph replay with SDPA, captured by hand (warmed up)."""
     import copy
 
     import torch
@@ -132,14 +153,17 @@ def hand_torch_graph(model: Any, inputs: dict[str, Any], rounds: int, precision:
         net(**tensors)
     for _ in range(20):
         graph.replay()
-    torch.cuda.synchronize()
-    samples = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
+
+    def replay() -> object:
         graph.replay()
-        torch.cuda.synchronize()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples) * 1000
+        return net, tensors  # the graph reads their memory: they live as long as the call
+
+    return replay
+
+
+def hand_torch_graph(model: Any, inputs: dict[str, Any], rounds: int, precision: str
+                     ) -> float:
+    return hand_p50_ms(hand_graph_replay(model, inputs, precision), rounds)
 
 
 def _hand_ort(path: Path, inputs: dict[str, Any]) -> float:
@@ -262,6 +286,8 @@ def main() -> None:
                         help="torch.compile's precisions; empty: no compile run")
     parser.add_argument("--report", default="gpu_report.json")
     parser.add_argument("--hand", default=HAND_LOOPS, help="hand loops to time; empty: none")
+    parser.add_argument("--gate", action="store_true",
+                        help="gate against the baselines instead of recording them")
     parser.add_argument("--fidelity", action="store_true",
                         help="only BERT-base ORT CUDA FP16 through the plugin, then the hand "
                              "loops (no baseline update)")
@@ -289,11 +315,11 @@ def main() -> None:
     else:
         runs = {"matrix": run_plugin(args.out, args.cache_dir, models, args.backends,
                                      args.precisions, shapes, args.report, min_time,
-                                     args.baselines)}
+                                     args.baselines, not args.gate)}
         if args.compile_precisions:
             runs["compile"] = run_plugin(args.out, args.cache_dir, models, "torch-compile",
                                          args.compile_precisions, shapes, compile_report,
-                                         min_time, args.baselines)
+                                         min_time, args.baselines, not args.gate)
     wanted = [h for h in args.hand.split(",") if h]
     hand = {} if args.quick or not wanted else hand_loops(args.cache_dir, "bert-base", wanted)
     summary = summarize_reports(args.out, [args.report, compile_report], hand)

@@ -44,6 +44,9 @@ class GatePolicy:
     min_block_calls: int = 3  # calls of the case in one block, at least
     yardstick_share: float = 0.2  # yardstick time per block, as a share of the case's
     min_yardstick_calls: int = 3
+    # Untimed calls at the start of every block: the first call after the other side's block
+    # pays for the switch (caches, clocks, a library's threads waking), not for the case.
+    settle_calls: int = 1
     confidence: float = 0.95
     # How far a case's level moves between two processes (standard deviation of its log), by
     # clock and view: what the blocks of one process cannot show, added to every interval.

@@ -158,7 +158,7 @@ class GenerationMeasurement:
             t0 = clock()
             wall, device = time_block(stick, plan.yardstick_calls,
                                       plan.yardstick_block_seconds(elapsed),
-                                      plan.case_max_seconds)
+                                      plan.case_max_seconds, plan.settle_calls)
             series.yardstick_seconds += clock() - t0
             series.yardstick_ms.append(statistics.median(device if stick.device else wall))
 

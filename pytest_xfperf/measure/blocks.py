@@ -39,6 +39,7 @@ class BlockPlan:
     yardstick_seconds: float
     yardstick_calls: int
     warmup_rounds: int
+    settle_calls: int = 0
 
     def yardstick_block_seconds(self, case_block_seconds: float) -> float:
         """The yardstick block after a case block that lasted ``case_block_seconds``: the
@@ -53,7 +54,7 @@ class BlockPlan:
         calls = max(policy.min_block_calls, math.ceil(timing.min_rounds / policy.first_blocks))
         return cls(seconds, calls, max(seconds, timing.max_time / policy.max_blocks),
                    seconds * policy.yardstick_share, policy.min_yardstick_calls,
-                   timing.warmup_rounds)
+                   timing.warmup_rounds, policy.settle_calls)
 
 
 @dataclass
@@ -74,9 +75,13 @@ class Series:
         return len(self.case_ms)
 
 
-def time_block(target: Timed, calls: int, seconds: float, max_seconds: float
-                ) -> tuple[list[float], list[float]]:
-    """Wall-clock and (GPU) device milliseconds of each call of one block."""
+def time_block(target: Timed, calls: int, seconds: float, max_seconds: float,
+               settle: int = 0) -> tuple[list[float], list[float]]:
+    """Wall-clock and (GPU) device milliseconds of each call of one block, after ``settle``
+    untimed calls."""
+    for _ in range(settle):
+        target.call()
+        target.synchronize()
     wall: list[float] = []
     device: list[float] = []
     clock = time.perf_counter
@@ -90,11 +95,14 @@ def time_block(target: Timed, calls: int, seconds: float, max_seconds: float
             target.call()
             end.record()
             end.synchronize()
+            # The wall sample ends at the synchronize: reading the events' interval is
+            # the harness's work, not the call's.
+            wall.append((clock() - t0) * 1000)
             device.append(float(begin.elapsed_time(end)))
         else:
             target.call()
             target.synchronize()
-        wall.append((clock() - t0) * 1000)
+            wall.append((clock() - t0) * 1000)
         elapsed = clock() - started
         if (len(wall) >= calls and elapsed >= seconds) or elapsed >= max_seconds:
             return wall, device
@@ -122,7 +130,7 @@ def measure(series: Series, case: Timed, yardstick: Timed | None, plan: BlockPla
         for _ in range(blocks):
             t0 = clock()
             wall, device = time_block(case, plan.case_calls, plan.case_seconds,
-                                       plan.case_max_seconds)
+                                       plan.case_max_seconds, plan.settle_calls)
             lasted = clock() - t0
             series.case_seconds += lasted
             series.samples_ms += wall
@@ -133,7 +141,7 @@ def measure(series: Series, case: Timed, yardstick: Timed | None, plan: BlockPla
             t0 = clock()
             y_wall, y_device = time_block(yardstick, plan.yardstick_calls,
                                           plan.yardstick_block_seconds(lasted),
-                                          plan.case_max_seconds)
+                                          plan.case_max_seconds, plan.settle_calls)
             series.yardstick_seconds += clock() - t0
             series.yardstick_ms.append(statistics.median(y_device if yardstick.device
                                                          else y_wall))

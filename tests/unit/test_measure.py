@@ -125,6 +125,35 @@ def test_blocks_alternate_case_and_yardstick_on_the_chosen_clock(monkeypatch):
     assert device.case_ms == [3.5, 3.5] and device.yardstick_ms == []
 
 
+def test_the_first_call_after_the_other_sides_block_is_not_timed():
+    """A switch costs the first call after it (2.23x on a 2-core EPYC with a spinning
+    yardstick, docs/measurements.md): each block starts with ``settle_calls`` untimed calls.
+    Here the first case call after a yardstick block takes 20 ms and the others 1 ms."""
+    import time
+
+    from pytest_xfperf.baselines.rule import GatePolicy
+    from pytest_xfperf.measure.blocks import BlockPlan, Series, Timed, measure
+
+    switched = [False]
+
+    def case_call() -> None:
+        time.sleep(0.02 if switched[0] else 0.001)
+        switched[0] = False
+
+    def stick_call() -> None:
+        switched[0] = True
+
+    timing = TimingPolicy(warmup_rounds=1, min_rounds=8, min_time=0.08, max_time=5)
+    settled = Series(clock="wall")
+    measure(settled, Timed(case_call, lambda: None), Timed(stick_call, lambda: None),
+            BlockPlan.of(timing, GatePolicy()), 4)
+    assert max(settled.samples_ms) < 15  # no 20 ms call was timed
+    unsettled = Series(clock="wall")
+    measure(unsettled, Timed(case_call, lambda: None), Timed(stick_call, lambda: None),
+            BlockPlan.of(timing, GatePolicy(settle_calls=0)), 4)
+    assert sum(s >= 19 for s in unsettled.samples_ms) >= 3  # blocks 2-4 timed the switch
+
+
 def test_the_yardstick_block_is_a_share_of_the_case_block_as_it_lasted():
     import time
 
