@@ -45,7 +45,8 @@ class GatePolicy:
     yardstick_share: float = 0.2  # yardstick time per block, as a share of the case's
     min_yardstick_calls: int = 3
     # Untimed calls at the start of every block: the first call after the other side's block
-    # pays for the switch (caches, clocks, a library's threads waking), not for the case.
+    # can pay for the switch, not for the case (2.23x a block's median on a 2-core EPYC while
+    # the yardstick's threads spun; docs/measurements.md).
     settle_calls: int = 1
     confidence: float = 0.95
     # How far a case's level moves between two processes (standard deviation of its log), by

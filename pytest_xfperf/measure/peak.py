@@ -15,9 +15,9 @@ measured attainable peak, not the datasheet's: clocks, power limits and the libr
 kernel are in it.
 
 On the CPU the peak is the best rate over two sizes that are not powers of two, each timed for
-at least CPU_MIN_SECONDS. One size alone is not enough: a 1024^3 product read 140-204 GFLOP/s
-from one process to the next on a 2-core AVX-512 EPYC while 768^3 and 1152^3 read 227-229,
-and BERT-base's 768-wide products, running faster than that low figure, read above 100 %.
+at least CPU_MIN_SECONDS. One size alone is not enough: on a 2-core AVX-512 EPYC a 1024^3
+product read 141-204 GFLOP/s from one process to the next while 768^3 and 1152^3 read 216-229
+(docs/measurements.md).
 """
 
 from __future__ import annotations

@@ -150,8 +150,8 @@ def test_the_peak_is_measured_once_per_machine_and_a_damaged_file_is_measured_ag
 
 
 def test_the_cpu_peak_is_the_fastest_of_its_sizes_each_timed_long_enough(monkeypatch):
-    """One size can run slow on a CPU (a 1024^3 product read 140-204 GFLOP/s between processes
-    on a 2-core EPYC, 768^3 and 1152^3 227-229), so the peak is the best over CPU_SIZES. Here
+    """One size can run slow on a CPU (a 1024^3 product read 141-204 GFLOP/s between processes
+    on a 2-core EPYC, 768^3 and 1152^3 216-229), so the peak is the best over CPU_SIZES. Here
     each size is a sleep of known length, so the answer is known."""
     import time
 
