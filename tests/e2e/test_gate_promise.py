@@ -61,14 +61,13 @@ def test_an_unchanged_run_passes_and_shows_the_figure_it_was_judged_on(
         assert compute["arithmetic"] == "fp32" and compute["flops_per_call"] > 0
         assert compute["flops_per_s"] == pytest.approx(
             compute["flops_per_call"] / (case["stats"]["p50_ms"] / 1000), rel=1e-6)
-        # The share of the peak measured on this machine at the case's arithmetic. The CPU
-        # peak is a 1024^3 ONNX Runtime GEMM timed once per machine, and on the shared 2-core
-        # host fused cases have read 1.07-2.1x of it (docs/measurements.md): the ratio is
-        # checked, not a bound on it.
+        # The share of the peak measured on this machine at the case's arithmetic: the best
+        # of two ONNX Runtime GEMM sizes, timed once per machine. The ratio is checked, not a
+        # bound on it: on a shared host the peak is measured once, while the case may be slow.
         assert compute["peak_flops_per_s"] > 0
         assert compute["peak_percent"] == pytest.approx(
             compute["flops_per_s"] / compute["peak_flops_per_s"], rel=1e-6)
-        assert compute["peak"].startswith("gemm1 fp32 1024^3 onnxruntime ")
+        assert compute["peak"].startswith("gemm2 fp32 best of 768,1152^3 onnxruntime ")
     # Both backends run the same model and shape: the same FLOPs per call.
     flops = {c["compute"]["flops_per_call"] for c in read_json(project.path / "r.json")["cases"]}
     assert len(flops) == 1
