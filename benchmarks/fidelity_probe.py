@@ -33,14 +33,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def timed_three_ways(call: Callable[[], object], rounds: int) -> dict[str, dict[str, float]]:
     import torch
+    from gpu_run import hand_p50_ms  # benchmarks/ is on the path: main() put it there
 
     from pytest_xfperf.baselines.rule import DEFAULT_POLICY
     from pytest_xfperf.measure import yardstick
     from pytest_xfperf.measure.blocks import BlockPlan, Series, Timed, measure, time_block
     from pytest_xfperf.measure.timing import TimingPolicy
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from gpu_run import hand_p50_ms
 
     out: dict[str, dict[str, float]] = {}
     out["sync"] = {"wall_p50_ms": hand_p50_ms(call, rounds)}

@@ -119,10 +119,6 @@ def hand_p50_ms(call: Callable[[], object], rounds: int) -> float:
     return statistics.median(samples) * 1000
 
 
-def hand_ort_fp16(path: Path, inputs: dict[str, Any], rounds: int) -> float:
-    return hand_p50_ms(hand_ort_call(path, inputs), rounds)
-
-
 def hand_graph_replay(model: Any, inputs: dict[str, Any], precision: str
                       ) -> Callable[[], object]:
     """PyTorch CUDA-graph replay with SDPA, captured by hand (warmed up)."""
@@ -161,17 +157,12 @@ def hand_graph_replay(model: Any, inputs: dict[str, Any], precision: str
     return replay
 
 
-def hand_torch_graph(model: Any, inputs: dict[str, Any], rounds: int, precision: str
-                     ) -> float:
-    return hand_p50_ms(hand_graph_replay(model, inputs, precision), rounds)
-
-
 def _hand_ort(path: Path, inputs: dict[str, Any]) -> float:
-    return hand_ort_fp16(path, inputs, 300)
+    return hand_p50_ms(hand_ort_call(path, inputs), 300)
 
 
 def _hand_graph(model: Any, precision: str, inputs: dict[str, Any]) -> float:
-    return hand_torch_graph(model, inputs, 300, precision)
+    return hand_p50_ms(hand_graph_replay(model, inputs, precision), 300)
 
 
 def hand_loops(cache: Path, model_name: str, wanted: list[str]) -> dict[str, Any]:

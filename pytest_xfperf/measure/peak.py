@@ -188,12 +188,10 @@ def measure_peak(device: str, kind: str, threads: int) -> float:
     """FLOP/s (or OP/s for INT8) of the best of REPEATS large products; for ``kind``
     "copy", bytes/s of a large copy (read plus write)."""
     if kind == "copy":
-        call, synchronize, flops = _copy(device)
-    elif device == "cuda":
-        call, synchronize, flops = _gpu_gemm(kind)
-    else:
-        return max(_rate(_cpu_gemm(kind, threads, n), CPU_MIN_SECONDS) for n in CPU_SIZES)
-    return _rate((call, synchronize, flops))
+        return _rate(_copy(device))
+    if device == "cuda":
+        return _rate(_gpu_gemm(kind))
+    return max(_rate(_cpu_gemm(kind, threads, n), CPU_MIN_SECONDS) for n in CPU_SIZES)
 
 
 def _rate(product: tuple[Callable[[], object], Callable[[], None], float],
