@@ -2,8 +2,10 @@
 process, alternating.
 
     python benchmarks/fidelity_probe.py --out DIR [--model bert-base] [--repeats 3]
+        [--torch-precisions fp16,int8-dynamic,fp8] [--ort-precisions fp32,fp16,int8-static]
 
-For torch-cuda-graph FP16 and ort-cuda FP16 (where onnxruntime-gpu loads), at batch 1 and 32
+For torch-cuda-graph and ort-cuda (where onnxruntime-gpu loads) at each precision asked for
+(FP16 by default), at batch 1 and 32
 (seq 128), two calls are prepared: the plugin's runner (``prepare``) and a hand-written one
 (benchmarks/gpu_run.py: a hand-captured graph; a hand-made IO-bound ORT session). Each is
 timed
@@ -21,6 +23,7 @@ every call. Comparing rows tells apart the work (plugin call against hand call),
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -64,6 +67,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/xfperf-probe-cache"))
+    parser.add_argument("--torch-precisions", default="fp16")
+    parser.add_argument("--ort-precisions", default="fp16")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(ROOT))
@@ -83,13 +88,17 @@ def main() -> None:
     calls: dict[str, Callable[[dict[str, Any]], Callable[[], object]]] = {}
     keep: list[Any] = []
 
-    def plugin_graph(inputs: dict[str, Any]) -> Callable[[], object]:
-        runner = TorchCudaRunner(model, "fp16", mode="graph")
+    def plugin_graph(precision: str, inputs: dict[str, Any]) -> Callable[[], object]:
+        runner = TorchCudaRunner(model, precision, mode="graph")
         keep.append(runner)
         return runner.prepare(inputs)
 
-    calls["torch-cuda-graph/fp16 plugin"] = plugin_graph
-    calls["torch-cuda-graph/fp16 hand"] = lambda inputs: hand_graph_replay(model, inputs, "fp16")
+    def hand_graph(precision: str, inputs: dict[str, Any]) -> Callable[[], object]:
+        return hand_graph_replay(model, inputs, precision)
+
+    for precision in filter(None, args.torch_precisions.split(",")):
+        calls[f"torch-cuda-graph/{precision} plugin"] = functools.partial(plugin_graph, precision)
+        calls[f"torch-cuda-graph/{precision} hand"] = functools.partial(hand_graph, precision)
     notes: dict[str, str] = {}
     try:
         import onnxruntime as ort
@@ -97,16 +106,22 @@ def main() -> None:
         getattr(ort, "preload_dlls", lambda: None)()
         from pytest_xfperf.backends.onnxruntime_cuda import OrtCudaRunner
 
-        artifact = ArtifactPipeline(ArtifactCache(args.cache_dir), seed=0).build(
-            spec, "fp16", lambda: model, Shape(1, 128), "gpu")
+        pipeline = ArtifactPipeline(ArtifactCache(args.cache_dir), seed=0)
 
-        def plugin_ort(inputs: dict[str, Any]) -> Callable[[], object]:
-            runner = OrtCudaRunner(artifact.path, "fp16")
+        def plugin_ort(path: Path, precision: str, inputs: dict[str, Any]
+                       ) -> Callable[[], object]:
+            runner = OrtCudaRunner(path, precision)
             keep.append(runner)
             return runner.prepare(inputs)
 
-        calls["ort-cuda/fp16 plugin"] = plugin_ort
-        calls["ort-cuda/fp16 hand"] = lambda inputs: hand_ort_call(artifact.path, inputs)
+        def hand_ort(path: Path, inputs: dict[str, Any]) -> Callable[[], object]:
+            return hand_ort_call(path, inputs)
+
+        for precision in filter(None, args.ort_precisions.split(",")):
+            path = pipeline.build(spec, precision, lambda: model, Shape(1, 128), "gpu").path
+            calls[f"ort-cuda/{precision} plugin"] = functools.partial(plugin_ort, path,
+                                                                      precision)
+            calls[f"ort-cuda/{precision} hand"] = functools.partial(hand_ort, path)
     except Exception as exc:  # noqa: BLE001 - the torch half still runs
         notes["ort"] = f"{type(exc).__name__}: {exc}"[:300]
 

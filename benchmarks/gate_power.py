@@ -32,6 +32,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +189,12 @@ def measure(args: argparse.Namespace) -> None:
 
     profile = PROFILES[args.profile]
     copies = args.copies or profile["copies"]
-    levels, cycle = profile["levels"], profile["cycle"]
+    levels = profile["levels"]
+    cycle = args.cycle.split(",") if args.cycle else profile["cycle"]
+    unknown = sorted(set(cycle) - set(levels))
+    if unknown:
+        raise SystemExit(f"--cycle: unknown level(s) {unknown}; the profile's are {list(levels)}")
+    record_every = args.record_every or profile["record_every"]
     deadline = time.time() + args.minutes * 60
     raw: dict[str, Any] = {"format": FORMAT, "machine": machine_info(), "copies": copies,
                            "every_block": args.every_block,
@@ -205,7 +211,7 @@ def measure(args: argparse.Namespace) -> None:
         baselines, other = root / "baselines", root / "other-baselines"
         index = 0
         while time.time() < deadline:
-            if index % profile["record_every"] == 0:
+            if index % record_every == 0:
                 for old in baselines.glob("*.json"):
                     old.unlink()
                 code, seconds, data = _pytest(root, profile["base_layers"], profile, copies,
@@ -358,6 +364,12 @@ def _outcome(name: str, now: dict[str, Any], then: dict[str, Any], tolerance: fl
     return rule.Outcome.UNSTABLE if rule.Outcome.UNSTABLE in outcomes else rule.Outcome.PASS
 
 
+def _rms(ratios: Sequence[float]) -> float:
+    """Root mean square of the log of ``ratios``: in A/A trials, the spread of a view's level
+    between two processes that ``GatePolicy``'s spreads stand for."""
+    return math.sqrt(statistics.fmean(math.log(r) ** 2 for r in ratios))
+
+
 def replay(args: argparse.Namespace) -> dict[str, Any]:
     """Every trial's blocks decided again, round by round, under each rule of REPLAY_RULES
     (the runs must have been measured with --every-block)."""
@@ -411,7 +423,8 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
             print(f"  at {rounds[-1]} blocks own {min(own):.2f}-{max(own):.2f} (median "
                   f"{statistics.median(own):.3f}), normalized {min(normalized):.2f}-"
                   f"{max(normalized):.2f} (median {statistics.median(normalized):.3f}), "
-                  f"yardstick {min(host):.2f}-{max(host):.2f}")
+                  f"yardstick {min(host):.2f}-{max(host):.2f}; root mean square of the log: "
+                  f"own {_rms(own):.3f}, normalized {_rms(normalized):.3f}")
         for name in REPLAY_RULES:
             counts = row[name]
             regressed = sum(v for k, v in counts.items() if k.startswith("regressed"))
@@ -442,6 +455,10 @@ def main() -> None:
     m.add_argument("--every-block", action="store_true",
                    help="measure every run to the policy's max_blocks (no early verdict), so "
                         "that `replay` can apply other rules to the same blocks")
+    m.add_argument("--cycle", default="",
+                   help="comma-separated levels run in turn (default: the profile's cycle)")
+    m.add_argument("--record-every", type=int, default=0,
+                   help="record the baselines again every N runs (0: the profile's)")
     r = sub.add_parser("replay", help="decide the recorded blocks again under each rule")
     r.add_argument("--raw", required=True)
     r.add_argument("--json")

@@ -206,9 +206,10 @@ OPTIONS: tuple[Option, ...] = (
            "throughput=0.1,speedup=0.1,memory=0.25,accuracy=0.005",
            lambda v: parse_tolerance_table(v)),
     Option("spreads", "gate.policy", "how far a case's level moves between processes (log-scale "
-           "standard deviation) by clock and view, added to every interval: "
-           "wall_own=0.15,wall_normalized=0.06,device_own=0.005,device_normalized=0.03 by "
-           "default; measure a machine's with benchmarks/gate_power.py",
+           "standard deviation) by clock and view, and on a GPU by what paces the call, added "
+           "to every interval: wall_own=0.15,wall_normalized=0.06,device_own=0.005,"
+           "device_normalized=0.03 (a captured graph's replay),device_compiled=0.13,"
+           "device_launched=0.5 by default; measure a machine's with benchmarks/gate_power.py",
            lambda v: parse_spreads(v)),
     Option("update_baselines", "gate.update_baselines",
            "record this run's results as the new baselines", parse_bool, flag=True),

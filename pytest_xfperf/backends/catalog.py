@@ -36,6 +36,11 @@ class BackendInfo:
     tracked: tuple[str, ...] = ()  # libraries whose versions its results record
     # The machine yardstick timed between its blocks (measure/yardstick.py): "cpu" or "cuda".
     yardstick: str = "cpu"
+    # What paces a GPU call, which sets how far its device time moves between processes
+    # (GatePolicy's device spreads): "captured" (one CUDA graph replayed: the device alone),
+    # "compiled" (kernels chosen at each compilation), "launched" (kernels launched one by
+    # one by the host: its launch rate).
+    pacing: str = "launched"
 
     @property
     def uses_onnx(self) -> bool:
@@ -168,16 +173,16 @@ BACKENDS: dict[str, BackendInfo] = {b.name: b for b in (
                 yardstick="cpu"),
     BackendInfo(name="torch-cuda", precisions=_TORCH_CUDA_PRECISIONS, **_TORCH_CUDA),
     BackendInfo(name="torch-cuda-graph", precisions=_TORCH_CUDA_PRECISIONS,
-                fixed_shapes=True, **_TORCH_CUDA),
+                fixed_shapes=True, pacing="captured", **_TORCH_CUDA),
     # Compiled with dynamic=False and, by default, CUDA graphs (reduce-overhead): every new
     # batch shape would recompile.
     BackendInfo(name="torch-compile", precisions=_TORCH_CUDA_PRECISIONS, fixed_shapes=True,
-                **_TORCH_CUDA),
+                pacing="compiled", **_TORCH_CUDA),
     # INT8 on the CUDA provider is the QDQ file: ORT runs its Q/DQ nodes, but the CUDA
     # provider has no INT8 matmul kernels; TensorRT (below) has.
     BackendInfo(name="ort-cuda", precisions=("fp32", "fp16", "int8-static"), **_ORT_CUDA),
     BackendInfo(name="ort-cuda-graph", precisions=("fp32", "fp16"), fixed_shapes=True,
-                **_ORT_CUDA),
+                pacing="captured", **_ORT_CUDA),
     BackendInfo(name="ort-trt", precisions=("fp32", "fp16", "int8-static"), device="cuda",
                 modules=(*_ORT, "tensorrt"), extra="tensorrt", onnx_target="portable",
                 factory="pytest_xfperf.backends.onnxruntime_cuda:create", memory_probe="nvml",

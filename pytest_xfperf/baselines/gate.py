@@ -84,7 +84,9 @@ def block_views(now: Mapping[str, Any], then: Mapping[str, Any], policy: rule.Ga
 def _with_spread(view: rule.Shift, now: Mapping[str, Any], policy: rule.GatePolicy
                  ) -> rule.Shift:
     clock = str(now.get("clock", "wall"))
-    return rule.widened(view, policy.spread(clock, view.normalized), policy.confidence)
+    # A device-clock record that does not say what paces it gets the widest spread.
+    spread = policy.spread(clock, view.normalized, str(now.get("pacing", "launched")))
+    return rule.widened(view, spread, policy.confidence)
 
 
 def speedup_views(case: list[rule.Shift], reference: list[rule.Shift]) -> list[rule.Shift]:

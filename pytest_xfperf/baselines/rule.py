@@ -6,19 +6,21 @@ on the same device. A block's value is the median of its calls. The change again
 is the Hodges-Lehmann shift between the logarithms of this run's block values and the
 baseline's, with its 95 % Mann-Whitney (Moses) interval, measured in two views: the case's own
 block values, and the same divided by the yardstick's. Each interval is widened by how far that
-view's level moves between two processes (``GatePolicy``'s spreads, measured by A/A runs), which
-the blocks of one process cannot show. The view with the narrower interval decides: dividing is
+view's level moves between two processes (``GatePolicy``'s spreads by clock and view, on a GPU
+also by what paces the call; measured by A/A runs), which the blocks of one process cannot
+show. The view with the narrower interval decides: dividing is
 used only where it takes out more noise than it adds, and the verdict says which view it rests
 on. (An interval's width depends on how the blocks spread, not on where they lie, so choosing
 by it favours no verdict.) After each round of blocks the interval is read against the
 tolerance line 1 + t and the improvement line 1 / (1 + t): wholly above the first is
 REGRESSED, wholly below the second IMPROVED, wholly between them a pass. Otherwise another
-round is taken, up to ``max_blocks``; there, an interval wider than the tolerance (a
-measurement that could not resolve it) is UNSTABLE, and any other is a pass. The speed-up over
-eager PyTorch of the same model on the same device is decided the same way, with its own
-tolerance, from the case's shift divided by the PyTorch reference's, view by view (their
-intervals, spreads included, combined on the log scale: the reference's level moves between
-processes apart from the case's).
+round is taken, up to ``max_blocks``, while more blocks could still clear a line (the
+estimate, give or take the spread alone, lies clear of one); at the last round, an interval
+wider than the tolerance (a measurement that could not resolve it) is UNSTABLE, and any other
+is a pass. The speed-up over eager PyTorch of the same model on the same device is decided
+the same way, with its own tolerance, from the case's shift divided by the PyTorch
+reference's, view by view (their intervals, spreads included, combined on the log scale: the
+reference's level moves between processes apart from the case's).
 
 Pure numpy; unit-tested on synthetic blocks with known answers.
 """
@@ -56,12 +58,25 @@ class GatePolicy:
     # on an H200, timed by CUDA events, within 1 %.
     spread_wall_own: float = 0.15
     spread_wall_normalized: float = 0.06
-    spread_device_own: float = 0.005
+    spread_device_own: float = 0.005  # a captured CUDA graph's replay
     spread_device_normalized: float = 0.03
+    # Other GPU calls, in both views (the GEMM yardstick does not track what moves them),
+    # from A/A runs of BERT-base-shaped cases on an H200 (root mean square of the log;
+    # docs/gpu.md, "the spread by what paces a call"): kernels chosen anew at each compilation
+    # (torch.compile), 0.13 over 16 cases; kernels launched one by one by the host (eager
+    # PyTorch, ONNX Runtime's CUDA provider), 0.49, the host's launch rate moving eager
+    # PyTorch 0.64x-1.87x between processes.
+    spread_device_compiled: float = 0.13
+    spread_device_launched: float = 0.5
 
-    def spread(self, clock: str, normalized: bool) -> float:
-        """The between-process spread of a view measured on ``clock`` ("wall" or "device")."""
+    def spread(self, clock: str, normalized: bool, pacing: str = "captured") -> float:
+        """The between-process spread of a view measured on ``clock`` ("wall" or "device");
+        on the device clock, by what paces the call (``BackendInfo.pacing``)."""
         if clock == "device":
+            if pacing == "compiled":
+                return self.spread_device_compiled
+            if pacing != "captured":
+                return self.spread_device_launched
             return self.spread_device_normalized if normalized else self.spread_device_own
         return self.spread_wall_normalized if normalized else self.spread_wall_own
 
@@ -86,6 +101,9 @@ class Shift:
     current_blocks: int
     baseline_blocks: int
     normalized: bool
+    # The part of the half-width (log scale) that more blocks cannot narrow: the between-
+    # process spread at the interval's confidence.
+    floor: float = 0.0
 
     @property
     def half_width(self) -> float:
@@ -143,7 +161,8 @@ def widened(view: Shift, spread: float, confidence: float) -> Shift:
     centre, low, high = math.log(view.ratio), math.log(view.low), math.log(view.high)
     return Shift(view.ratio, math.exp(centre - math.hypot(centre - low, z * spread)),
                  math.exp(centre + math.hypot(high - centre, z * spread)),
-                 view.current_blocks, view.baseline_blocks, view.normalized)
+                 view.current_blocks, view.baseline_blocks, view.normalized,
+                 math.hypot(view.floor, z * spread))
 
 
 def combined(case: Shift, reference: Shift) -> Shift:
@@ -154,12 +173,22 @@ def combined(case: Shift, reference: Shift) -> Shift:
     spread = math.hypot(case.half_width, reference.half_width)  # both at the same confidence
     return Shift(math.exp(centre), math.exp(centre - spread), math.exp(centre + spread),
                  case.current_blocks, case.baseline_blocks,
-                 case.normalized and reference.normalized)
+                 case.normalized and reference.normalized,
+                 math.hypot(case.floor, reference.floor))
+
+
+def could_settle(estimate: Shift, tolerance: float) -> bool:
+    """Whether more blocks could still clear the interval of a line: the interval they tend
+    to, the estimate give or take its floor, lies clear of one (above the tolerance line,
+    below the improvement line, or between the two)."""
+    line, centre = math.log1p(tolerance), math.log(estimate.ratio)
+    return (centre - estimate.floor > line or centre + estimate.floor < -line
+            or abs(centre) + estimate.floor < line)
 
 
 def decide(estimate: Shift, tolerance: float, final: bool) -> Outcome | None:
     """The stopping rule: an outcome once the interval is clear of the lines, else None
-    (take another round) unless this is the last round."""
+    (take another round) unless this is the last round or more blocks could not settle it."""
     slower, faster = 1 + tolerance, 1 / (1 + tolerance)
     if estimate.low > slower:
         return Outcome.REGRESSED
@@ -167,7 +196,7 @@ def decide(estimate: Shift, tolerance: float, final: bool) -> Outcome | None:
         return Outcome.IMPROVED
     if estimate.high < slower and estimate.low > faster:
         return Outcome.PASS
-    if not final:
+    if not final and could_settle(estimate, tolerance):
         return None
     # At the end, an interval across a line has not shown a change: a pass, unless it is
     # wider than the tolerance, so that it could not have shown one.

@@ -124,7 +124,7 @@ def _check_record(record: Mapping[str, Any], where: str) -> None:
     if yardstick:
         if _check_blocks(yardstick, f"{where}.yardstick_ms") != count:
             raise ValueError(f"{where}: case_ms and yardstick_ms must pair up (same length)")
-    for name in ("clock", "yardstick", "reference"):
+    for name in ("clock", "yardstick", "reference", "pacing"):
         if name in record and not isinstance(record[name], str):
             raise ValueError(f"{where}.{name} must be a string")
 

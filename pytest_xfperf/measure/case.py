@@ -29,9 +29,12 @@ StopRule = Callable[[Mapping[str, Any], Mapping[str, Any] | None, bool], bool]
 ReferenceSource = Callable[[int], "dict[str, Any] | None"]
 
 
-def block_record(series: Series, yardstick: Yardstick | None) -> dict[str, Any]:
-    """The series as a baseline stores it (and as the gate compares it)."""
+def block_record(series: Series, yardstick: Yardstick | None, backend: str) -> dict[str, Any]:
+    """The series of a case on ``backend`` as a baseline stores it (and as the gate compares
+    it); a device-clock series says what paces the backend's calls."""
     record: dict[str, Any] = {"clock": series.clock, "case_ms": list(series.case_ms)}
+    if series.clock == "device" and backend in BACKENDS:
+        record["pacing"] = BACKENDS[backend].pacing
     if yardstick is not None and series.yardstick_ms:
         record.update(yardstick=yardstick.identity, yardstick_ms=list(series.yardstick_ms))
     return record
@@ -87,7 +90,7 @@ class CaseMeasurement:
                 else:
                     time_series(self._runner, self._call, self._yardstick, self._plan,
                                 policy.round_blocks, series)
-            record = block_record(series, self._yardstick)
+            record = block_record(series, self._yardstick, self._runner.name)
             eager = reference(series.blocks) if reference is not None else None
             final = recording or series.blocks + policy.round_blocks > policy.max_blocks
             if final or stop(record, eager, final):
@@ -112,7 +115,7 @@ def extend_reference(record: dict[str, Any] | None, runner: Runner, call: Callab
         series = Series(clock=record["clock"]) if record else None
         with lock():
             series = time_series(runner, call, yardstick, plan, blocks, series)
-        added = block_record(series, yardstick)
+        added = block_record(series, yardstick, runner.name)
     finally:
         if yardstick is not None:
             yardstick.close()

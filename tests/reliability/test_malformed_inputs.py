@@ -83,6 +83,7 @@ BAD_BASELINES: dict[str, str | bytes] = {
     "timing unpaired yardstick": _doc(timing={"clock": "wall", "case_ms": [1.0, 2.0],
                                               "yardstick_ms": [1.0]}),
     "timing clock number": _doc(timing={"clock": 1, "case_ms": [1.0]}),
+    "timing pacing number": _doc(timing={"clock": "device", "case_ms": [1.0], "pacing": 1}),
     "timing too many blocks": _doc(timing={"case_ms": [1.0] * (store.MAX_BLOCKS + 1)}),
     "speedup string blocks": _doc(speedup={"case_ms": ["1.0"]}),
     "machine list": json.dumps({"schema": store.SCHEMA, "cases": {}, "machine": []}),

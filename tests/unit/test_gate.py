@@ -216,13 +216,39 @@ def test_the_between_process_spread_widens_every_interval_and_can_leave_it_unres
     assert judge(1.6, ref_level=3.0 * 1.6, options=GateOptions()).verdict == Verdict.REGRESSED
     loose = GateOptions(tolerances=Tolerances(p50=0.5, speedup=0.5))
     assert judge(1.0, options=loose).verdict == Verdict.PASS
-    # On the device clock (CUDA events) the own times' spread is 0.5 %: 10 % resolves.
+    # On the device clock (CUDA events) a captured graph's own times spread 0.5 %: 10 %
+    # resolves.
     def device(level: float, seed: int, blocks: int) -> dict:
-        return {**record(level, blocks, seed=seed), "clock": "device"}
+        return {**record(level, blocks, seed=seed), "clock": "device", "pacing": "captured"}
     base = {**entry(), "timing": device(1.0, 3, 12)}
     out = verdict(Evidence(metrics={"p50_ms": 10.0}, timing=device(1.0, 4, 8)), base,
                   GateOptions())
     assert out.verdict == Verdict.PASS and out.decisions["p50_ms"]["normalized"] is False
+
+
+def test_a_gpu_call_paced_by_the_host_gets_the_hosts_spread():
+    """Eager PyTorch on a GPU launches its kernels from the host, whose pace moved unchanged
+    cases 0.64x-1.87x between processes on an H200: +40 % in a run is no evidence of a change
+    at 10 %, and more rounds cannot make it one (decided in the first round). The same blocks
+    from a captured graph's replay are a regression."""
+    shipped = GatePolicy()
+    assert shipped.spread("device", False, "launched") == 0.5
+    assert shipped.spread("device", True, "compiled") == 0.13
+    assert shipped.spread("device", False) == 0.005  # a captured replay
+
+    def eager(level: float, seed: int, blocks: int) -> dict:
+        return {**record(level, blocks, seed=seed), "clock": "device", "pacing": "launched"}
+    base = {**entry(), "timing": eager(1.0, 3, 12)}
+    slower_host = Evidence(metrics={"p50_ms": 14.0}, timing=eager(1.4, 4, 8))
+    out = verdict(slower_host, base, GateOptions())
+    assert out.verdict == Verdict.UNSTABLE
+    assert decided(slower_host.timing, None, base, Tolerances(), shipped, final=False)
+    unsaid = {k: v for k, v in slower_host.timing.items() if k != "pacing"}  # widest: same
+    assert verdict(Evidence(metrics={"p50_ms": 14.0}, timing=unsaid), base,
+                   GateOptions()).verdict == Verdict.UNSTABLE
+    captured = {**slower_host.timing, "pacing": "captured"}
+    assert verdict(Evidence(metrics={"p50_ms": 14.0}, timing=captured), base,
+                   GateOptions()).verdict == Verdict.REGRESSED
 
 
 def test_a_speedup_recorded_against_another_reference_is_not_compared():

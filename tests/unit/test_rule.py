@@ -91,3 +91,29 @@ def test_the_between_process_spread_widens_each_side_in_quadrature():
     assert math.log(wide.high / wide.ratio) == pytest.approx(math.hypot(0.04, z * 0.02),
                                                              rel=1e-5)
     assert widened(base, 0.0, 0.95) == base
+
+
+def test_a_round_that_more_blocks_cannot_settle_is_the_last():
+    """The floor is the half-width no number of blocks removes (the between-process spread):
+    where the estimate, give or take it, crosses a line, another round cannot help."""
+    from pytest_xfperf.baselines.rule import could_settle, widened
+
+    narrow = Shift(1.0, 0.98, 1.02, 8, 12, True)
+    hopeless = widened(narrow, 0.06, 0.95)  # floor 0.118, wider than a 10 % line
+    assert hopeless.floor == pytest.approx(1.959964 * 0.06, rel=1e-5)
+    assert not could_settle(hopeless, 0.10)
+    assert decide(hopeless, 0.10, final=False) == Outcome.UNSTABLE  # decided now
+    assert could_settle(hopeless, 0.25)  # a 25 % line: more blocks can pass it
+    far = widened(Shift(1.30, 1.10, 1.55, 8, 12, True), 0.06, 0.95)
+    assert far.low < 1.10  # across the line now, but 1.30 / e^0.118 = 1.16: it can regress
+    assert could_settle(far, 0.10)
+    assert decide(far, 0.10, final=False) is None
+    assert decide(widened(narrow, 0.005, 0.95), 0.10, final=False) == Outcome.PASS
+
+
+def test_the_speedup_floor_combines_both_sides():
+    from pytest_xfperf.baselines.rule import widened
+
+    case = widened(Shift(1.0, 0.99, 1.01, 8, 12, True), 0.03, 0.95)
+    reference = widened(Shift(1.0, 0.99, 1.01, 8, 12, True), 0.04, 0.95)
+    assert combined(case, reference).floor == pytest.approx(1.959964 * 0.05, rel=1e-5)
