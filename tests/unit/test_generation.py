@@ -207,6 +207,35 @@ def test_the_stopping_rule_waits_until_both_generation_metrics_are_decided():
                        metric="tpot_ms", more={"ttft_ms": _record(noisy)})
 
 
+def test_device_clock_generation_records_say_what_paces_the_backend():
+    """A captured decode (torch-cuda-graph) keeps the device's narrow spread in the gate;
+    eager generation on a GPU, and a record that does not say, the host's wide one."""
+    from pytest_xfperf.generation.timing import GenerationSeries
+
+    def series(clock: str, pacing: str) -> GenerationSeries:
+        out = GenerationSeries(clock=clock, pacing=pacing)
+        out.tpot_ms, out.ttft_ms = [10.0, 10.1], [50.0, 50.5]
+        return out
+
+    captured = series("device", "captured").records(None)
+    assert {r["pacing"] for r in captured.values()} == {"captured"}
+    assert "pacing" not in series("wall", "launched").records(None)["tpot_ms"]
+    baseline = {**_entry(STEADY_TPOT, STEADY_TTFT)}
+    device = {"clock": "device", "case_ms": STEADY_TPOT}
+    baseline["timing"] = device
+    baseline["more_timing"] = {"ttft_ms": {**device, "case_ms": STEADY_TTFT}}
+    slower = [v * 1.3 for v in STEADY_TPOT[:8]]
+    ttft = STEADY_TTFT[:8]
+    verdicts = {}
+    for pacing in ("captured", "launched"):
+        now = {"clock": "device", "case_ms": slower, "pacing": pacing}
+        evidence = Evidence(metrics={"tpot_ms": 13.0, "ttft_ms": 50.0, "kv_cache_mb": 1.0},
+                            timing=now, timing_metric="tpot_ms",
+                            more_timing={"ttft_ms": {**now, "case_ms": ttft}})
+        verdicts[pacing] = verdict(evidence, baseline, GateOptions()).verdict
+    assert verdicts == {"captured": Verdict.REGRESSED, "launched": Verdict.UNSTABLE}
+
+
 def test_a_baseline_entry_keeps_and_validates_the_ttft_record():
     store.validate_entry("g/torch-cpu/fp32/b1p8n4", _entry(STEADY_TPOT, STEADY_TTFT))
     bad = _entry(STEADY_TPOT, STEADY_TTFT)
