@@ -8,12 +8,12 @@ baseline's, with its 95 % Mann-Whitney (Moses) interval, measured in two views: 
 block values, and the same divided by the yardstick's. Each interval is widened by how far that
 view's level moves between two processes (``GatePolicy``'s spreads by clock and view, on a GPU
 also by what paces the call; measured by A/A runs), which the blocks of one process cannot
-show. The view with the narrower interval decides: dividing is
-used only where it takes out more noise than it adds, and the verdict says which view it rests
-on. (An interval's width depends on how the blocks spread, not on where they lie, so choosing
-by it favours no verdict.) After each round of blocks the interval is read against the
-tolerance line 1 + t and the improvement line 1 / (1 + t): wholly above the first is
-REGRESSED, wholly below the second IMPROVED, wholly between them a pass. Otherwise another
+show. The view with the narrower interval decides: dividing is used only where it takes out
+more noise than it adds, and the verdict says which view it rests on. (An interval's width
+depends on how the blocks spread, not on where they lie, so choosing by it favours no
+verdict.) After each round of blocks the interval is read against the tolerance line 1 + t
+and the improvement line 1 / (1 + t): wholly above the first is REGRESSED, wholly below the
+second IMPROVED, wholly between them a pass. Otherwise another
 round is taken, up to ``max_blocks``, while more blocks could still clear a line (the
 estimate, give or take the spread alone, lies clear of one); at the last round, an interval
 wider than the tolerance (a measurement that could not resolve it) is UNSTABLE, and any other
