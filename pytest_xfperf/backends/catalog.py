@@ -218,14 +218,17 @@ def speedup_reference(backend: str, precision: str) -> tuple[str, str]:
 
 
 # Generation (prefill and greedy decode with a KV cache, generation/): each backend runs it
-# the way its library does. The PyTorch backends use transformers' dynamic cache, or on
-# torch-cuda-graph a static cache with the decode step captured in a CUDA graph; the ONNX
-# Runtime backends an export with the past keys and values as inputs and outputs.
+# the way its library does. The PyTorch backends use transformers' dynamic cache, or a static
+# cache with the prefill and decode step captured in CUDA graphs (torch-cuda-graph) or
+# compiled by torch.compile (torch-compile); on a GPU their INT8 and FP8 are the encoder
+# cases' linear layers (backends/quantized_linear.py). The ONNX Runtime backends run an
+# export with the past keys and values as inputs and outputs.
 GENERATION_PRECISIONS: dict[str, tuple[str, ...]] = {
     "torch-cpu": ("fp32",),
     "ort-cpu": ("fp32", "int8-dynamic"),
-    "torch-cuda": ("fp32", "fp16", "bf16"),
-    "torch-cuda-graph": ("fp32", "fp16", "bf16"),
+    "torch-cuda": _TORCH_CUDA_PRECISIONS,
+    "torch-cuda-graph": _TORCH_CUDA_PRECISIONS,
+    "torch-compile": _TORCH_CUDA_PRECISIONS,
     "ort-cuda": ("fp32", "fp16"),
 }
 

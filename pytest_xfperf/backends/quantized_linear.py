@@ -131,14 +131,44 @@ def _eligible(linear: Any, precision: str) -> bool:
     return bool(linear.in_features % multiple == 0 and linear.out_features % multiple == 0)
 
 
+def _linear_from_conv1d(module: Any) -> Any:
+    """transformers' ``Conv1D`` (GPT-2's projections: ``x @ weight + bias``, weight stored as
+    (in, out)) as the equivalent ``nn.Linear``, or None for any other module."""
+    import torch
+
+    weight = getattr(module, "weight", None)
+    if (type(module).__name__ != "Conv1D" or not isinstance(weight, torch.Tensor)
+            or weight.dim() != 2):
+        return None
+    bias = getattr(module, "bias", None)
+    linear = torch.nn.Linear(weight.shape[0], weight.shape[1], bias=bias is not None,
+                             device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        linear.weight.copy_(weight.t())
+        if bias is not None:
+            linear.bias.copy_(bias)
+    return linear
+
+
+def _replace(model: torch.nn.Module, name: str, module: torch.nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
 def quantize_model(model: torch.nn.Module, precision: str, quantizer: str = "builtin"
                    ) -> Quantized:
     """Replace the model's eligible ``nn.Linear`` layers in place (the model is on its device
-    at its base dtype). ``quantizer`` is "builtin" (the layers above) or "torchao"."""
+    at its base dtype); GPT-2's ``Conv1D`` projections become ``nn.Linear`` first.
+    ``quantizer`` is "builtin" (the layers above) or "torchao"."""
     import torch
 
     if precision not in BASE_DTYPE:
         raise ValueError(f"{precision} is not a quantized GPU precision")
+    for name, module in list(model.named_modules()):
+        linear = _linear_from_conv1d(module)
+        if linear is not None:
+            _replace(model, name, linear)
     linears = [(name, m) for name, m in model.named_modules()
                if isinstance(m, torch.nn.Linear)]
     eligible = {name for name, m in linears if _eligible(m, precision)}
@@ -146,11 +176,9 @@ def quantize_model(model: torch.nn.Module, precision: str, quantizer: str = "bui
         return _torchao(model, precision, eligible, len(linears))
     int8_class, fp8_class = _module_classes()
     layer = int8_class if precision == "int8-dynamic" else fp8_class
+    device = next(model.parameters()).device
     for name in eligible:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, layer(getattr(parent, child)).to(
-            next(model.parameters()).device))
+        _replace(model, name, layer(model.get_submodule(name)).to(device))
     method = ("torch._int_mm, per-token INT8 activations, per-channel INT8 weights"
               if precision == "int8-dynamic" else
               "torch._scaled_mm, per-row float8 e4m3 activations and weights")

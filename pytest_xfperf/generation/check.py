@@ -29,9 +29,17 @@ if TYPE_CHECKING:
     from pytest_xfperf.result import Result
     from pytest_xfperf.session import XfperfSession
 
-# Bytes of a KV-cache element: the precision's float width (INT8 dynamic quantizes weights
-# only; its cache stays FP32).
-KV_ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8-dynamic": 4}
+# Bytes of a KV-cache element: the float width the model runs in. INT8 and FP8 quantize
+# weights and the activations entering linear layers only: the cache keeps the base dtype,
+# FP32 on the CPU (ONNX Runtime's INT8 graph), FP16 or BF16 on a GPU.
+KV_ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
+QUANTIZED_KV_ELEMENT_BYTES = {"cpu": 4, "cuda": 2}
+# Bytes of a weight as the decode step reads it (the KV cache's share aside).
+WEIGHT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8-dynamic": 1, "fp8": 1}
+
+
+def kv_element_bytes(precision: str, device: str) -> int:
+    return KV_ELEMENT_BYTES.get(precision, QUANTIZED_KV_ELEMENT_BYTES[device])
 
 
 def primary_metric(new_tokens: int) -> str:
@@ -76,16 +84,22 @@ def torch_generator(session: XfperfSession, spec: ModelSpec, backend: str, preci
     CPU for the accuracy reference and other cases)."""
     import copy
 
+    from pytest_xfperf.backends.torch_cuda import choose_quantizer
     from pytest_xfperf.generation import generators
 
     options = session.settings.backend_options.get(backend, {})
     model = copy.deepcopy(session.model(spec))
+    quantizer = choose_quantizer(str(options.get("quantizer", "auto")))
     if backend == "torch-cuda-graph":
-        return generators.TorchGraphGenerator(backend, model, precision)
+        return generators.TorchGraphGenerator(backend, model, precision, quantizer)
+    if backend == "torch-compile":
+        return generators.TorchCompiledGenerator(
+            backend, model, precision, str(options.get("compile_mode", "default")),
+            quantizer)
     if backend in ("torch-cpu", "torch-cuda"):
         threads = int(options.get("threads", 0) or 0)
         return generators.TorchGenerator(backend, model, BACKENDS[backend].device, precision,
-                                         threads)
+                                         threads, quantizer)
     raise BackendUnavailable(f"{backend} has no generation path")
 
 
@@ -201,7 +215,7 @@ def _figures(harness: CaseHarness, result: Result, series: Any) -> None:
     tpots = [g.tpot_ms for g in series.generations if g.tpot_ms is not None]
     model_config = session.model(harness.spec).config
     layers, kv_heads, head_dim = scoring.kv_geometry(model_config)
-    element = KV_ELEMENT_BYTES.get(case.precision, 4)
+    element = kv_element_bytes(case.precision, BACKENDS[case.backend].device)
     kv_bytes = scoring.kv_cache_bytes(layers, kv_heads, head_dim, batch, prompt + new, element)
     metrics: dict[str, float] = {"ttft_ms": statistics.median(ttfts),
                                  "kv_cache_mb": kv_bytes / 2**20}
@@ -261,7 +275,7 @@ def _compute(harness: CaseHarness, result: Result, layers: int, kv_heads: int, h
     compute: dict[str, Any] = {"prefill_flops": prefill, "decode_flops_per_step": decode,
                                "prefill_flops_per_s": prefill / (details["ttft_ms"]["p50"]
                                                                  / 1000)}
-    weight_bytes = weights * {"fp16": 2, "bf16": 2, "int8-dynamic": 1}.get(case.precision, 4)
+    weight_bytes = weights * WEIGHT_BYTES.get(case.precision, 4)
     kv_step = 2 * layers * batch * kv_heads * head_dim * middle * element
     if "tpot_ms" in details:
         seconds = details["tpot_ms"]["median_of_generations"] / 1000

@@ -12,6 +12,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_xfperf.backends.base import BackendUnavailable
+from pytest_xfperf.backends.quantized_linear import (
+    BASE_DTYPE,
+    Quantized,
+    fp8_unsupported_reason,
+    quantize_model,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -91,7 +97,7 @@ class TorchGenerator:
     """transformers' dynamic cache, SDPA attention, on the CPU or a GPU."""
 
     def __init__(self, name: str, model: torch.nn.Module, device: str, precision: str,
-                 threads: int = 0) -> None:
+                 threads: int = 0, quantizer: str = "builtin") -> None:
         import torch
 
         if not hasattr(model, "config"):
@@ -107,6 +113,16 @@ class TorchGenerator:
         if threads:
             torch.set_num_threads(threads)
         self._model = model.to(device=device, dtype=self._dtype).eval()
+        # INT8 and FP8: the model runs at their base dtype (FP16, BF16) with its linear layers
+        # replaced, as on the encoder backends; the KV cache stays at the base dtype.
+        self._quantized: Quantized | None = None
+        if precision in BASE_DTYPE:
+            if precision == "fp8" and device == "cuda":
+                reason = fp8_unsupported_reason(torch.cuda.get_device_capability(),
+                                                torch.cuda.get_device_name())
+                if reason:
+                    raise BackendUnavailable(reason)
+            self._quantized = quantize_model(self._model, precision, quantizer)
         self._cache_keyword = cache_keyword(self._model)
         self._cache: Any = None
         self._ids: torch.Tensor | None = None
@@ -174,6 +190,8 @@ class TorchGenerator:
                                                     "")}
         if self.device == "cpu":
             out["threads"] = torch.get_num_threads()
+        if self._quantized is not None:
+            out.update(self._quantized.settings())
         return out
 
     def close(self) -> None:
@@ -188,8 +206,9 @@ class TorchGraphGenerator(TorchGenerator):
     picking the next token and advancing the position) each captured in a CUDA graph and
     replayed: the launch overhead of eager generation goes away."""
 
-    def __init__(self, name: str, model: torch.nn.Module, precision: str) -> None:
-        super().__init__(name, model, "cuda", precision)
+    def __init__(self, name: str, model: torch.nn.Module, precision: str,
+                 quantizer: str = "builtin") -> None:
+        super().__init__(name, model, "cuda", precision, quantizer=quantizer)
         self._prefill_graph: Any = None
         self._decode_graph: Any = None
         self._shape: tuple[int, int, int] = (0, 0, 0)
@@ -296,6 +315,57 @@ class TorchGraphGenerator(TorchGenerator):
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "cache": "static",
                 "mode": "cuda-graph prefill and decode"}
+
+
+class TorchCompiledGenerator(TorchGraphGenerator):
+    """torch-cuda-graph's static cache, prefill and decode step, with the model's forward
+    compiled by torch.compile, and replayed from the same hand-captured CUDA graphs: the
+    compiled kernels, launched once a step. Modes that capture graphs of their own
+    ("reduce-overhead", "max-autotune") compile without them here (``NO_GRAPH_MODES``):
+    inductor's graphs of generation steps ran at two levels about 2x apart, from one
+    generation to the next and between processes (docs/generation.md); the hand capture ran
+    steadily. The prefill's shape and the decode step's compile once each
+    (``dynamic=False``)."""
+
+    NO_GRAPH_MODES = {"reduce-overhead": "default",
+                      "max-autotune": "max-autotune-no-cudagraphs"}
+
+    def __init__(self, name: str, model: torch.nn.Module, precision: str,
+                 compile_mode: str = "default", quantizer: str = "builtin") -> None:
+        import functools
+
+        import torch
+
+        super().__init__(name, model, precision, quantizer)
+        # Compiled code is cached per code object, up to torch._dynamo's recompile limit,
+        # past which torch runs the code eagerly without an error. Each generator starts
+        # from an empty cache, so that what it times is compiled.
+        torch._dynamo.reset()
+        self._compile_mode = self.NO_GRAPH_MODES.get(compile_mode, compile_mode)
+        self._compiled = torch.compile(functools.partial(TorchGraphGenerator._forward, self),
+                                       mode=self._compile_mode, dynamic=False)
+
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self._compiled(ids, positions)
+        return logits
+
+    def load(self, input_ids: np.ndarray, new_tokens: int) -> None:
+        import torch
+
+        fresh = (*input_ids.shape, new_tokens) != self._shape
+        super().load(input_ids, new_tokens)
+        if fresh:
+            # The static cache makes its layers at its first update. Made here, eagerly, so
+            # that compiled code finds them made; else the call after the first compiles
+            # again, inside the capture, where compiling is an error.
+            assert self._ids is not None
+            with torch.inference_mode():
+                TorchGraphGenerator._forward(self, self._ids, self._prompt_positions)
+                self._cache.reset()
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "mode": f"torch.compile ({self._compile_mode}), prefill "
+                "and decode captured in CUDA graphs", "compile_mode": self._compile_mode}
 
 
 class OrtGenerator:

@@ -151,3 +151,30 @@ def test_the_fp16_decoder_keeps_the_rms_norm_statistics_in_fp32(cache):
             cast = producers[node.input[0]]
             assert cast.op_type == "Cast"
             assert next(a.i for a in cast.attribute if a.name == "to") == onnx.TensorProto.FLOAT
+
+
+@pytest.mark.parametrize("precision", ["int8-dynamic", "fp8"])
+def test_gpu_quantized_generation_replaces_the_projections_and_keeps_fp32s_tokens(
+        model, precision):
+    """The torch-cuda generators' INT8 and FP8 path (a GPU's precisions), run here on the
+    CPU, where torch's INT8 and FP8 GEMMs also run: GPT-2's Conv1D projections and Llama's
+    linear layers are quantized, the vocabulary projection (2048, a multiple of 16) too."""
+    torch = pytest.importorskip("torch")
+    from pytest_xfperf.generation.scoring import GENERATION_THRESHOLDS
+
+    spec, module = model
+    ids, (reference_logits, reference_tokens) = _reference(model)
+    generator = TorchGenerator("torch-cpu", copy.deepcopy(module), "cpu", precision)
+    try:
+        logits, tokens = run_untimed(generator, ids, NEW_TOKENS)
+        settings = generator.settings()
+    finally:
+        generator.close()
+    projections = 2 * (4 if spec.family == "gpt2" else 7) + 1  # per layer, and the LM head
+    assert (settings["quantized_linears"], settings["float_linears"]) == (projections, 0)
+    weight = {"int8-dynamic": torch.int8, "fp8": torch.float8_e4m3fn}[precision]
+    assert any(b.dtype == weight for b in generator._model.buffers())
+    bars = GENERATION_THRESHOLDS[precision]
+    assert logits_agreement(logits, reference_logits)["cosine"] >= bars.min_cosine
+    assert token_agreement(tokens, reference_tokens)[0] >= bars.min_tokens
+    assert not (logits == reference_logits).all()  # it did quantize

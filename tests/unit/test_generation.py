@@ -59,7 +59,7 @@ def test_each_model_gets_its_own_kind_of_shape():
 
 def test_generative_cases_skip_where_a_backend_has_no_generation_path():
     cases = expand([("gpt2-tiny", "gpt2-tiny")],
-                   ["torch-cpu", "ort-cpu", "tensorrt", "torch-compile"],
+                   ["torch-cpu", "ort-cpu", "tensorrt", "ort-cuda-graph", "torch-compile"],
                    ["fp32", "int8-dynamic", "fp16"], [Shape(1, 16, 4)],
                    generative={"gpt2-tiny": 512})
     reasons = {c.id: c.skip_reason for c in cases}
@@ -69,7 +69,11 @@ def test_generative_cases_skip_where_a_backend_has_no_generation_path():
     assert "ort-cpu generates in fp32, int8-dynamic, not fp16" in (
         reasons["gpt2-tiny/ort-cpu/fp16/b1p16n4"] or "")
     assert "no generation path" in (reasons["gpt2-tiny/tensorrt/fp16/b1p16n4"] or "")
-    assert "no generation path" in (reasons["gpt2-tiny/torch-compile/fp16/b1p16n4"] or "")
+    assert "no generation path" in (reasons["gpt2-tiny/ort-cuda-graph/fp16/b1p16n4"] or "")
+    # torch-compile generates at every GPU precision; CUDA itself is checked when it runs.
+    assert reasons["gpt2-tiny/torch-compile/int8-dynamic/b1p16n4"] is None
+    assert "torch-cpu does not run int8-dynamic" in (
+        reasons["gpt2-tiny/torch-cpu/int8-dynamic/b1p16n4"] or "")
     assert all(c.generative for c in cases)
     served = expand([("gpt2-tiny", "gpt2-tiny")], ["torch-cpu"], ["fp32"], [Shape(4, 16, 4)],
                     ["offline"], generative={"gpt2-tiny": 512})
@@ -132,6 +136,18 @@ def test_prompt_logit_agreement_and_thresholds():
     # INT8's bars: tokens as FP16's; prompt top-1 0.75 (llama-small read 0.797 on AVX2).
     assert violations({"cosine": 0.996, "top1": 0.797, "token_agreement": 1.0},
                       "int8-dynamic") == []
+    # FP8's: llama-small's captured FP8 decode on an H200 read cosine 0.98904, top-1 0.680.
+    assert violations({"cosine": 0.98904, "top1": 0.680, "token_agreement": 1.0}, "fp8") == []
+    assert len(violations({"cosine": 0.97, "top1": 0.5, "token_agreement": 0.8}, "fp8")) == 3
+
+
+def test_a_quantized_precisions_cache_keeps_the_dtype_its_model_runs_in():
+    from pytest_xfperf.generation.check import kv_element_bytes
+
+    assert kv_element_bytes("int8-dynamic", "cpu") == 4  # ONNX Runtime's INT8 graph: FP32
+    assert kv_element_bytes("int8-dynamic", "cuda") == 2  # FP16 around INT8 linear layers
+    assert kv_element_bytes("fp8", "cuda") == 2  # BF16 around FP8 linear layers
+    assert kv_element_bytes("bf16", "cuda") == kv_element_bytes("fp16", "cpu") == 2
 
 
 def test_kv_cache_size_follows_the_configs_geometry():

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Generation on a GPU through the plugin's own runs: a smoke of every PyTorch GPU generation
+# backend and precision on the tiny models (recorded, then gated in a second process), and
+# llama-small figures (TTFT, TPOT, tokens/s, % of peak and bandwidth, token agreement).
+#   bash benchmarks/gpu_generation.sh OUTDIR [smoke|compile|llama-b1|llama-b32]...
+# (compile: the smoke on torch-compile and torch-cuda-graph only.)
+# Writes each run's JSON report, its terminal output and the smoke's baseline file under OUTDIR.
+set -uo pipefail
+out=${1:?usage: gpu_generation.sh OUTDIR [smoke|llama]...}
+shift
+steps=("$@")
+[ ${#steps[@]} -eq 0 ] && steps=(smoke llama-b1 llama-b32)
+mkdir -p "$out"
+plugin=(-p pytest_xfperf.plugin)
+python3 -c "import importlib.metadata as m; m.version('pytest-xfperf')" 2>/dev/null && plugin=()
+run() {  # NAME ARGS...: one pytest --xfperf run, its report and its output under OUTDIR
+  local name=$1; shift
+  local began=$(date +%s)
+  python3 -m pytest "${plugin[@]}" tests/perf -p no:cacheprovider -q -rs --xfperf \
+    --xfperf-history off --xfperf-tolerance 10% --xfperf-tolerances speedup=0.1 \
+    --xfperf-report "$out/$name.json" "$@" > "$out/$name.txt" 2>&1
+  echo "$name: exit $? in $(( $(date +%s) - began )) s" | tee -a "$out/runs.txt"
+}
+for step in "${steps[@]}"; do
+  case "$step" in
+    smoke|compile)
+      backends=torch-cuda,torch-cuda-graph,torch-compile
+      [ "$step" = compile ] && backends=torch-cuda-graph,torch-compile
+      smoke=(--xfperf-models gpt2-tiny,llama-tiny --xfperf-backends "$backends"
+             --xfperf-precisions fp16,int8-dynamic,fp8 --xfperf-shapes b2p32n8
+             --xfperf-baselines "$out/baselines")
+      run "${step}_record" "${smoke[@]}" --xfperf-update-baselines
+      run "${step}_gate" "${smoke[@]}";;
+    llama-b1|llama-b32)
+      run "${step/-/_small_}" --xfperf-models llama-small \
+        --xfperf-backends torch-cuda-graph,torch-compile \
+        --xfperf-precisions fp16,int8-dynamic,fp8 --xfperf-shapes "${step#llama-}p128n64";;
+    *) echo "unknown step $step" >&2; exit 2;;
+  esac
+done
