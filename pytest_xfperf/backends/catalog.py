@@ -205,6 +205,14 @@ FLOAT_PRECISIONS = ("fp32", "fp16", "bf16")
 QUANTIZED_REFERENCE = {"cpu": "fp32", "cuda": "fp16"}
 
 
+def pace_fields(clock: str, backend: str) -> dict[str, str]:
+    """What a block record on ``clock`` says of its pacing: on the device clock, what paces
+    the backend's calls (nothing for a backend not in the catalog: the gate then takes the
+    widest spread); nothing on the wall clock, whose spreads do not depend on it."""
+    info = BACKENDS.get(backend)
+    return {"pacing": info.pacing} if clock == "device" and info is not None else {}
+
+
 def speedup_reference(backend: str, precision: str) -> tuple[str, str]:
     """(backend, precision) of the speed-up's reference: PyTorch on the case's device (see
     SPEEDUP_REFERENCE), at the case's precision if it is a floating-point one the reference

@@ -69,9 +69,10 @@ class GatePolicy:
     spread_device_compiled: float = 0.13
     spread_device_launched: float = 0.5
 
-    def spread(self, clock: str, normalized: bool, pacing: str = "captured") -> float:
+    def spread(self, clock: str, normalized: bool, pacing: str) -> float:
         """The between-process spread of a view measured on ``clock`` ("wall" or "device");
-        on the device clock, by what paces the call (``BackendInfo.pacing``)."""
+        on the device clock, by what paces the call (``BackendInfo.pacing``: "captured",
+        "compiled"; anything else counts as launched, the widest)."""
         if clock == "device":
             if pacing == "compiled":
                 return self.spread_device_compiled

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pytest_xfperf.backends.catalog import BACKENDS
+from pytest_xfperf.backends.catalog import pace_fields
 from pytest_xfperf.baselines.rule import GatePolicy
 from pytest_xfperf.measure.blocks import BlockPlan, Timed, time_block
 from pytest_xfperf.measure.case import ReferenceSource
@@ -59,7 +59,7 @@ class GenerationTimes:
 @dataclass
 class GenerationSeries:
     clock: str  # "wall" or "device"
-    pacing: str = ""  # on the device clock, what paces the backend's steps (BackendInfo)
+    backend: str = ""  # the generator's backend: its records say what paces it (pace_fields)
     ttft_ms: list[float] = field(default_factory=list)  # block medians
     tpot_ms: list[float] = field(default_factory=list)
     yardstick_ms: list[float] = field(default_factory=list)
@@ -78,9 +78,8 @@ class GenerationSeries:
         for metric, values in (("tpot_ms", self.tpot_ms), ("ttft_ms", self.ttft_ms)):
             if not values:
                 continue
-            record: dict[str, Any] = {"clock": self.clock, "case_ms": list(values)}
-            if self.clock == "device" and self.pacing:
-                record["pacing"] = self.pacing
+            record: dict[str, Any] = {"clock": self.clock, "case_ms": list(values),
+                                      **pace_fields(self.clock, self.backend)}
             if yardstick is not None and self.yardstick_ms:
                 record.update(yardstick=yardstick, yardstick_ms=list(self.yardstick_ms))
             out[metric] = record
@@ -136,9 +135,8 @@ class GenerationMeasurement:
         self._generator, self._ids, self._new = generator, input_ids, new_tokens
         self._yardstick, self._plan, self._policy, self._lock = yardstick, plan, policy, lock
         self._device_clock = (clock or generator.clock) == "device"
-        info = BACKENDS.get(generator.name)
         self.series = GenerationSeries(clock="device" if self._device_clock else "wall",
-                                       pacing=info.pacing if info is not None else "")
+                                       backend=generator.name)
 
     def _block(self) -> None:
         plan, series = self._plan, self.series

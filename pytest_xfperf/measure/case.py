@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pytest_xfperf.backends.base import BackendUnavailable, Runner
-from pytest_xfperf.backends.catalog import BACKENDS
+from pytest_xfperf.backends.catalog import BACKENDS, pace_fields
 from pytest_xfperf.baselines.rule import GatePolicy
 from pytest_xfperf.measure.blocks import BlockPlan, Series, Timed, measure
 from pytest_xfperf.measure.yardstick import FACTORIES, Yardstick, case_threads
@@ -32,9 +32,8 @@ ReferenceSource = Callable[[int], "dict[str, Any] | None"]
 def block_record(series: Series, yardstick: Yardstick | None, backend: str) -> dict[str, Any]:
     """The series of a case on ``backend`` as a baseline stores it (and as the gate compares
     it); a device-clock series says what paces the backend's calls."""
-    record: dict[str, Any] = {"clock": series.clock, "case_ms": list(series.case_ms)}
-    if series.clock == "device" and backend in BACKENDS:
-        record["pacing"] = BACKENDS[backend].pacing
+    record: dict[str, Any] = {"clock": series.clock, "case_ms": list(series.case_ms),
+                              **pace_fields(series.clock, backend)}
     if yardstick is not None and series.yardstick_ms:
         record.update(yardstick=yardstick.identity, yardstick_ms=list(series.yardstick_ms))
     return record

@@ -208,7 +208,8 @@ def test_the_between_process_spread_widens_every_interval_and_can_leave_it_unres
     # wider than a 10 % tolerance, so an unchanged case reads unstable, not pass; a +60 %
     # case is still caught, and a 50 % tolerance resolves the unchanged one.
     shipped = GatePolicy()
-    assert shipped.spread("wall", True) == 0.06 and shipped.spread("device", False) == 0.005
+    assert shipped.spread("wall", True, "") == 0.06
+    assert shipped.spread("device", False, "captured") == 0.005
     unchanged = judge(1.0, options=GateOptions())
     assert unchanged.verdict == Verdict.UNSTABLE
     decision = unchanged.decisions["p50_ms"]
@@ -234,7 +235,8 @@ def test_a_gpu_call_paced_by_the_host_gets_the_hosts_spread():
     shipped = GatePolicy()
     assert shipped.spread("device", False, "launched") == 0.5
     assert shipped.spread("device", True, "compiled") == 0.13
-    assert shipped.spread("device", False) == 0.005  # a captured replay
+    assert shipped.spread("device", False, "captured") == 0.005  # a captured replay
+    assert shipped.spread("device", False, "") == 0.5  # a record that does not say
 
     def eager(level: float, seed: int, blocks: int) -> dict:
         return {**record(level, blocks, seed=seed), "clock": "device", "pacing": "launched"}

@@ -228,14 +228,17 @@ def test_device_clock_generation_records_say_what_paces_the_backend():
     eager generation on a GPU, and a record that does not say, the host's wide one."""
     from pytest_xfperf.generation.timing import GenerationSeries
 
-    def series(clock: str, pacing: str) -> GenerationSeries:
-        out = GenerationSeries(clock=clock, pacing=pacing)
+    def series(clock: str, backend: str) -> GenerationSeries:
+        out = GenerationSeries(clock=clock, backend=backend)
         out.tpot_ms, out.ttft_ms = [10.0, 10.1], [50.0, 50.5]
         return out
 
-    captured = series("device", "captured").records(None)
+    captured = series("device", "torch-cuda-graph").records(None)
     assert {r["pacing"] for r in captured.values()} == {"captured"}
-    assert "pacing" not in series("wall", "launched").records(None)["tpot_ms"]
+    compiled = series("device", "torch-compile").records(None)
+    assert {r["pacing"] for r in compiled.values()} == {"compiled"}
+    assert series("device", "torch-cuda").records(None)["tpot_ms"]["pacing"] == "launched"
+    assert "pacing" not in series("wall", "torch-cpu").records(None)["tpot_ms"]
     baseline = {**_entry(STEADY_TPOT, STEADY_TTFT)}
     device = {"clock": "device", "case_ms": STEADY_TPOT}
     baseline["timing"] = device
