@@ -2,8 +2,10 @@
 # Generation on a GPU through the plugin's own runs: a smoke of every PyTorch GPU generation
 # backend and precision on the tiny models (recorded, then gated in a second process), and
 # llama-small figures (TTFT, TPOT, tokens/s, % of peak and bandwidth, token agreement).
-#   bash benchmarks/gpu_generation.sh OUTDIR [smoke|compile|llama-b1|llama-b32]...
-# (compile: the smoke on torch-compile and torch-cuda-graph only.)
+#   bash benchmarks/gpu_generation.sh OUTDIR [smoke|compile|llama-b1|llama-b32|bf16|gpt2-quantized]...
+# (compile: the smoke on torch-compile and torch-cuda-graph only; bf16: llama-small and
+# gpt2-small compiled in BF16, for the BF16 token bar; gpt2-quantized: gpt2-small compiled in
+# INT8 and FP8 at b32.)
 # Writes each run's JSON report, its terminal output and the smoke's baseline file under OUTDIR.
 set -uo pipefail
 out=${1:?usage: gpu_generation.sh OUTDIR [smoke|llama]...}
@@ -35,6 +37,12 @@ for step in "${steps[@]}"; do
       run "${step/-/_small_}" --xfperf-models llama-small \
         --xfperf-backends torch-cuda-graph,torch-compile \
         --xfperf-precisions fp16,int8-dynamic,fp8 --xfperf-shapes "${step#llama-}p128n64";;
+    bf16)
+      run bf16_small --xfperf-models llama-small,gpt2-small --xfperf-backends torch-compile \
+        --xfperf-precisions bf16 --xfperf-shapes b1p128n64,b32p128n64;;
+    gpt2-quantized)
+      run gpt2_small_quantized --xfperf-models gpt2-small --xfperf-backends torch-compile \
+        --xfperf-precisions int8-dynamic,fp8 --xfperf-shapes b32p128n64;;
     *) echo "unknown step $step" >&2; exit 2;;
   esac
 done
