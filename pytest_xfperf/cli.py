@@ -8,6 +8,7 @@
     python -m pytest_xfperf report merge A.json B.json ... [--markdown PATH] [--html PATH]
     python -m pytest_xfperf history import REPORT.json ... [--history DB]
     python -m pytest_xfperf history show CASE_GLOB [--machine KEY] [--metric M] [--plot PNG]
+    python -m pytest_xfperf history spreads --baseline FILE [--cases GLOB]
 
 Exit status: 0 done, 2 bad input (a message names the file and the problem); `report merge`
 exits 1 when a merged case failed. Nothing here imports an ML library.
@@ -229,7 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
     h_show.add_argument("--metric", help="block metric, e.g. p50_ms or tpot_ms (default: the "
                         "case's own)")
     h_show.add_argument("--plot", type=Path, metavar="PNG", help="draw the series (matplotlib)")
-    for sub_parser in (h_import, h_show):
+    h_spreads = h_sub.add_parser(
+        "spreads", help="between-process spreads of the cases of a baseline file, from the "
+        "unchanged runs gated against it (for [tool.xfperf] spreads)")
+    h_spreads.add_argument("--baseline", type=Path, required=True, metavar="FILE",
+                           help="the baseline file the runs were gated against")
+    h_spreads.add_argument("--cases", default="*", metavar="GLOB",
+                           help="only these case ids (default: every case of the file)")
+    for sub_parser in (h_import, h_show, h_spreads):
         sub_parser.add_argument("--history", type=Path, metavar="DB",
                                 help="history file (default: [tool.xfperf] history of the "
                                      "project here, else .xfperf/history.db)")
@@ -247,6 +255,7 @@ def build_merge_parser() -> argparse.ArgumentParser:
 
 
 def history_command(args: argparse.Namespace, out: Any) -> int:
+    from pytest_xfperf.baselines.store import BaselineError
     from pytest_xfperf.history import commands
     from pytest_xfperf.history.db import HistoryError
 
@@ -254,8 +263,12 @@ def history_command(args: argparse.Namespace, out: Any) -> int:
         path = commands.history_path(args.history, Path.cwd())
         if args.action == "import":
             return commands.import_reports(path, args.reports, out)
+        if args.action == "spreads":
+            from pytest_xfperf.history.spreads import report
+
+            return report(path, args.baseline, args.cases, out)
         return commands.show(path, args.case, args.machine, args.metric, args.plot, out)
-    except (HistoryError, ValueError) as exc:
+    except (HistoryError, BaselineError, ValueError) as exc:
         raise CliError(str(exc)) from None
 
 

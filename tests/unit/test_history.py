@@ -220,3 +220,58 @@ def test_a_finding_names_the_run_where_the_change_starts(tmp_path: Path):
     other = case_row(report_case([1.25] * 8, [1.0] * 8)).summary
     other["p50_ms"]["yardstick"] = "y2"
     assert len(finding(points, other, "p50_ms")["views"]) == 1
+
+
+SHIPPED = Path(__file__).parents[2] / "baselines" / "cpu-amd-epyc-2c-9a2dc94c.json"
+
+
+def gated_row(case_id: str, then: dict, case_scale: float, yardstick_scale: float,
+              verdict: str = "pass") -> CaseRow:
+    """A run whose blocks are the baseline's scaled: its own shift is ``case_scale``, its
+    normalized one ``case_scale / yardstick_scale``, exactly (Hodges-Lehmann of a shifted
+    copy)."""
+    record = {"clock": "wall", "yardstick": then["yardstick"],
+              "case_ms": [v * case_scale for v in then["case_ms"]],
+              "yardstick_ms": [v * yardstick_scale for v in then["yardstick_ms"]]}
+    return CaseRow(case_id=case_id, verdict=verdict, timing_metric="p50_ms",
+                   metrics={"p50_ms": 1.0}, summary={"p50_ms": record}, seconds=1.0)
+
+
+def test_history_spreads_are_the_rms_of_unchanged_runs_against_the_baseline(tmp_path: Path):
+    import io
+    import math
+
+    from pytest_xfperf import cli
+
+    baseline = json.loads(SHIPPED.read_text())
+    case_id = "minilm-l6/ort-cpu/fp32/b1s128"
+    then = baseline["cases"][case_id]["timing"]
+    key = baseline["machine"]["key"]
+    path = tmp_path / "history.db"
+    with History(path) as db:
+        db.append(run_row(key), [gated_row(case_id, then, 1.1, 1.1)])  # host 10 % slower
+        db.append(run_row(key), [gated_row(case_id, then, 1 / 1.1, 1.0)])  # case 10 % faster
+        # Not A/A trials: the run that recorded, and another machine's run.
+        db.append(run_row(key), [gated_row(case_id, then, 2.0, 1.0, verdict="recorded")])
+        db.append(run_row("cpu-other"), [gated_row(case_id, then, 3.0, 1.0)])
+    out = io.StringIO()
+    assert cli.main(["history", "spreads", "--history", str(path), "--baseline", str(SHIPPED)],
+                    out) == 0
+    step = math.log(1.1)
+    own, normalized = step, math.sqrt(step**2 / 2)
+    assert f"{case_id}: 2, wall_normalized {normalized:.3f}, wall_own {own:.3f}" in (
+        out.getvalue())
+    assert (f"[tool.xfperf] spreads = {{ wall_normalized = {normalized:.3f}, "
+            f"wall_own = {own:.3f} }}") in out.getvalue()
+
+
+def test_history_spreads_without_compared_runs_say_what_to_do(tmp_path: Path, capsys):
+    from pytest_xfperf import cli
+
+    path = tmp_path / "history.db"
+    with History(path) as db:
+        db.append(run_row("cpu-other"), [row("minilm-l6/ort-cpu/fp32/b1s128", 1.0)])
+    assert cli.main(["history", "spreads", "--history", str(path),
+                     "--baseline", str(SHIPPED)]) == 2
+    message = capsys.readouterr().err
+    assert "no run of a case of" in message and "run the suite against" in message

@@ -1,0 +1,106 @@
+"""``python -m pytest_xfperf history spreads``: a suite's own between-process spreads, from the
+runs its history holds.
+
+Each gated run leaves its block medians (and its yardstick's) in the history. Runs of an
+unchanged suite against one baseline file are A/A trials: the Hodges-Lehmann shift of a run's
+blocks against the baseline's is how far the case's level moved between the recording process
+and that run, in each view. The root mean square of their logs is what ``GatePolicy``'s
+spreads stand for (docs/gate.md), measured on the suite's own models and machine instead of
+the defaults' power-run encoder. Runs that recorded the baseline, or changed the model, are not
+A/A trials: give a history of unchanged runs.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_xfperf.baselines import gate, rule
+from pytest_xfperf.history.db import History
+
+# Verdicts of results that were not compared with the baseline.
+NOT_COMPARED = ("recorded", "no baseline", "other machine")
+
+
+def spread_name(clock: str, normalized: bool, pacing: str) -> str:
+    """The ``GatePolicy`` spread (without its ``spread_`` prefix) a view stands for."""
+    if clock == "device" and pacing in ("compiled", "launched"):
+        return f"device_{pacing}"
+    return f"{clock}_{'normalized' if normalized else 'own'}"
+
+
+@dataclass
+class CaseTrials:
+    case_id: str
+    ratios: dict[str, list[float]] = field(default_factory=dict)  # by spread name
+
+    def add(self, name: str, ratio: float) -> None:
+        self.ratios.setdefault(name, []).append(ratio)
+
+
+def rms_of_log(ratios: list[float]) -> float:
+    return math.sqrt(statistics.fmean(math.log(r) ** 2 for r in ratios))
+
+
+def trials(db: History, baseline: Mapping[str, Any], pattern: str = "*") -> list[CaseTrials]:
+    """Every compared run of every case of ``baseline`` (a loaded baseline file) on its
+    machine, as shifts against the baseline's blocks by spread name."""
+    machine = baseline.get("machine")
+    key = machine.get("key") if isinstance(machine, Mapping) else None
+    if not isinstance(key, str):
+        raise ValueError("the baseline file names no machine key: record it again")
+    cases: Mapping[str, Any] = baseline.get("cases", {})
+    out = []
+    for case_id in db.case_ids(pattern):
+        entry = cases.get(case_id)
+        then = entry.get("timing") if isinstance(entry, Mapping) else None
+        if not isinstance(then, Mapping):
+            continue
+        found = CaseTrials(case_id)
+        for point in db.series(case_id, key):
+            if point.verdict in NOT_COMPARED:
+                continue
+            now = next((record for name, record in point.summary.items()
+                        if name != "stats" and isinstance(record, Mapping)
+                        and "case_ms" in record), None)
+            if (now is None or now.get("clock") != then.get("clock")
+                    or list(now["case_ms"]) == list(then["case_ms"])):
+                continue
+            views, _ = gate.block_views(now, then, rule.DEFAULT_POLICY, spread=False)
+            for view in views:
+                found.add(spread_name(str(then.get("clock")), view.normalized,
+                                      str(then.get("pacing", "launched"))), view.ratio)
+        if found.ratios:
+            out.append(found)
+    return out
+
+
+def report(history: Path, baseline_file: Path, pattern: str, out: Any) -> int:
+    from pytest_xfperf.baselines.store import load
+
+    baseline = load(baseline_file)
+    with History(history, create=False) as db:
+        found = trials(db, baseline, pattern)
+    if not found:
+        raise ValueError(f"{history}: no run of a case of {baseline_file} was compared with "
+                         "it on its machine; run the suite against that baseline first")
+    pooled: dict[str, list[float]] = {}
+    out.write("case: trials, root mean square of the log of its shifts by spread\n")
+    for case in found:
+        parts = []
+        for name, ratios in sorted(case.ratios.items()):
+            pooled.setdefault(name, []).extend(ratios)
+            parts.append(f"{name} {rms_of_log(ratios):.3f}")
+        count = max(len(r) for r in case.ratios.values())
+        out.write(f"  {case.case_id}: {count}, {', '.join(parts)}\n")
+    measured = {name: rms_of_log(ratios) for name, ratios in sorted(pooled.items())}
+    for name, value in measured.items():
+        default = getattr(rule.DEFAULT_POLICY, f"spread_{name}")
+        out.write(f"{name}: {value:.3f} over {len(pooled[name])} trials (default {default})\n")
+    table = ", ".join(f"{name} = {max(value, 0.001):.3f}" for name, value in measured.items())
+    out.write(f"[tool.xfperf] spreads = {{ {table} }}\n")
+    return 0
