@@ -209,7 +209,8 @@ OPTIONS: tuple[Option, ...] = (
            "standard deviation) by clock and view, and on a GPU by what paces the call, added "
            "to every interval: wall_own=0.15,wall_normalized=0.06,device_own=0.005,"
            "device_normalized=0.03 (a captured graph's replay),device_compiled=0.13,"
-           "device_launched=0.5 by default; measure a machine's with benchmarks/gate_power.py",
+           "device_launched=0.5 by default; measure a suite's with `python -m pytest_xfperf "
+           "history spreads`",
            lambda v: parse_spreads(v)),
     Option("update_baselines", "gate.update_baselines",
            "record this run's results as the new baselines", parse_bool, flag=True),
