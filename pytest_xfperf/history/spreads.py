@@ -22,6 +22,7 @@ from typing import Any
 from pytest_xfperf.baselines import gate, rule
 from pytest_xfperf.history.db import History
 
+PRIMARY_RECORDS = ("p50_ms", "tpot_ms", "ttft_ms")
 # Verdicts of results that were not compared with the baseline.
 NOT_COMPARED = ("recorded", "no baseline", "other machine")
 
@@ -64,9 +65,11 @@ def trials(db: History, baseline: Mapping[str, Any], pattern: str = "*") -> list
         for point in db.series(case_id, key):
             if point.verdict in NOT_COMPARED:
                 continue
-            now = next((record for name, record in point.summary.items()
-                        if name != "stats" and isinstance(record, Mapping)
-                        and "case_ms" in record), None)
+            # The record the baseline's ``timing`` holds: latency, else a generation's TPOT
+            # (its TTFT where it generates one token).
+            now = next((point.summary[name] for name in PRIMARY_RECORDS
+                        if isinstance(point.summary.get(name), Mapping)
+                        and "case_ms" in point.summary[name]), None)
             if (now is None or now.get("clock") != then.get("clock")
                     or list(now["case_ms"]) == list(then["case_ms"])):
                 continue
