@@ -69,17 +69,21 @@ class GatePolicy:
     spread_device_compiled: float = 0.13
     spread_device_launched: float = 0.5
 
+    @staticmethod
+    def spread_name(clock: str, normalized: bool, pacing: str) -> str:
+        """Which spread (its name without ``spread_``, as ``[tool.xfperf] spreads`` writes
+        it) a view measured on ``clock`` ("wall" or "device") takes; on the device clock, by
+        what paces the call (``BackendInfo.pacing``: "captured", "compiled"; anything else
+        counts as launched, the widest)."""
+        if clock == "device" and pacing != "captured":
+            return "device_compiled" if pacing == "compiled" else "device_launched"
+        return f"{'device' if clock == 'device' else 'wall'}_" + (
+            "normalized" if normalized else "own")
+
     def spread(self, clock: str, normalized: bool, pacing: str) -> float:
-        """The between-process spread of a view measured on ``clock`` ("wall" or "device");
-        on the device clock, by what paces the call (``BackendInfo.pacing``: "captured",
-        "compiled"; anything else counts as launched, the widest)."""
-        if clock == "device":
-            if pacing == "compiled":
-                return self.spread_device_compiled
-            if pacing != "captured":
-                return self.spread_device_launched
-            return self.spread_device_normalized if normalized else self.spread_device_own
-        return self.spread_wall_normalized if normalized else self.spread_wall_own
+        """The between-process spread of that view (``spread_name``)."""
+        value: float = getattr(self, "spread_" + self.spread_name(clock, normalized, pacing))
+        return value
 
 
 DEFAULT_POLICY = GatePolicy()

@@ -27,13 +27,6 @@ PRIMARY_RECORDS = ("p50_ms", "tpot_ms", "ttft_ms")
 NOT_COMPARED = ("recorded", "no baseline", "other machine")
 
 
-def spread_name(clock: str, normalized: bool, pacing: str) -> str:
-    """The ``GatePolicy`` spread (without its ``spread_`` prefix) a view stands for."""
-    if clock == "device" and pacing in ("compiled", "launched"):
-        return f"device_{pacing}"
-    return f"{clock}_{'normalized' if normalized else 'own'}"
-
-
 @dataclass
 class CaseTrials:
     case_id: str
@@ -75,8 +68,9 @@ def trials(db: History, baseline: Mapping[str, Any], pattern: str = "*") -> list
                 continue
             views, _ = gate.block_views(now, then, rule.DEFAULT_POLICY, spread=False)
             for view in views:
-                found.add(spread_name(str(then.get("clock")), view.normalized,
-                                      str(then.get("pacing", "launched"))), view.ratio)
+                found.add(rule.GatePolicy.spread_name(
+                    str(then.get("clock")), view.normalized, str(then.get("pacing", ""))),
+                    view.ratio)
         if found.ratios:
             out.append(found)
     return out
