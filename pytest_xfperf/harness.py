@@ -24,7 +24,7 @@ from pytest_xfperf.accuracy import (
 )
 from pytest_xfperf.artifacts.pipeline import BuiltArtifact
 from pytest_xfperf.backends.base import BackendUnavailable, Runner
-from pytest_xfperf.backends.catalog import BACKENDS
+from pytest_xfperf.backends.catalog import BACKENDS, weight_bytes
 from pytest_xfperf.baselines.fingerprint import drift, graph_notes
 from pytest_xfperf.baselines.gate import Evidence, decided, verdict
 from pytest_xfperf.matrix import Case
@@ -306,9 +306,7 @@ class CaseHarness:
         model = self.session.model(self.spec)
         count = sum(t.numel() for t in (*model.parameters(), *model.buffers())
                     if t.is_floating_point())
-        # Quantized GPU precisions keep 1-byte weights (their few float layers aside).
-        width = {"fp16": 2, "bf16": 2, "int8-dynamic": 1, "fp8": 1}.get(self.case.precision, 4)
-        return count * width / 2**20
+        return count * weight_bytes(self.case.precision) / 2**20
 
     def _check_accuracy(self, result: Result, output: np.ndarray) -> None:
         if self.case.is_fp32_reference:

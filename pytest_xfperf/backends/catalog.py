@@ -203,6 +203,14 @@ SPEEDUP_REFERENCE = {"cpu": "torch-cpu", "cuda": "torch-cuda-graph"}
 # users quantize from there), FP16 on a GPU.
 FLOAT_PRECISIONS = ("fp32", "fp16", "bf16")
 QUANTIZED_REFERENCE = {"cpu": "fp32", "cuda": "fp16"}
+# Bytes a weight takes when a model runs at a precision (memory of a PyTorch GPU model, the
+# bytes a decode step reads): INT8 and FP8 weights are 1 byte, a quantized model's few float
+# layers aside; any precision not listed, FP32's 4.
+WEIGHT_BYTES = {"fp16": 2, "bf16": 2, "int8-dynamic": 1, "fp8": 1}
+
+
+def weight_bytes(precision: str) -> int:
+    return WEIGHT_BYTES.get(precision, 4)
 
 
 def pace_fields(clock: str, backend: str) -> dict[str, str]:

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pytest_xfperf.backends.base import BackendUnavailable
+
 if TYPE_CHECKING:
     import torch
 
@@ -40,6 +42,17 @@ def fp8_unsupported_reason(capability: tuple[int, int], name: str) -> str | None
         return None
     return (f"fp8 needs FP8 tensor cores (compute capability 8.9 or later: Ada, Hopper); "
             f"{name} is {capability[0]}.{capability[1]}")
+
+
+def require_fp8_tensor_cores() -> None:
+    """Raise BackendUnavailable (a skip with the reason) unless this process's CUDA device
+    has FP8 tensor cores."""
+    import torch
+
+    reason = fp8_unsupported_reason(torch.cuda.get_device_capability(),
+                                    torch.cuda.get_device_name())
+    if reason:
+        raise BackendUnavailable(reason)
 
 
 def _row_scale(x: torch.Tensor, limit: float) -> torch.Tensor:

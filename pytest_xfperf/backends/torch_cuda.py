@@ -19,8 +19,8 @@ from pytest_xfperf.backends.base import BackendUnavailable
 from pytest_xfperf.backends.quantized_linear import (
     BASE_DTYPE,
     Quantized,
-    fp8_unsupported_reason,
     quantize_model,
+    require_fp8_tensor_cores,
 )
 from pytest_xfperf.models.module import primary_output
 
@@ -107,10 +107,7 @@ class TorchCudaRunner:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
         if precision == "fp8":
-            reason = fp8_unsupported_reason(torch.cuda.get_device_capability(),
-                                            torch.cuda.get_device_name())
-            if reason:
-                raise BackendUnavailable(reason)
+            require_fp8_tensor_cores()
         self.name = {"eager": "torch-cuda", "graph": "torch-cuda-graph",
                      "compile": "torch-compile"}[mode]
         self._mode = mode

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_xfperf.backends.base import BackendUnavailable
-from pytest_xfperf.backends.catalog import BACKENDS
+from pytest_xfperf.backends.catalog import BACKENDS, weight_bytes
 from pytest_xfperf.generation import scoring
 from pytest_xfperf.measure import machine_state
 from pytest_xfperf.measure.stats import percentile, summarize
@@ -34,8 +34,6 @@ if TYPE_CHECKING:
 # FP32 on the CPU (ONNX Runtime's INT8 graph), FP16 or BF16 on a GPU.
 KV_ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 QUANTIZED_KV_ELEMENT_BYTES = {"cpu": 4, "cuda": 2}
-# Bytes of a weight as the decode step reads it (the KV cache's share aside).
-WEIGHT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8-dynamic": 1, "fp8": 1}
 
 
 def kv_element_bytes(precision: str, device: str) -> int:
@@ -275,13 +273,13 @@ def _compute(harness: CaseHarness, result: Result, layers: int, kv_heads: int, h
     compute: dict[str, Any] = {"prefill_flops": prefill, "decode_flops_per_step": decode,
                                "prefill_flops_per_s": prefill / (details["ttft_ms"]["p50"]
                                                                  / 1000)}
-    weight_bytes = weights * WEIGHT_BYTES.get(case.precision, 4)
+    read = weights * weight_bytes(case.precision)
     kv_step = 2 * layers * batch * kv_heads * head_dim * middle * element
     if "tpot_ms" in details:
         seconds = details["tpot_ms"]["median_of_generations"] / 1000
         compute.update(decode_flops_per_s=decode / seconds,
-                       decode_bytes_per_step=weight_bytes + kv_step,
-                       decode_bytes_per_s=(weight_bytes + kv_step) / seconds)
+                       decode_bytes_per_step=read + kv_step,
+                       decode_bytes_per_s=(read + kv_step) / seconds)
     device = BACKENDS[case.backend].device
     threads = case_threads(session.settings.backend_options.get(case.backend, {}))
     kind = arithmetic(case.precision, device, tf32=case.backend == "ort-cuda")

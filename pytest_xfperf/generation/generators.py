@@ -15,8 +15,8 @@ from pytest_xfperf.backends.base import BackendUnavailable
 from pytest_xfperf.backends.quantized_linear import (
     BASE_DTYPE,
     Quantized,
-    fp8_unsupported_reason,
     quantize_model,
+    require_fp8_tensor_cores,
 )
 
 if TYPE_CHECKING:
@@ -118,10 +118,7 @@ class TorchGenerator:
         self._quantized: Quantized | None = None
         if precision in BASE_DTYPE:
             if precision == "fp8" and device == "cuda":
-                reason = fp8_unsupported_reason(torch.cuda.get_device_capability(),
-                                                torch.cuda.get_device_name())
-                if reason:
-                    raise BackendUnavailable(reason)
+                require_fp8_tensor_cores()
             self._quantized = quantize_model(self._model, precision, quantizer)
         self._cache_keyword = cache_keyword(self._model)
         self._cache: Any = None
