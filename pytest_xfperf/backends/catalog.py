@@ -38,8 +38,9 @@ class BackendInfo:
     yardstick: str = "cpu"
     # What paces a GPU call, which sets how far its device time moves between processes
     # (GatePolicy's device spreads): "captured" (one CUDA graph replayed: the device alone),
-    # "compiled" (kernels chosen at each compilation), "launched" (kernels launched one by
-    # one by the host: its launch rate).
+    # "compiled" (kernels chosen at each compilation; torch-compile's generation steps, see
+    # GENERATION_PACING), "launched" (kernels launched one by one by the host: its launch
+    # rate).
     pacing: str = "launched"
 
     @property
@@ -174,10 +175,10 @@ BACKENDS: dict[str, BackendInfo] = {b.name: b for b in (
     BackendInfo(name="torch-cuda", precisions=_TORCH_CUDA_PRECISIONS, **_TORCH_CUDA),
     BackendInfo(name="torch-cuda-graph", precisions=_TORCH_CUDA_PRECISIONS,
                 fixed_shapes=True, pacing="captured", **_TORCH_CUDA),
-    # Compiled with dynamic=False and, by default, CUDA graphs (reduce-overhead): every new
-    # batch shape would recompile.
+    # Compiled with dynamic=False (every new batch shape would recompile), then replayed from
+    # a CUDA graph captured by hand, as torch-cuda-graph is (backends/torch_cuda.py).
     BackendInfo(name="torch-compile", precisions=_TORCH_CUDA_PRECISIONS, fixed_shapes=True,
-                pacing="compiled", **_TORCH_CUDA),
+                pacing="captured", **_TORCH_CUDA),
     # INT8 on the CUDA provider is the QDQ file: ORT runs its Q/DQ nodes, but the CUDA
     # provider has no INT8 matmul kernels; TensorRT (below) has.
     BackendInfo(name="ort-cuda", precisions=("fp32", "fp16", "int8-static"), **_ORT_CUDA),
@@ -213,12 +214,23 @@ def weight_bytes(precision: str) -> int:
     return WEIGHT_BYTES.get(precision, 4)
 
 
-def pace_fields(clock: str, backend: str) -> dict[str, str]:
+# Generation's pacing where it differs from the backend's encoder calls. torch-compile's
+# generators replay hand-captured graphs too, but unchanged re-runs of their compiled prefill
+# moved -5.2 % to +10.3 % in TTFT between processes on an H200 (docs/generation.md), where
+# compiled BERT-base calls moved within 0.6 % (docs/gpu.md): they keep the compiled spread.
+GENERATION_PACING = {"torch-compile": "compiled"}
+
+
+def pace_fields(clock: str, backend: str, generation: bool = False) -> dict[str, str]:
     """What a block record on ``clock`` says of its pacing: on the device clock, what paces
-    the backend's calls (nothing for a backend not in the catalog: the gate then takes the
-    widest spread); nothing on the wall clock, whose spreads do not depend on it."""
+    the backend's calls, or its generation steps (``GENERATION_PACING``); nothing for a
+    backend not in the catalog (the gate then takes the widest spread), nor on the wall clock,
+    whose spreads do not depend on it."""
     info = BACKENDS.get(backend)
-    return {"pacing": info.pacing} if clock == "device" and info is not None else {}
+    if clock != "device" or info is None:
+        return {}
+    return {"pacing": GENERATION_PACING.get(backend, info.pacing) if generation
+            else info.pacing}
 
 
 def speedup_reference(backend: str, precision: str) -> tuple[str, str]:

@@ -4,6 +4,10 @@ INT8 or FP8 linear layers on the tensor cores' GEMMs (backends/quantized_linear.
 Attention runs as transformers runs it by default, SDPA; ``attention = "eager"`` in
 [tool.xfperf.<backend>] runs the eager attention the ONNX export is traced from instead.
 
+torch-cuda-graph and torch-compile replay one CUDA graph a call, captured by hand in
+``prepare``: torch-compile captures the compiled forward (inductor's kernels, compiled without
+graphs of its own, ``NO_GRAPH_MODES``), so both replay the same way and are paced the same way.
+
 Inputs are copied to the device once in ``prepare``; the timed call launches the model and the
 harness synchronizes after each call, so a sample is the wall-clock time of one complete
 inference with no host copies in it. The output stays on the device (copied only by ``run``).
@@ -31,6 +35,12 @@ if TYPE_CHECKING:
     from pytest_xfperf.backends.base import RunnerContext
 
 MODES = ("eager", "graph", "compile")
+CAPTURED_MODES = ("graph", "compile")  # replayed from a CUDA graph captured in ``prepare``
+# torch.compile modes that capture CUDA graphs of their own, and the same compilation without
+# them: the compiled call is captured by hand instead. Inductor's own graphs ran at two levels
+# about 2x apart, between processes and from one call to the next (docs/generation.md); a hand
+# capture of the same kernels replays steadily, and replays exactly what was captured.
+NO_GRAPH_MODES = {"reduce-overhead": "default", "max-autotune": "max-autotune-no-cudagraphs"}
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", **BASE_DTYPE}
 GRAPH_WARMUP = 3  # eager calls on a side stream before capture, as torch's docs require
 
@@ -125,9 +135,14 @@ class TorchCudaRunner:
         if precision in BASE_DTYPE:
             self._quantized = quantize_model(self._model, precision, quantizer)
         self._compiled: Callable[..., Any] | None = None
-        self._compile_mode = compile_mode
+        self._compile_mode = NO_GRAPH_MODES.get(compile_mode, compile_mode)
         if mode == "compile":
-            self._compiled = torch.compile(self._model, mode=compile_mode, dynamic=False)
+            # Compiled code is cached per code object, up to torch._dynamo's recompile limit,
+            # past which torch runs the code eagerly without an error; each runner compiles
+            # a model of its own, so each starts from an empty cache.
+            torch._dynamo.reset()
+            self._compiled = torch.compile(self._model, mode=self._compile_mode,
+                                           dynamic=False)
         self._graph: torch.cuda.CUDAGraph | None = None
         self._static_inputs: dict[str, torch.Tensor] = {}
         self._static_output: torch.Tensor | None = None
@@ -175,7 +190,7 @@ class TorchCudaRunner:
 
     def prepare(self, inputs: Mapping[str, np.ndarray]) -> Callable[[], object]:
         tensors = device_tensors(inputs)
-        if self._mode == "graph":
+        if self._mode in CAPTURED_MODES:
             tensors = self._graph_inputs(tensors)
             self._capture(tensors)
             graph = self._graph
@@ -185,7 +200,7 @@ class TorchCudaRunner:
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
 
-        if self._mode == "graph" and self._graph_matches(inputs):
+        if self._mode in CAPTURED_MODES and self._graph_matches(inputs):
             # The captured graph itself, on these inputs: what was timed is what is checked.
             fresh = self._graph_inputs(device_tensors(inputs))
             for name, value in fresh.items():
@@ -209,6 +224,8 @@ class TorchCudaRunner:
             "attention": self._attention,
             "cuda_runtime": torch.version.cuda, "inputs": "on device, copied before timing",
             "timed": "one call, synchronized (wall clock); device time by CUDA events"}
+        if self._mode in CAPTURED_MODES:
+            settings["cuda_graph"] = "captured by hand, one replay a call"
         if self._mode == "compile":
             settings["compile_mode"] = self._compile_mode
         if self._quantized is not None:

@@ -63,9 +63,10 @@ class GatePolicy:
     # Other GPU calls, in both views (the GEMM yardstick does not track what moves them),
     # from A/A runs of BERT-base-shaped cases on an H200 (root mean square of the log;
     # docs/gpu.md, "the spread by what paces a call"): kernels chosen anew at each compilation
-    # (torch.compile), 0.13 over 16 cases; kernels launched one by one by the host (eager
-    # PyTorch, ONNX Runtime's CUDA provider), 0.49, the host's launch rate moving eager
-    # PyTorch 0.64x-1.87x between processes.
+    # (torch.compile under its own CUDA graphs, 0.13 over 16 cases; it stands for
+    # torch-compile's generation steps, catalog.GENERATION_PACING); kernels launched one by
+    # one by the host (eager PyTorch, ONNX Runtime's CUDA provider), 0.49, the host's launch
+    # rate moving eager PyTorch 0.64x-1.87x between processes.
     spread_device_compiled: float = 0.13
     spread_device_launched: float = 0.5
 

@@ -18,6 +18,7 @@ from pytest_xfperf.backends.quantized_linear import (
     quantize_model,
     require_fp8_tensor_cores,
 )
+from pytest_xfperf.backends.torch_cuda import NO_GRAPH_MODES
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -318,14 +319,9 @@ class TorchCompiledGenerator(TorchGraphGenerator):
     """torch-cuda-graph's static cache, prefill and decode step, with the model's forward
     compiled by torch.compile, and replayed from the same hand-captured CUDA graphs: the
     compiled kernels, launched once a step. Modes that capture graphs of their own
-    ("reduce-overhead", "max-autotune") compile without them here (``NO_GRAPH_MODES``):
-    inductor's graphs of generation steps ran at two levels about 2x apart, from one
-    generation to the next and between processes (docs/generation.md); the hand capture ran
-    steadily. The prefill's shape and the decode step's compile once each
-    (``dynamic=False``)."""
-
-    NO_GRAPH_MODES = {"reduce-overhead": "default",
-                      "max-autotune": "max-autotune-no-cudagraphs"}
+    ("reduce-overhead", "max-autotune") compile without them here, as the encoder's
+    torch-compile does (``torch_cuda.NO_GRAPH_MODES``). The prefill's shape and the decode
+    step's compile once each (``dynamic=False``)."""
 
     def __init__(self, name: str, model: torch.nn.Module, precision: str,
                  compile_mode: str = "default", quantizer: str = "builtin") -> None:
@@ -338,7 +334,7 @@ class TorchCompiledGenerator(TorchGraphGenerator):
         # past which torch runs the code eagerly without an error. Each generator starts
         # from an empty cache, so that what it times is compiled.
         torch._dynamo.reset()
-        self._compile_mode = self.NO_GRAPH_MODES.get(compile_mode, compile_mode)
+        self._compile_mode = NO_GRAPH_MODES.get(compile_mode, compile_mode)
         self._compiled = torch.compile(functools.partial(TorchGraphGenerator._forward, self),
                                        mode=self._compile_mode, dynamic=False)
 

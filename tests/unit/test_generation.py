@@ -225,7 +225,9 @@ def test_the_stopping_rule_waits_until_both_generation_metrics_are_decided():
 
 def test_device_clock_generation_records_say_what_paces_the_backend():
     """A captured decode (torch-cuda-graph) keeps the device's narrow spread in the gate;
-    eager generation on a GPU, and a record that does not say, the host's wide one."""
+    torch-compile's generation the compiled one (its prefill moved between processes, unlike
+    its encoder calls); eager generation on a GPU, and a record that does not say, the host's
+    wide one."""
     from pytest_xfperf.generation.timing import GenerationSeries
 
     def series(clock: str, backend: str) -> GenerationSeries:
@@ -237,6 +239,9 @@ def test_device_clock_generation_records_say_what_paces_the_backend():
     assert {r["pacing"] for r in captured.values()} == {"captured"}
     compiled = series("device", "torch-compile").records(None)
     assert {r["pacing"] for r in compiled.values()} == {"compiled"}
+    # torch-compile's encoder calls replay a hand capture: the captured spread.
+    from pytest_xfperf.backends.catalog import pace_fields
+    assert pace_fields("device", "torch-compile") == {"pacing": "captured"}
     assert series("device", "torch-cuda").records(None)["tpot_ms"]["pacing"] == "launched"
     assert "pacing" not in series("wall", "torch-cpu").records(None)["tpot_ms"]
     baseline = {**_entry(STEADY_TPOT, STEADY_TTFT)}
