@@ -48,24 +48,17 @@ Call = Callable[[], object]
 
 def _candidate(rows: int, width: int) -> Call:
     import numpy as np
-    from onnx import TensorProto, helper, numpy_helper
 
-    from pytest_xfperf.measure.yardstick import cpu_session
+    from pytest_xfperf.measure.yardstick import cpu_session, mlp_graph
 
     rng = np.random.default_rng(1234)
-    nodes, inits, name = [], [], "x"
-    for i in range(LAYERS):
-        weight = (rng.standard_normal((width, width)) / width ** 0.5).astype(np.float32)
-        inits.append(numpy_helper.from_array(weight, f"w{i}"))
-        nodes += [helper.make_node("MatMul", [name, f"w{i}"], [f"m{i}"]),
-                  helper.make_node("Relu", [f"m{i}"], [f"r{i}"])]
-        name = f"r{i}"
-    graph = helper.make_graph(
-        nodes, "probe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [rows, width])],
-        [helper.make_tensor_value_info(name, TensorProto.FLOAT, [rows, width])], inits)
+    weights = [(rng.standard_normal((width, width)) / width ** 0.5).astype(np.float32)
+               for _ in range(LAYERS)]
+    graph = mlp_graph(weights, rows, "probe")
     session = cpu_session(graph, 0, spinning=False)
     feeds = {"x": rng.standard_normal((rows, width)).astype(np.float32)}
-    return lambda: session.run([name], feeds)
+    outputs = [graph.output[0].name]
+    return lambda: session.run(outputs, feeds)
 
 
 def _cases(cache: Path) -> dict[str, Call]:

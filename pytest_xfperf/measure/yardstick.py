@@ -62,30 +62,37 @@ def cpu_session(graph: Any, threads: int, spinning: bool = True) -> Any:
                                 providers=["CPUExecutionProvider"])
 
 
+def mlp_graph(weights: list[Any], rows: int, name: str = "xfperf-yardstick") -> Any:
+    """An ONNX graph of FP32 MatMul and Relu layers over ``weights`` (square, one width), on
+    an input of ``rows`` rows; its output is named by ``graph.output[0].name``."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    width = int(weights[0].shape[0])
+    nodes, inits, last = [], [], "x"
+    for i, weight in enumerate(weights):
+        inits.append(numpy_helper.from_array(weight, f"w{i}"))
+        nodes += [helper.make_node("MatMul", [last, f"w{i}"], [f"m{i}"]),
+                  helper.make_node("Relu", [f"m{i}"], [f"r{i}"])]
+        last = f"r{i}"
+    return helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [rows, width])],
+        [helper.make_tensor_value_info(last, TensorProto.FLOAT, [rows, width])], inits)
+
+
 def cpu(threads: int) -> Yardstick:
     """The MLP in ONNX Runtime on ``threads`` intra-op threads (0: its default), for every CPU
     case: ONNX Runtime's and PyTorch's alike, since on a shared host it tracks both better
     than a PyTorch workload does (docs/measurements.md, "The yardstick")."""
     import numpy as np
     import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
 
-    nodes, inits, name = [], [], "x"
-    for i, weight in enumerate(_weights()):
-        inits.append(numpy_helper.from_array(weight, f"w{i}"))
-        nodes += [helper.make_node("MatMul", [name, f"w{i}"], [f"m{i}"]),
-                  helper.make_node("Relu", [f"m{i}"], [f"r{i}"])]
-        name = f"r{i}"
-    graph = helper.make_graph(
-        nodes, "xfperf-yardstick",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [ROWS, WIDTH])],
-        [helper.make_tensor_value_info(name, TensorProto.FLOAT, [ROWS, WIDTH])], inits)
+    graph = mlp_graph(_weights(), ROWS)
     # Not spinning: a worker that spins on after the yardstick's block holds one of the
     # host's cores through the first calls of the case's next block (on 2 cores those took
     # 2.2x their median; docs/measurements.md, "The yardstick's threads").
     session = cpu_session(graph, threads, spinning=False)
     feeds = {"x": np.random.default_rng(0).standard_normal((ROWS, WIDTH)).astype(np.float32)}
-    outputs = [name]
+    outputs = [graph.output[0].name]
     return Yardstick(f"mlp{CPU_WORKLOAD_VERSION} onnxruntime {ort.__version__} threads={threads}",
                      lambda: session.run(outputs, feeds), lambda: None, False, lambda: None)
 
