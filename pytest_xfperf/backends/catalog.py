@@ -217,7 +217,7 @@ def weight_bytes(precision: str) -> int:
 # Generation's pacing where it differs from the backend's encoder calls. torch-compile's
 # generators replay hand-captured graphs too, but unchanged re-runs of their compiled prefill
 # moved -5.2 % to +10.3 % in TTFT between processes on an H200 (docs/generation.md), where
-# compiled BERT-base calls moved within 0.6 % (docs/gpu.md): they keep the compiled spread.
+# compiled BERT-base calls moved within 1.1 % (docs/gpu.md): they keep the compiled spread.
 GENERATION_PACING = {"torch-compile": "compiled"}
 
 
