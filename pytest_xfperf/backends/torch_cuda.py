@@ -57,6 +57,21 @@ def create(context: RunnerContext) -> TorchCudaRunner:
                                                                               "auto"))))
 
 
+def compile_for_capture(function: Callable[..., Any], compile_mode: str
+                        ) -> tuple[Callable[..., Any], str]:
+    """``function`` compiled by torch.compile for one input shape (``dynamic=False``) and
+    without CUDA graphs of its own (``NO_GRAPH_MODES``), ready to be captured by hand; and the
+    mode it was compiled in."""
+    import torch
+
+    # Compiled code is cached per code object, up to torch._dynamo's recompile limit, past
+    # which torch runs the code eagerly without an error. Each caller compiles a model of its
+    # own and starts from an empty cache, so that what it times is compiled.
+    torch._dynamo.reset()
+    mode = NO_GRAPH_MODES.get(compile_mode, compile_mode)
+    return torch.compile(function, mode=mode, dynamic=False), mode
+
+
 def choose_quantizer(asked: str) -> str:
     """"auto": torchao when it imports, else the plugin's own layers."""
     if asked != "auto":
@@ -135,14 +150,9 @@ class TorchCudaRunner:
         if precision in BASE_DTYPE:
             self._quantized = quantize_model(self._model, precision, quantizer)
         self._compiled: Callable[..., Any] | None = None
-        self._compile_mode = NO_GRAPH_MODES.get(compile_mode, compile_mode)
+        self._compile_mode = compile_mode
         if mode == "compile":
-            # Compiled code is cached per code object, up to torch._dynamo's recompile limit,
-            # past which torch runs the code eagerly without an error; each runner compiles
-            # a model of its own, so each starts from an empty cache.
-            torch._dynamo.reset()
-            self._compiled = torch.compile(self._model, mode=self._compile_mode,
-                                           dynamic=False)
+            self._compiled, self._compile_mode = compile_for_capture(self._model, compile_mode)
         self._graph: torch.cuda.CUDAGraph | None = None
         self._static_inputs: dict[str, torch.Tensor] = {}
         self._static_output: torch.Tensor | None = None

@@ -18,7 +18,7 @@ from pytest_xfperf.backends.quantized_linear import (
     quantize_model,
     require_fp8_tensor_cores,
 )
-from pytest_xfperf.backends.torch_cuda import NO_GRAPH_MODES
+from pytest_xfperf.backends.torch_cuda import compile_for_capture
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -320,23 +320,16 @@ class TorchCompiledGenerator(TorchGraphGenerator):
     compiled by torch.compile, and replayed from the same hand-captured CUDA graphs: the
     compiled kernels, launched once a step. Modes that capture graphs of their own
     ("reduce-overhead", "max-autotune") compile without them here, as the encoder's
-    torch-compile does (``torch_cuda.NO_GRAPH_MODES``). The prefill's shape and the decode
+    torch-compile does (``torch_cuda.compile_for_capture``). The prefill's shape and the decode
     step's compile once each (``dynamic=False``)."""
 
     def __init__(self, name: str, model: torch.nn.Module, precision: str,
                  compile_mode: str = "default", quantizer: str = "builtin") -> None:
         import functools
 
-        import torch
-
         super().__init__(name, model, precision, quantizer)
-        # Compiled code is cached per code object, up to torch._dynamo's recompile limit,
-        # past which torch runs the code eagerly without an error. Each generator starts
-        # from an empty cache, so that what it times is compiled.
-        torch._dynamo.reset()
-        self._compile_mode = NO_GRAPH_MODES.get(compile_mode, compile_mode)
-        self._compiled = torch.compile(functools.partial(TorchGraphGenerator._forward, self),
-                                       mode=self._compile_mode, dynamic=False)
+        self._compiled, self._compile_mode = compile_for_capture(
+            functools.partial(TorchGraphGenerator._forward, self), compile_mode)
 
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         logits: torch.Tensor = self._compiled(ids, positions)
