@@ -4,7 +4,8 @@
 # pacing rests on. Each step is one `pytest --xfperf tests/perf` process at a 5 % tolerance.
 #   bash benchmarks/gpu_compile_aa.sh OUTDIR BASELINES STEP...
 # Steps: record | gate (BERT-base seq 128, batch 1 and 32, every torch-compile precision);
-# gen-record | gen-gate (gpt2-small and llama-tiny generation on torch-compile).
+# gen-record | gen-gate (gpt2-small and llama-tiny generation on GEN_BACKENDS, default
+# torch-compile; e.g. GEN_BACKENDS=torch-cuda-graph,torch-compile for both captured generators).
 # A step is skipped once DEADLINE_S seconds (default 430) have passed since the script began.
 # Writes each run's JSON report and terminal output under OUTDIR; the baselines go to BASELINES
 # and the runs' history to BASELINES.history.db, both copied to OUTDIR at the end, where
@@ -21,7 +22,7 @@ plugin=(-p pytest_xfperf.plugin)
 python3 -c "import importlib.metadata as m; m.version('pytest-xfperf')" 2>/dev/null && plugin=()
 encoder=(--xfperf-models bert-base --xfperf-backends torch-compile
          --xfperf-precisions fp16,bf16,int8-dynamic,fp8 --xfperf-shapes 1x128,32x128)
-generation=(--xfperf-models gpt2-small,llama-tiny --xfperf-backends torch-compile
+generation=(--xfperf-models gpt2-small,llama-tiny --xfperf-backends "${GEN_BACKENDS:-torch-compile}"
             --xfperf-precisions fp16,bf16 --xfperf-shapes b1p128n32,b8p128n32)
 run() {  # NAME ARGS...: one pytest --xfperf run, its report and its output under OUTDIR
   local name=$1; shift

@@ -207,10 +207,10 @@ OPTIONS: tuple[Option, ...] = (
            lambda v: parse_tolerance_table(v)),
     Option("spreads", "gate.policy", "how far a case's level moves between processes (log-scale "
            "standard deviation) by clock and view, and on a GPU by what paces the call, added "
-           "to every interval: wall_own=0.15,wall_normalized=0.06,device_own=0.005,"
-           "device_normalized=0.03 (a captured graph's replay),device_compiled=0.13,"
-           "device_launched=0.5 by default; measure a suite's with `python -m pytest_xfperf "
-           "history spreads`",
+           "to every interval: wall_own=0.15,wall_normalized=0.06,device_own=0.008,"
+           "device_normalized=0.03 (a captured graph's replay),device_prefill=0.031 (a "
+           "generation's TTFT there),device_launched=0.5 by default; measure a suite's with "
+           "`python -m pytest_xfperf history spreads`",
            lambda v: parse_spreads(v)),
     Option("update_baselines", "gate.update_baselines",
            "record this run's results as the new baselines", parse_bool, flag=True),
@@ -381,6 +381,13 @@ def parse_tolerance_table(value: Any, origin: str = "tolerances") -> dict[str, f
     return out
 
 
+# Spreads a configuration may still name, and where their cases went.
+REMOVED_SPREADS = {
+    "device_compiled": "torch-compile's calls and decode steps replay hand-captured graphs and "
+                       "take device_own and device_normalized; a generation's TTFT takes "
+                       "device_prefill"}
+
+
 def parse_spreads(value: Any) -> GatePolicy:
     """A table ``{wall_normalized = 0.03}`` or the text ``wall_normalized=0.03``: the gate's
     policy with those between-process spreads (the others keep their defaults)."""
@@ -393,6 +400,8 @@ def parse_spreads(value: Any) -> GatePolicy:
                    if name.startswith("spread_"))
     spreads: dict[str, Any] = {}
     for name, raw in value.items():
+        if name in REMOVED_SPREADS:
+            raise ValueError(f"spread {name!r} no longer exists: {REMOVED_SPREADS[name]}")
         if name not in known:
             raise ValueError(f"unknown spread {name!r}; valid: {', '.join(known)}")
         spread = parse_positive_float(raw, name)

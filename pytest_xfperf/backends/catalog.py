@@ -38,9 +38,8 @@ class BackendInfo:
     yardstick: str = "cpu"
     # What paces a GPU call, which sets how far its device time moves between processes
     # (GatePolicy's device spreads): "captured" (one CUDA graph replayed: the device alone),
-    # "compiled" (kernels chosen at each compilation; torch-compile's generation steps, see
-    # GENERATION_PACING), "launched" (kernels launched one by one by the host: its launch
-    # rate).
+    # "launched" (kernels launched one by one by the host: its launch rate). A captured
+    # backend's prefill is paced apart ("prefill", pace_fields).
     pacing: str = "launched"
 
     @property
@@ -214,23 +213,17 @@ def weight_bytes(precision: str) -> int:
     return WEIGHT_BYTES.get(precision, 4)
 
 
-# Generation's pacing where it differs from the backend's encoder calls. torch-compile's
-# generators replay hand-captured graphs too, but unchanged re-runs of their compiled prefill
-# moved -5.2 % to +10.3 % in TTFT between processes on an H200 (docs/generation.md), where
-# compiled BERT-base calls moved within 1.1 % (docs/gpu.md): they keep the compiled spread.
-GENERATION_PACING = {"torch-compile": "compiled"}
-
-
-def pace_fields(clock: str, backend: str, generation: bool = False) -> dict[str, str]:
+def pace_fields(clock: str, backend: str, prefill: bool = False) -> dict[str, str]:
     """What a block record on ``clock`` says of its pacing: on the device clock, what paces
-    the backend's calls, or its generation steps (``GENERATION_PACING``); nothing for a
-    backend not in the catalog (the gate then takes the widest spread), nor on the wall clock,
-    whose spreads do not depend on it."""
+    the backend's calls; for a generation's prefill (its TTFT) on a captured backend,
+    "prefill": one replay after the host's work between generations, which moved up to 10.3 %
+    between unchanged processes where the decode steps moved within 3 % (docs/generation.md,
+    "Generation A/A on the GPU"). Nothing for a backend not in the catalog (the gate then
+    takes the widest spread), nor on the wall clock, whose spreads do not depend on it."""
     info = BACKENDS.get(backend)
     if clock != "device" or info is None:
         return {}
-    return {"pacing": GENERATION_PACING.get(backend, info.pacing) if generation
-            else info.pacing}
+    return {"pacing": "prefill" if prefill and info.pacing == "captured" else info.pacing}
 
 
 def speedup_reference(backend: str, precision: str) -> tuple[str, str]:

@@ -53,31 +53,32 @@ class GatePolicy:
     confidence: float = 0.95
     # How far a case's level moves between two processes (standard deviation of its log), by
     # clock and view: what the blocks of one process cannot show, added to every interval.
-    # Measured by A/A runs of benchmarks/gate_power.py (docs/measurements.md, "The narrower
-    # view decides"): own times of a 2-core cloud CPU moved 0.60x-1.32x; a CUDA-graph replay
-    # on an H200, timed by CUDA events, within 1 %.
+    # Measured by A/A runs (root mean square of the log of the shifts; docs/measurements.md,
+    # "The narrower view decides", and docs/generation.md, "Generation A/A on the GPU"): own
+    # times of a 2-core cloud CPU moved 0.60x-1.32x. On a GPU, timed by CUDA events, a
+    # captured CUDA graph's replay (an encoder call, 0.0033 over 32 trials on an H200; a
+    # generation's decode step, 0.0079 over 42 on an H100 and an H200) moved within 3 %.
     spread_wall_own: float = 0.15
     spread_wall_normalized: float = 0.06
-    spread_device_own: float = 0.005  # a captured CUDA graph's replay
+    spread_device_own: float = 0.008  # a captured replay, the larger of the two figures above
     spread_device_normalized: float = 0.03
-    # Other GPU calls, in both views (the GEMM yardstick does not track what moves them),
-    # from A/A runs of BERT-base-shaped cases on an H200 (root mean square of the log;
-    # docs/gpu.md, "the spread by what paces a call"): kernels chosen anew at each compilation
-    # (torch.compile under its own CUDA graphs, 0.13 over 16 cases; it stands for
-    # torch-compile's generation steps, catalog.GENERATION_PACING); kernels launched one by
-    # one by the host (eager PyTorch, ONNX Runtime's CUDA provider), 0.49, the host's launch
-    # rate moving eager PyTorch 0.64x-1.87x between processes.
-    spread_device_compiled: float = 0.13
+    # Other GPU spans, in both views (the GEMM yardstick does not track what moves them): a
+    # generation's prefill, one captured replay after the host's work between generations
+    # (TTFT: own times 0.031 over the same 42 trials, up to +10.3 %); kernels launched one by
+    # one by the host (eager PyTorch, ONNX Runtime's CUDA provider), 0.49 on BERT-base-shaped
+    # cases on an H200, the host's launch rate moving eager PyTorch 0.64x-1.87x between
+    # processes (docs/gpu.md, "the spread by what paces a call").
+    spread_device_prefill: float = 0.031
     spread_device_launched: float = 0.5
 
     @staticmethod
     def spread_name(clock: str, normalized: bool, pacing: str) -> str:
         """Which spread (its name without ``spread_``, as ``[tool.xfperf] spreads`` writes
         it) a view measured on ``clock`` ("wall" or "device") takes; on the device clock, by
-        what paces the call (``BackendInfo.pacing``: "captured", "compiled"; anything else
-        counts as launched, the widest)."""
+        what paces the timed span (``catalog.pace_fields``: "captured", "prefill"; anything
+        else counts as launched, the widest)."""
         if clock == "device" and pacing != "captured":
-            return "device_compiled" if pacing == "compiled" else "device_launched"
+            return "device_prefill" if pacing == "prefill" else "device_launched"
         return f"{'device' if clock == 'device' else 'wall'}_" + (
             "normalized" if normalized else "own")
 

@@ -49,6 +49,8 @@ def block_summary(record: Mapping[str, Any]) -> dict[str, Any]:
     yard_ms = [float(x) for x in record.get("yardstick_ms", [])]
     out: dict[str, Any] = {"own": round(_median(case_ms), 6), "clock": record.get("clock"),
                            "blocks": len(case_ms), "case_ms": [round(x, 5) for x in case_ms]}
+    if record.get("pacing"):
+        out["pacing"] = record["pacing"]  # which spread its shifts stand for (history spreads)
     if yard_ms and len(yard_ms) == len(case_ms):
         out.update(normalized=round(_median([c / y for c, y in zip(case_ms, yard_ms,
                                                                    strict=True)]), 6),

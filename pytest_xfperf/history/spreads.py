@@ -51,26 +51,33 @@ def trials(db: History, baseline: Mapping[str, Any], pattern: str = "*") -> list
     out = []
     for case_id in db.case_ids(pattern):
         entry = cases.get(case_id)
-        then = entry.get("timing") if isinstance(entry, Mapping) else None
-        if not isinstance(then, Mapping):
+        if not isinstance(entry, Mapping):
             continue
+        # Every block record the baseline holds: ``timing`` (latency, or a generation's TPOT,
+        # its TTFT where it generates one token) and ``more_timing`` (a generation's TTFT,
+        # which has a spread of its own on a GPU).
+        more = entry.get("more_timing")
+        more = more if isinstance(more, Mapping) else {}
         found = CaseTrials(case_id)
         for point in db.series(case_id, key):
             if point.verdict in NOT_COMPARED:
                 continue
-            # The record the baseline's ``timing`` holds: latency, else a generation's TPOT
-            # (its TTFT where it generates one token).
-            now = next((point.summary[name] for name in PRIMARY_RECORDS
-                        if isinstance(point.summary.get(name), Mapping)
-                        and "case_ms" in point.summary[name]), None)
-            if (now is None or now.get("clock") != then.get("clock")
-                    or list(now["case_ms"]) == list(then["case_ms"])):
-                continue
-            views, _ = gate.block_views(now, then, rule.DEFAULT_POLICY, spread=False)
-            for view in views:
-                found.add(rule.GatePolicy.spread_name(
-                    str(then.get("clock")), view.normalized, str(then.get("pacing", ""))),
-                    view.ratio)
+            primary = next((name for name in PRIMARY_RECORDS
+                            if name in point.summary and name not in more), None)
+            pairs = [(point.summary.get(primary or ""), entry.get("timing")),
+                     *((point.summary.get(name), then) for name, then in more.items())]
+            for now, then in pairs:
+                if (not isinstance(then, Mapping) or not isinstance(now, Mapping)
+                        or "case_ms" not in now or now.get("clock") != then.get("clock")
+                        or list(now["case_ms"]) == list(then["case_ms"])):
+                    continue
+                views, _ = gate.block_views(now, then, rule.DEFAULT_POLICY, spread=False)
+                # The run's pacing, as the gate reads it; a run from before history kept it
+                # takes the baseline's.
+                pacing = str(now.get("pacing", then.get("pacing", "")))
+                for view in views:
+                    found.add(rule.GatePolicy.spread_name(
+                        str(then.get("clock")), view.normalized, pacing), view.ratio)
         if found.ratios:
             out.append(found)
     return out

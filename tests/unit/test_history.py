@@ -265,6 +265,38 @@ def test_history_spreads_are_the_rms_of_unchanged_runs_against_the_baseline(tmp_
             f"wall_own = {own:.3f} }}") in out.getvalue()
 
 
+def test_history_spreads_read_a_generations_ttft_as_its_own_spread(tmp_path: Path):
+    """A GPU generation's TPOT is a captured replay (device_own) and its TTFT a prefill
+    (device_prefill): both are A/A trials, each under its own spread, by the run's pacing."""
+    import math
+
+    from pytest_xfperf.history.spreads import trials
+
+    case_id = "gpt2-tiny/torch-cuda-graph/fp16/b1p32n8"
+    steps, prefill = [0.2, 0.21, 0.19, 0.2], [0.5, 0.52, 0.49, 0.5]
+    baseline = {"machine": {"key": "gpu-x"}, "cases": {case_id: {
+        "timing": {"clock": "device", "case_ms": steps, "pacing": "captured"},
+        "more_timing": {"ttft_ms": {"clock": "device", "case_ms": prefill,
+                                    "pacing": "prefill"}}}}}
+
+    def run(tpot: float, ttft: float) -> CaseRow:
+        summary = {"tpot_ms": {"clock": "device", "pacing": "captured",
+                               "case_ms": [v * tpot for v in steps]},
+                   "ttft_ms": {"clock": "device", "pacing": "prefill",
+                               "case_ms": [v * ttft for v in prefill]}}
+        return CaseRow(case_id=case_id, verdict="pass", timing_metric="tpot_ms",
+                       metrics={"tpot_ms": 0.2}, summary=summary, seconds=1.0)
+
+    with History(tmp_path / "history.db") as db:
+        db.append(run_row("gpu-x"), [run(1.01, 1.05)])
+        found = trials(db, baseline)
+    assert len(found) == 1
+    ratios = found[0].ratios
+    assert set(ratios) == {"device_own", "device_prefill"}
+    assert math.log(ratios["device_own"][0]) == pytest.approx(math.log(1.01), abs=1e-6)
+    assert math.log(ratios["device_prefill"][0]) == pytest.approx(math.log(1.05), abs=1e-6)
+
+
 def test_history_spreads_without_compared_runs_say_what_to_do(tmp_path: Path, capsys):
     from pytest_xfperf import cli
 
@@ -283,9 +315,9 @@ def test_each_view_stands_for_the_spread_its_clock_and_pacing_take():
     spread_name = DEFAULT_POLICY.spread_name
     names = {spread_name("wall", False, ""), spread_name("wall", True, ""),
              spread_name("device", False, "captured"), spread_name("device", True, "captured"),
-             spread_name("device", True, "compiled"), spread_name("device", False, "launched")}
+             spread_name("device", True, "prefill"), spread_name("device", False, "launched")}
     assert names == {"wall_own", "wall_normalized", "device_own", "device_normalized",
-                     "device_compiled", "device_launched"}
+                     "device_prefill", "device_launched"}
     # Each is a knob of the policy, as [tool.xfperf] spreads names it; a record that does
     # not say what paces it takes the widest, as in the gate.
     assert all(hasattr(DEFAULT_POLICY, f"spread_{name}") for name in names)

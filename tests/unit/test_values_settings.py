@@ -145,8 +145,11 @@ def test_spreads_set_the_gate_policy_and_bad_ones_name_the_fix():
     assert settings.gate.policy.spread_wall_own == 0.15  # the others keep their defaults
     from_env = resolve({}, {}, {}, environ={"XFPERF_SPREADS": "device_own=0.01"})
     assert from_env.gate.policy.spread_device_own == 0.01
-    with pytest.raises(ValueError, match="unknown spread 'wall'; valid: device_compiled"):
+    with pytest.raises(ValueError, match="unknown spread 'wall'; valid: device_launched"):
         resolve({}, {}, {"spreads": "wall=0.1"}, environ={})
+    # A spread that was removed says where its cases went.
+    with pytest.raises(ValueError, match="'device_compiled' no longer exists: torch-compile"):
+        resolve({}, {}, {"spreads": {"device_compiled": 0.1}}, environ={})
     with pytest.raises(ValueError, match="below 1"):
         resolve({}, {}, {"spreads": {"wall_own": 2}}, environ={})
     with pytest.raises(ValueError, match="wall_own must be a finite number"):
