@@ -151,9 +151,10 @@ def _fp16(in_path: Path, out_path: Path) -> dict[str, Any]:
 @dataclass(frozen=True)
 class DecoderTarget:
     """Where the decoder runs, and what ONNX Runtime's transformer optimizer needs to know.
-    On the CPU the export is fused first (for GPT-2, ORT's GPT-2 fusions: LayerNorm with the
-    residual add, FastGelu); a family without an ORT optimizer is left as exported. The GPU
-    file is the export itself (its FP16 form for fp16)."""
+    The export is fused first, for the device it runs on (for GPT-2, ORT's GPT-2 fusions:
+    LayerNorm with the residual add, FastGelu, which the CPU and CUDA providers both run); a
+    family without an ORT optimizer is left as exported. FP16 and INT8 convert the fused
+    file."""
 
     device: str = "cpu"
     family: str = ""
@@ -195,15 +196,15 @@ def decoder_artifact(cache: ArtifactCache, model_name: str, identity: str, preci
                                                             model_name), "export")
     onnxruntime = versions.get("onnxruntime", versions.get("onnxruntime-gpu", ""))
     source, parent = exported, cache_key(export_parts)
-    if target.device == "cpu":
-        optimize_parts: dict[str, Any] = {
-            "stage": "decoder-optimize", "parent": parent, "family": target.family,
-            "num_heads": target.num_heads, "hidden_size": target.hidden_size,
-            "onnxruntime": onnxruntime}
-        source = stage(optimize_parts, lambda d: optimize_onnx(
-            exported, d / MODEL_FILE, target.family, target.num_heads, target.hidden_size),
-            "optimize")
-        parent = cache_key(optimize_parts)
+    use_gpu = target.device == "cuda"
+    optimize_parts: dict[str, Any] = {
+        "stage": "decoder-optimize", "parent": parent, "family": target.family,
+        "num_heads": target.num_heads, "hidden_size": target.hidden_size,
+        "onnxruntime": onnxruntime, **({"use_gpu": True} if use_gpu else {})}
+    source = stage(optimize_parts, lambda d: optimize_onnx(
+        exported, d / MODEL_FILE, target.family, target.num_heads, target.hidden_size,
+        use_gpu), "optimize")
+    parent = cache_key(optimize_parts)
     if precision == "fp32":
         return source, built
     if precision == "fp16":

@@ -67,6 +67,38 @@ def test_the_onnx_decoder_generates_what_pytorch_does(model, cache, precision, m
     assert again["built_now"] == []
 
 
+def test_the_gpu_decoder_is_fused_for_the_cuda_provider_and_its_fp16_form_too(model, cache):
+    """ORT's transformer optimizer fuses the GPU decoder as well (use_gpu): a file of its own,
+    whose FP32 form the CPU provider also runs (SkipLayerNormalization and FastGelu have CPU
+    kernels), so here it is checked against PyTorch; the FP16 form converts the fused file
+    (running it needs the CUDA provider)."""
+    onnx = pytest.importorskip("onnx")
+    spec, module = model
+    ids, (reference_logits, reference_tokens) = _reference(model)
+    target = DecoderTarget("cuda", spec.family, spec.num_heads, spec.hidden_size)
+    path, built = decoder_artifact(cache, spec.name, spec.identity, "fp32",
+                                   lambda: module, reduce_range=False, target=target)
+    assert "use_gpu" in built["optimize"]["optimizer"] or spec.family != "gpt2"
+    fused = built["optimize"]["fused"]
+    if spec.family != "gpt2":
+        assert fused == {}  # no ORT optimizer for the family: left as exported
+        return
+    assert fused.get("SkipLayerNormalization", 0) > 0 and fused.get("FastGelu", 0) > 0
+    cpu_path, _ = decoder_artifact(cache, spec.name, spec.identity, "fp32", lambda: module,
+                                   reduce_range=False,
+                                   target=DecoderTarget("cpu", spec.family, spec.num_heads,
+                                                        spec.hidden_size))
+    assert path != cpu_path  # the CPU's and the GPU's fusions are cached apart
+    generator = OrtGenerator("ort-cpu", path, "cpu", {}, built["export"]["layers"])
+    logits, tokens = run_untimed(generator, ids, NEW_TOKENS)
+    assert logits_agreement(logits, reference_logits)["cosine"] >= 0.99999
+    assert token_agreement(tokens, reference_tokens)[0] == 1.0
+    half, _ = decoder_artifact(cache, spec.name, spec.identity, "fp16", lambda: module,
+                               reduce_range=False, target=target)
+    ops = {node.op_type for node in onnx.load(str(half)).graph.node}
+    assert {"SkipLayerNormalization", "FastGelu"} <= ops
+
+
 def test_pytorch_generation_is_greedy_decoding_of_the_model(model):
     torch = pytest.importorskip("torch")
     spec, module = model
