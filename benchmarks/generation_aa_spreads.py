@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 from pytest_xfperf.backends.catalog import pace_fields
 from pytest_xfperf.baselines import gate, rule
 from pytest_xfperf.baselines.rule import GatePolicy
+from pytest_xfperf.history.spreads import rms_of_log
 
 METRICS = ("tpot_ms", "ttft_ms")
 TOLERANCES = (0.05, 0.10)
@@ -39,7 +39,7 @@ def trials(report: dict[str, Any], source: str) -> list[dict[str, Any]]:
     """One row per gated (case, metric, view) of a report."""
     rows = []
     for case in report.get("cases", []):
-        case_id = str(case.get("id") or case.get("case_id"))
+        case_id = str(case.get("id"))
         backend = case_id.split("/")[1]
         decisions = (case.get("baseline") or {}).get("decisions") or {}
         for metric in METRICS:
@@ -85,10 +85,6 @@ def replay(report: dict[str, Any], baseline: dict[str, Any]) -> dict[str, dict[s
     return {name: dict(values) for name, values in sorted(counts.items())}
 
 
-def rms(values: list[float]) -> float:
-    return math.sqrt(sum(math.log(v) ** 2 for v in values) / len(values))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reports", nargs="+")
@@ -104,7 +100,7 @@ def main() -> None:
         backend = row["case"].split("/")[1]
         groups[f"{backend} {row['metric']} {view}"].append(row["ratio"])
         groups[f"spread {row['spread']}"].append(row["ratio"])
-    table = {name: {"trials": len(values), "rms_log": round(rms(values), 4),
+    table = {name: {"trials": len(values), "rms_log": round(rms_of_log(values), 4),
                     "max_abs_shift": round(max(abs(v - 1) for v in values), 4)}
              for name, values in sorted(groups.items())}
     for name, figures in table.items():

@@ -18,6 +18,13 @@ OPTIMIZER_TYPES = {"bert": "bert", "roberta": "bert", "distilbert": "bert", "xlm
                    "electra": "bert", "camembert": "bert", "vit": "vit", "gpt2": "gpt2"}
 
 
+def gpu_key(family: str, use_gpu: bool) -> dict[str, Any]:
+    """What an optimize stage's cache key adds when it fuses for the GPU: ``use_gpu``, only
+    where the family has an optimizer. Without one the file is the export on either device,
+    so the CPU and the GPU share one copy."""
+    return {"use_gpu": True} if use_gpu and family in OPTIMIZER_TYPES else {}
+
+
 def optimize_onnx(
     in_path: Path, out_path: Path, family: str, num_heads: int, hidden_size: int,
     use_gpu: bool = False,

@@ -167,7 +167,7 @@ def decoder_artifact(cache: ArtifactCache, model_name: str, identity: str, preci
                      target: DecoderTarget | None = None) -> tuple[Path, dict[str, Any]]:
     """The cached ONNX decoder at ``precision`` (fp32, fp16 or int8-dynamic) for ``target``:
     its path, and what was built (the stages' facts and build seconds)."""
-    from pytest_xfperf.artifacts.optimize import optimize_onnx
+    from pytest_xfperf.artifacts.optimize import gpu_key, optimize_onnx
     from pytest_xfperf.artifacts.quantize import quantize_dynamic_int8
 
     target = target or DecoderTarget()
@@ -200,7 +200,7 @@ def decoder_artifact(cache: ArtifactCache, model_name: str, identity: str, preci
     optimize_parts: dict[str, Any] = {
         "stage": "decoder-optimize", "parent": parent, "family": target.family,
         "num_heads": target.num_heads, "hidden_size": target.hidden_size,
-        "onnxruntime": onnxruntime, **({"use_gpu": True} if use_gpu else {})}
+        "onnxruntime": onnxruntime, **gpu_key(target.family, use_gpu)}
     source = stage(optimize_parts, lambda d: optimize_onnx(
         exported, d / MODEL_FILE, target.family, target.num_heads, target.hidden_size,
         use_gpu), "optimize")
