@@ -13,6 +13,16 @@ the date.
 
 runs the shipped perf test on a CUDA machine for the Llama-style geometry in FP16: eager
 decoding (torch-cuda) against the captured one (torch-cuda-graph), b1 and b32.
+
+    python benchmarks/generation_figures.py ab --before DIR --out OUT [--rounds 4]
+        [--models llama-small] [--backends ort-cpu] [--precisions fp32,int8-dynamic]
+        [--shapes b1p128n32]
+
+compares two versions of the plugin on one matrix: the checkout DIR (another commit of this
+project) and this one, each loaded first on PYTHONPATH, in real `pytest --xfperf` runs that
+alternate (before, after, after, before, ...), with one artifact cache, so that each version
+builds its own artifacts once. OUT/summary.json holds every run's TPOT, TTFT, tokens and the
+fusions of its ONNX decoder, and the median of after over before per case.
 """
 
 from __future__ import annotations
@@ -36,7 +46,7 @@ GPU_MATRIX = ["--xfperf-models", "llama-small", "--xfperf-backends",
 
 
 def plugin_run(matrix: list[str], report: Path, baselines: Path, tests: str = "tests/perf",
-               env: dict[str, str] | None = None) -> list[str]:
+               env: dict[str, str] | None = None, python: list[str] | None = None) -> list[str]:
     from importlib import metadata
 
     try:  # installed: pytest loads the plugin by its entry point
@@ -44,9 +54,9 @@ def plugin_run(matrix: list[str], report: Path, baselines: Path, tests: str = "t
         load: list[str] = []
     except metadata.PackageNotFoundError:  # a checkout on PYTHONPATH (the GPU machine)
         load = ["-p", "pytest_xfperf.plugin"]
-    command = [sys.executable, "-m", "pytest", tests, *load, "-p", "no:cacheprovider",
-               "-q", "--xfperf", *matrix, "--xfperf-baselines", str(baselines),
-               "--xfperf-report", str(report)]
+    command = [*(python or [sys.executable]), "-m", "pytest", tests, *load,
+               "-p", "no:cacheprovider", "-q", "--xfperf", *matrix,
+               "--xfperf-baselines", str(baselines), "--xfperf-report", str(report)]
     subprocess.run(command, cwd=ROOT, check=False, stdout=subprocess.DEVNULL,
                    env={**os.environ, **(env or {})})
     return command
@@ -122,6 +132,54 @@ def gpu(out: Path) -> None:
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 
+def ab(out: Path, before: Path, rounds: int, matrix: list[str]) -> None:
+    from pytest_xfperf.baselines.machine import cpu_fingerprint
+
+    out.mkdir(parents=True, exist_ok=True)
+    cache = out / "cache"
+    versions = {"before": before.resolve(), "after": ROOT}
+    runs: list[dict[str, Any]] = []
+    command: list[str] = []
+    for index in range(rounds):
+        order = ("before", "after") if index % 2 == 0 else ("after", "before")
+        for version in order:
+            report = out / f"{version}_{index}.json"
+            path = os.pathsep.join(p for p in (str(versions[version]),
+                                               os.environ.get("PYTHONPATH", "")) if p)
+            command = plugin_run([*matrix, "--xfperf-cache-dir", str(cache),
+                                  "--xfperf-history", "off"], report,
+                                 out / f"baselines_{version}", env={"PYTHONPATH": path},
+                                 # -P: the working directory (this checkout) is not put first on
+                                 # sys.path, so the version on PYTHONPATH is the one imported
+                                 python=[sys.executable, "-P"])
+            cases = {}
+            for case_id, case in _cases(report).items():
+                metrics = case.get("generation_metrics") or {}
+                generation = case.get("generation") or {}
+                cases[case_id] = {
+                    "tpot_ms": metrics.get("tpot_ms"), "ttft_ms": metrics.get("ttft_ms"),
+                    "accuracy": case.get("accuracy"), "verdict": case.get("verdict"),
+                    "fused": (generation.get("artifact") or {}).get("optimize", {}).get("fused"),
+                    "first_divergence": generation.get("first_divergence")}
+            runs.append({"round": index, "version": version, "cases": cases})
+            print(json.dumps(runs[-1]), flush=True)
+
+    def tpots(version: str, case_id: str) -> list[float]:
+        return [r["cases"][case_id]["tpot_ms"] for r in runs if r["version"] == version
+                and (r["cases"].get(case_id) or {}).get("tpot_ms")]
+
+    case_ids = sorted({c for r in runs for c in r["cases"]})
+    medians = {c: {"before_tpot_ms": statistics.median(tpots("before", c)),
+                   "after_tpot_ms": statistics.median(tpots("after", c))}
+               for c in case_ids if tpots("before", c) and tpots("after", c)}
+    for figures in medians.values():
+        figures["after_over_before"] = figures["after_tpot_ms"] / figures["before_tpot_ms"]
+    summary = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "cpu": cpu_fingerprint(), "before": str(before),
+               "command": " ".join(command[1:]), "runs": runs, "median_tpot": medians}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -130,11 +188,24 @@ def main() -> None:
     cpu_parser.add_argument("--rounds", type=int, default=3)
     gpu_parser = sub.add_parser("gpu")
     gpu_parser.add_argument("--out", type=Path, required=True)
+    ab_parser = sub.add_parser("ab")
+    ab_parser.add_argument("--out", type=Path, required=True)
+    ab_parser.add_argument("--before", type=Path, required=True,
+                           help="a checkout of the version to compare against")
+    ab_parser.add_argument("--rounds", type=int, default=4)
+    ab_parser.add_argument("--models", default="llama-small")
+    ab_parser.add_argument("--backends", default="ort-cpu")
+    ab_parser.add_argument("--precisions", default="fp32,int8-dynamic")
+    ab_parser.add_argument("--shapes", default="b1p128n32")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)
     if args.command == "cpu":
         cpu(args.out.resolve(), args.rounds)
+    elif args.command == "ab":
+        ab(args.out.resolve(), args.before, args.rounds,
+           ["--xfperf-models", args.models, "--xfperf-backends", args.backends,
+            "--xfperf-precisions", args.precisions, "--xfperf-shapes", args.shapes])
     else:
         gpu(args.out.resolve())
 

@@ -13,16 +13,23 @@ FUSED_OPERATORS = ("EmbedLayerNormalization", "Attention", "MultiHeadAttention",
                    "SkipSimplifiedLayerNormalization")
 
 # transformers model_type -> ORT optimizer model_type. The encoder-only families share the
-# BERT fusions (ORT has no separate roberta/distilbert type).
+# BERT fusions (ORT has no separate roberta/distilbert type). A Llama-style decoder takes the
+# GPT-2 fusions, as ORT's own "qwen3" type does for that architecture: its RMS norms become
+# SimplifiedLayerNormalization, and with the residual add before them
+# SkipSimplifiedLayerNormalization (one plain norm, then one fused per norm after it).
 OPTIMIZER_TYPES = {"bert": "bert", "roberta": "bert", "distilbert": "bert", "xlm-roberta": "bert",
-                   "electra": "bert", "camembert": "bert", "vit": "vit", "gpt2": "gpt2"}
+                   "electra": "bert", "camembert": "bert", "vit": "vit", "gpt2": "gpt2",
+                   "llama": "gpt2"}
 
 
-def gpu_key(family: str, use_gpu: bool) -> dict[str, Any]:
-    """What an optimize stage's cache key adds when it fuses for the GPU: ``use_gpu``, only
-    where the family has an optimizer. Without one the file is the export on either device,
-    so the CPU and the GPU share one copy."""
-    return {"use_gpu": True} if use_gpu and family in OPTIMIZER_TYPES else {}
+def optimizer_key(family: str, use_gpu: bool) -> dict[str, Any]:
+    """What an optimize stage's cache key adds for the fusions it applies: the optimizer's type
+    and ``use_gpu``, only where the family has an optimizer. Without one the file is the
+    export on either device, so the CPU and the GPU share one copy."""
+    optimizer_type = OPTIMIZER_TYPES.get(family)
+    if optimizer_type is None:
+        return {}
+    return {"optimizer": optimizer_type, **({"use_gpu": True} if use_gpu else {})}
 
 
 def optimize_onnx(

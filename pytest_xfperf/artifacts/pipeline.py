@@ -17,7 +17,7 @@ from pytest_xfperf.artifacts.cache import ArtifactCache, Entry, cache_key
 from pytest_xfperf.artifacts.export import export_onnx
 from pytest_xfperf.artifacts.fp16 import convert_fp16
 from pytest_xfperf.artifacts.graph import op_histogram, quantization_coverage
-from pytest_xfperf.artifacts.optimize import gpu_key, optimize_onnx
+from pytest_xfperf.artifacts.optimize import optimize_onnx, optimizer_key
 from pytest_xfperf.artifacts.options import BuildOptions
 from pytest_xfperf.artifacts.quantize import quantize_dynamic_int8, quantize_static_qdq
 from pytest_xfperf.artifacts.quiet import quiet_build
@@ -146,7 +146,7 @@ class ArtifactPipeline:
         optimize_parts: dict[str, Any] = {"stage": "optimize", "parent": cache_key(export_parts),
                           "family": spec.family, "num_heads": spec.num_heads,
                           "hidden_size": spec.hidden_size, **_versions("onnxruntime", "onnx"),
-                          **gpu_key(spec.family, use_gpu)}
+                          **optimizer_key(spec.family, use_gpu)}
         optimized = stage(
             "optimize", optimize_parts,
             lambda d: {**optimize_onnx(exported().file(MODEL_FILE), d / MODEL_FILE, spec.family,

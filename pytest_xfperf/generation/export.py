@@ -134,8 +134,9 @@ def rms_statistics_nodes(graph: Any) -> list[str]:
 
 def _fp16(in_path: Path, out_path: Path) -> dict[str, Any]:
     """Everything in FP16, the cache and logits included (keeping FP32 inputs would cast the
-    whole cache at every step), except the statistics of RMS norms (``rms_statistics_nodes``);
-    token ids stay int64."""
+    whole cache at every step), except the statistics of RMS norms left unfused
+    (``rms_statistics_nodes``; a fused norm computes them in FP32 itself); token ids stay
+    int64."""
     import onnx
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST
     from onnxruntime.transformers.onnx_model import OnnxModel
@@ -151,10 +152,10 @@ def _fp16(in_path: Path, out_path: Path) -> dict[str, Any]:
 @dataclass(frozen=True)
 class DecoderTarget:
     """Where the decoder runs, and what ONNX Runtime's transformer optimizer needs to know.
-    The export is fused first, for the device it runs on (for GPT-2, ORT's GPT-2 fusions:
-    LayerNorm with the residual add, FastGelu, which the CPU and CUDA providers both run); a
-    family without an ORT optimizer is left as exported. FP16 and INT8 convert the fused
-    file."""
+    The export is fused first, for the device it runs on, by ORT's GPT-2 fusions (GPT-2's
+    LayerNorms and a Llama-style model's RMS norms, each with the residual add before it;
+    GPT-2's FastGelu), which the CPU and CUDA providers both run; a family without an ORT
+    optimizer is left as exported. FP16 and INT8 convert the fused file."""
 
     device: str = "cpu"
     family: str = ""
@@ -167,7 +168,7 @@ def decoder_artifact(cache: ArtifactCache, model_name: str, identity: str, preci
                      target: DecoderTarget | None = None) -> tuple[Path, dict[str, Any]]:
     """The cached ONNX decoder at ``precision`` (fp32, fp16 or int8-dynamic) for ``target``:
     its path, and what was built (the stages' facts and build seconds)."""
-    from pytest_xfperf.artifacts.optimize import gpu_key, optimize_onnx
+    from pytest_xfperf.artifacts.optimize import optimize_onnx, optimizer_key
     from pytest_xfperf.artifacts.quantize import quantize_dynamic_int8
 
     target = target or DecoderTarget()
@@ -200,7 +201,7 @@ def decoder_artifact(cache: ArtifactCache, model_name: str, identity: str, preci
     optimize_parts: dict[str, Any] = {
         "stage": "decoder-optimize", "parent": parent, "family": target.family,
         "num_heads": target.num_heads, "hidden_size": target.hidden_size,
-        "onnxruntime": onnxruntime, **gpu_key(target.family, use_gpu)}
+        "onnxruntime": onnxruntime, **optimizer_key(target.family, use_gpu)}
     source = stage(optimize_parts, lambda d: optimize_onnx(
         exported, d / MODEL_FILE, target.family, target.num_heads, target.hidden_size,
         use_gpu), "optimize")

@@ -35,6 +35,15 @@ def cache(tmp_path_factory):
     return ArtifactCache(tmp_path_factory.mktemp("cache"))
 
 
+def _full_fusion(family, layers):
+    """What ORT's GPT-2 fusions make of each tiny decoder: every norm but the first follows a
+    residual add and takes it in (Skip...), GPT-2's GELU becomes FastGelu."""
+    if family == "gpt2":
+        return {"SkipLayerNormalization": 2 * layers, "LayerNormalization": 1,
+                "FastGelu": layers}
+    return {"SimplifiedLayerNormalization": 1, "SkipSimplifiedLayerNormalization": 2 * layers}
+
+
 def _reference(model):
     spec, module = model
     ids = spec.make_inputs(2, 12, 0)["input_ids"]
@@ -53,9 +62,8 @@ def test_the_onnx_decoder_generates_what_pytorch_does(model, cache, precision, m
     target = DecoderTarget("cpu", spec.family, spec.num_heads, spec.hidden_size)
     path, built = decoder_artifact(cache, spec.name, spec.identity, precision,
                                    lambda: module, reduce_range=False, target=target)
-    # ORT fuses the GPT-2 decoder for the CPU; Llama has no ORT optimizer: left as exported.
-    fused = built["optimize"]["fused"]
-    assert fused.get("SkipLayerNormalization", 0) > 0 if spec.family == "gpt2" else fused == {}
+    # ORT fuses both decoders for the CPU: GPT-2's LayerNorms, Llama's RMS norms.
+    assert built["optimize"]["fused"] == _full_fusion(spec.family, built["export"]["layers"])
     generator = OrtGenerator("ort-cpu", path, "cpu", {}, built["export"]["layers"])
     logits, tokens = run_untimed(generator, ids, NEW_TOKENS)
     assert tokens.shape == (2, NEW_TOKENS)
@@ -69,7 +77,7 @@ def test_the_onnx_decoder_generates_what_pytorch_does(model, cache, precision, m
 
 def test_the_gpu_decoder_is_fused_for_the_cuda_provider_and_its_fp16_form_too(model, cache):
     """ORT's transformer optimizer fuses the GPU decoder as well (use_gpu): a file of its own,
-    whose FP32 form the CPU provider also runs (SkipLayerNormalization and FastGelu have CPU
+    whose FP32 form the CPU provider also runs (the fused norms and FastGelu have CPU
     kernels), so here it is checked against PyTorch; the FP16 form converts the fused file
     (running it needs the CUDA provider)."""
     onnx = pytest.importorskip("onnx")
@@ -78,17 +86,13 @@ def test_the_gpu_decoder_is_fused_for_the_cuda_provider_and_its_fp16_form_too(mo
     target = DecoderTarget("cuda", spec.family, spec.num_heads, spec.hidden_size)
     path, built = decoder_artifact(cache, spec.name, spec.identity, "fp32",
                                    lambda: module, reduce_range=False, target=target)
-    assert "use_gpu" in built["optimize"]["optimizer"] or spec.family != "gpt2"
+    assert built["optimize"]["optimizer"].endswith("model_type=gpt2 use_gpu")
     fused = built["optimize"]["fused"]
     cpu_path, _ = decoder_artifact(cache, spec.name, spec.identity, "fp32", lambda: module,
                                    reduce_range=False,
                                    target=DecoderTarget("cpu", spec.family, spec.num_heads,
                                                         spec.hidden_size))
-    if spec.family != "gpt2":
-        assert fused == {}  # no ORT optimizer for the family: left as exported,
-        assert path == cpu_path  # one file for both devices
-        return
-    assert fused.get("SkipLayerNormalization", 0) > 0 and fused.get("FastGelu", 0) > 0
+    assert fused == _full_fusion(spec.family, built["export"]["layers"])
     assert path != cpu_path  # the CPU's and the GPU's fusions are cached apart
     generator = OrtGenerator("ort-cpu", path, "cpu", {}, built["export"]["layers"])
     logits, tokens = run_untimed(generator, ids, NEW_TOKENS)
@@ -97,7 +101,23 @@ def test_the_gpu_decoder_is_fused_for_the_cuda_provider_and_its_fp16_form_too(mo
     half, _ = decoder_artifact(cache, spec.name, spec.identity, "fp16", lambda: module,
                                reduce_range=False, target=target)
     ops = {node.op_type for node in onnx.load(str(half)).graph.node}
-    assert {"SkipLayerNormalization", "FastGelu"} <= ops
+    assert set(fused) <= ops
+
+
+def test_a_family_without_an_ort_optimizer_keeps_one_export_for_both_devices(cache):
+    """A decoder whose family ORT's optimizer does not know (a user's directory of another
+    architecture) runs as exported: nothing fused, and the CPU and the GPU share the file."""
+    spec = BUILTIN["llama-tiny"](0)
+    paths, facts = [], []
+    for device in ("cpu", "cuda"):
+        path, built = decoder_artifact(cache, spec.name, spec.identity, "fp32", spec.build,
+                                       reduce_range=False,
+                                       target=DecoderTarget(device, "", spec.num_heads,
+                                                            spec.hidden_size))
+        paths.append(path)
+        facts.append(built["optimize"])
+    assert paths[0] == paths[1]
+    assert facts[0]["fused"] == {} and "fusions skipped" in facts[0]["optimizer"]
 
 
 def test_pytorch_generation_is_greedy_decoding_of_the_model(model):
@@ -165,16 +185,28 @@ def test_the_block_loop_times_prefill_and_each_decode_step(model):
 
 def test_the_fp16_decoder_keeps_the_rms_norm_statistics_in_fp32(cache):
     """Squares of hidden states past 256 overflow FP16: PyTorch computes an RMS norm's mean
-    square in FP32, and the ort-cuda FP16 decoder must too (the conversion runs on any
-    machine; running the FP16 graph needs the CUDA provider)."""
+    square in FP32, and the ort-cuda FP16 decoder must too. Fused, each norm is one ORT
+    operator that computes its statistics in FP32 (stash_type 1, and Skip... has no other
+    mode); left unfused (a family ORT's optimizer does not know), the statistics' nodes stay
+    in FP32. The conversion runs on any machine; running the FP16 graph needs the CUDA
+    provider."""
     onnx = pytest.importorskip("onnx")
     from pytest_xfperf.generation.export import rms_statistics_nodes
 
     spec = BUILTIN["llama-tiny"](0)
-    target = DecoderTarget("cuda", spec.family, spec.num_heads, spec.hidden_size)
-    path, built = decoder_artifact(cache, spec.name, spec.identity, "fp16", spec.build,
-                                   reduce_range=False, target=target)
-    graph = onnx.load(str(path)).graph
+    fused_path, built = decoder_artifact(
+        cache, spec.name, spec.identity, "fp16", spec.build, reduce_range=False,
+        target=DecoderTarget("cuda", spec.family, spec.num_heads, spec.hidden_size))
+    graph = onnx.load(str(fused_path)).graph
+    assert rms_statistics_nodes(graph) == []  # nothing of the norms left outside the fused ops
+    norms = [n for n in graph.node if n.op_type == "SimplifiedLayerNormalization"]
+    assert len(norms) == 1
+    assert [a.i for a in norms[0].attribute if a.name == "stash_type"] == [1]
+
+    unfused_path, built = decoder_artifact(
+        cache, spec.name, spec.identity, "fp16", spec.build, reduce_range=False,
+        target=DecoderTarget("cuda", "", spec.num_heads, spec.hidden_size))
+    graph = onnx.load(str(unfused_path)).graph
     kept = set(rms_statistics_nodes(graph))
     # Two norms per layer and the final one; Pow, ReduceMean, Add, Sqrt, Reciprocal each.
     assert len(kept) == 5 * (2 * built["export"]["layers"] + 1)

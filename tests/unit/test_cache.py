@@ -47,3 +47,18 @@ def test_entries_moved_aside_are_bounded(tmp_path: Path):
         entry.file("model.onnx").write_bytes(b"damaged")  # wrong size: found on the next load
         ArtifactCache(tmp_path).get_or_build({"n": 1}, writer(calls))
         assert len(list((tmp_path / "corrupt").iterdir())) == min(round_ + 1, KEEP_CORRUPT)
+
+
+def test_an_optimize_stage_is_keyed_by_the_fusions_it_applies():
+    """The optimizer's type is part of an optimize stage's key: a family that gains fusions
+    (Llama-style decoders take ORT's GPT-2 fusions) is built again, not served the unfused copy
+    cached under the old key; a family without an optimizer keeps one key for both devices."""
+    from pytest_xfperf.artifacts.cache import cache_key
+    from pytest_xfperf.artifacts.optimize import optimizer_key
+
+    assert optimizer_key("llama", use_gpu=False) == {"optimizer": "gpt2"}
+    assert optimizer_key("roberta", use_gpu=True) == {"optimizer": "bert", "use_gpu": True}
+    assert optimizer_key("mistral", use_gpu=True) == optimizer_key("mistral", use_gpu=False) == {}
+    base = {"stage": "decoder-optimize", "family": "llama"}
+    unfused_before = cache_key(base)
+    assert cache_key({**base, **optimizer_key("llama", use_gpu=False)}) != unfused_before
