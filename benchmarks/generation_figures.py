@@ -66,6 +66,14 @@ def _cases(report: Path) -> dict[str, dict[str, Any]]:
     return {c["id"]: c for c in json.loads(report.read_text())["cases"]}
 
 
+def _generation_figures(case: dict[str, Any]) -> dict[str, Any]:
+    """A generative case's figures from its JSON report entry (None where it has none)."""
+    metrics = case.get("generation_metrics") or {}
+    return {"tpot_ms": metrics.get("tpot_ms"), "ttft_ms": metrics.get("ttft_ms"),
+            "accuracy": case.get("accuracy"),
+            "first_divergence": (case.get("generation") or {}).get("first_divergence")}
+
+
 def cpu(out: Path, rounds: int) -> None:
     from pytest_xfperf.baselines.machine import cpu_fingerprint
 
@@ -87,10 +95,7 @@ def cpu(out: Path, rounds: int) -> None:
                               ("ort_int8", "gpt2-small/ort-cpu/int8-dynamic/b1p128n32")):
             case = cases.get(case_id, {})
             metrics = case.get("generation_metrics") or {}
-            row[name] = {"tpot_ms": metrics.get("tpot_ms"), "ttft_ms": metrics.get("ttft_ms"),
-                         "speedup": case.get("speedup"), "accuracy": case.get("accuracy"),
-                         "first_divergence": (case.get("generation") or {}).get(
-                             "first_divergence")}
+            row[name] = {**_generation_figures(case), "speedup": case.get("speedup")}
             hand = [h for h in hands if h["case"] == case_id]
             if hand:  # this round's line: the last one written for the case
                 row[name]["hand"] = hand[-1]["hand"]
@@ -152,28 +157,24 @@ def ab(out: Path, before: Path, rounds: int, matrix: list[str]) -> None:
                                  # -P: the working directory (this checkout) is not put first on
                                  # sys.path, so the version on PYTHONPATH is the one imported
                                  python=[sys.executable, "-P"])
-            cases = {}
-            for case_id, case in _cases(report).items():
-                metrics = case.get("generation_metrics") or {}
-                generation = case.get("generation") or {}
-                cases[case_id] = {
-                    "tpot_ms": metrics.get("tpot_ms"), "ttft_ms": metrics.get("ttft_ms"),
-                    "accuracy": case.get("accuracy"), "verdict": case.get("verdict"),
-                    "fused": (generation.get("artifact") or {}).get("optimize", {}).get("fused"),
-                    "first_divergence": generation.get("first_divergence")}
+            cases = {
+                case_id: {**_generation_figures(case), "verdict": case.get("verdict"),
+                          "fused": ((case.get("generation") or {}).get("artifact") or {})
+                          .get("optimize", {}).get("fused")}
+                for case_id, case in _cases(report).items()}
             runs.append({"round": index, "version": version, "cases": cases})
             print(json.dumps(runs[-1]), flush=True)
 
-    def tpots(version: str, case_id: str) -> list[float]:
-        return [r["cases"][case_id]["tpot_ms"] for r in runs if r["version"] == version
-                and (r["cases"].get(case_id) or {}).get("tpot_ms")]
-
-    case_ids = sorted({c for r in runs for c in r["cases"]})
-    medians = {c: {"before_tpot_ms": statistics.median(tpots("before", c)),
-                   "after_tpot_ms": statistics.median(tpots("after", c))}
-               for c in case_ids if tpots("before", c) and tpots("after", c)}
-    for figures in medians.values():
-        figures["after_over_before"] = figures["after_tpot_ms"] / figures["before_tpot_ms"]
+    medians: dict[str, dict[str, float]] = {}
+    for case_id in sorted({c for r in runs for c in r["cases"]}):
+        tpots = {version: [r["cases"][case_id]["tpot_ms"] for r in runs
+                           if r["version"] == version
+                           and (r["cases"].get(case_id) or {}).get("tpot_ms")]
+                 for version in versions}
+        if tpots["before"] and tpots["after"]:
+            before_ms, after_ms = (statistics.median(tpots[v]) for v in ("before", "after"))
+            medians[case_id] = {"before_tpot_ms": before_ms, "after_tpot_ms": after_ms,
+                                "after_over_before": after_ms / before_ms}
     summary = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                "cpu": cpu_fingerprint(), "before": str(before),
                "command": " ".join(command[1:]), "runs": runs, "median_tpot": medians}
