@@ -16,13 +16,15 @@ decoding (torch-cuda) against the captured one (torch-cuda-graph), b1 and b32.
 
     python benchmarks/generation_figures.py ab --before DIR --out OUT [--rounds 4]
         [--models llama-small] [--backends ort-cpu] [--precisions fp32,int8-dynamic]
-        [--shapes b1p128n32]
+        [--shapes b1p128n32] [--resume]
 
 compares two versions of the plugin on one matrix: the checkout DIR (another commit of this
 project) and this one, each loaded first on PYTHONPATH, in real `pytest --xfperf` runs that
 alternate (before, after, after, before, ...), with one artifact cache, so that each version
-builds its own artifacts once. OUT/summary.json holds every run's TPOT, TTFT, tokens and the
-fusions of its ONNX decoder, and the median of after over before per case.
+builds its own artifacts once. OUT/summary.json, rewritten after every run, holds every run's
+TPOT, TTFT, tokens and the fusions of its ONNX decoder, the machine the reports name, and the
+median of after over before per case. With --resume, runs whose reports are already in OUT are
+read instead of run again.
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ GPU_MATRIX = ["--xfperf-models", "llama-small", "--xfperf-backends",
               "--xfperf-shapes", "b1p128n64,b32p128n64"]
 
 
-def plugin_run(matrix: list[str], report: Path, baselines: Path, tests: str = "tests/perf",
-               env: dict[str, str] | None = None, python: list[str] | None = None) -> list[str]:
+def plugin_command(matrix: list[str], report: Path, baselines: Path, tests: str = "tests/perf",
+                   python: list[str] | None = None) -> list[str]:
     from importlib import metadata
 
     try:  # installed: pytest loads the plugin by its entry point
@@ -54,11 +56,20 @@ def plugin_run(matrix: list[str], report: Path, baselines: Path, tests: str = "t
         load: list[str] = []
     except metadata.PackageNotFoundError:  # a checkout on PYTHONPATH (the GPU machine)
         load = ["-p", "pytest_xfperf.plugin"]
-    command = [*(python or [sys.executable]), "-m", "pytest", tests, *load,
-               "-p", "no:cacheprovider", "-q", "--xfperf", *matrix,
-               "--xfperf-baselines", str(baselines), "--xfperf-report", str(report)]
+    return [*(python or [sys.executable]), "-m", "pytest", tests, *load,
+            "-p", "no:cacheprovider", "-q", "--xfperf", *matrix,
+            "--xfperf-baselines", str(baselines), "--xfperf-report", str(report)]
+
+
+def run_command(command: list[str], env: dict[str, str] | None = None) -> None:
     subprocess.run(command, cwd=ROOT, check=False, stdout=subprocess.DEVNULL,
                    env={**os.environ, **(env or {})})
+
+
+def plugin_run(matrix: list[str], report: Path, baselines: Path, tests: str = "tests/perf",
+               env: dict[str, str] | None = None) -> list[str]:
+    command = plugin_command(matrix, report, baselines, tests)
+    run_command(command, env)
     return command
 
 
@@ -137,7 +148,7 @@ def gpu(out: Path) -> None:
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 
-def ab(out: Path, before: Path, rounds: int, matrix: list[str]) -> None:
+def ab(out: Path, before: Path, rounds: int, matrix: list[str], resume: bool = False) -> None:
     from pytest_xfperf.baselines.machine import cpu_fingerprint
 
     out.mkdir(parents=True, exist_ok=True)
@@ -145,18 +156,26 @@ def ab(out: Path, before: Path, rounds: int, matrix: list[str]) -> None:
     versions = {"before": before.resolve(), "after": ROOT}
     runs: list[dict[str, Any]] = []
     command: list[str] = []
+    machine: dict[str, Any] | None = None
     for index in range(rounds):
         order = ("before", "after") if index % 2 == 0 else ("after", "before")
         for version in order:
             report = out / f"{version}_{index}.json"
             path = os.pathsep.join(p for p in (str(versions[version]),
                                                os.environ.get("PYTHONPATH", "")) if p)
-            command = plugin_run([*matrix, "--xfperf-cache-dir", str(cache),
-                                  "--xfperf-history", "off"], report,
-                                 out / f"baselines_{version}", env={"PYTHONPATH": path},
-                                 # -P: the working directory (this checkout) is not put first on
-                                 # sys.path, so the version on PYTHONPATH is the one imported
-                                 python=[sys.executable, "-P"])
+            command = plugin_command([*matrix, "--xfperf-cache-dir", str(cache),
+                                      "--xfperf-history", "off"], report,
+                                     out / f"baselines_{version}",
+                                     # -P: the working directory (this checkout) is not put
+                                     # first on sys.path, so the version on PYTHONPATH is the
+                                     # one imported
+                                     python=[sys.executable, "-P"])
+            if not (resume and report.is_file()):
+                report.unlink(missing_ok=True)
+                run_command(command, env={"PYTHONPATH": path})
+            if not report.is_file():
+                raise SystemExit(f"{version} run {index} wrote no report: {' '.join(command)}")
+            machine = json.loads(report.read_text()).get("machine")
             cases = {
                 case_id: {**_generation_figures(case), "verdict": case.get("verdict"),
                           "fused": ((case.get("generation") or {}).get("artifact") or {})
@@ -164,19 +183,24 @@ def ab(out: Path, before: Path, rounds: int, matrix: list[str]) -> None:
                 for case_id, case in _cases(report).items()}
             runs.append({"round": index, "version": version, "cases": cases})
             print(json.dumps(runs[-1]), flush=True)
+            # written after every run, so that a run cut short still leaves its figures
+            _write_ab_summary(out, before, command, runs, machine, cpu_fingerprint())
 
+
+def _write_ab_summary(out: Path, before: Path, command: list[str], runs: list[dict[str, Any]],
+                      machine: dict[str, Any] | None, cpu: dict[str, Any]) -> None:
     medians: dict[str, dict[str, float]] = {}
     for case_id in sorted({c for r in runs for c in r["cases"]}):
         tpots = {version: [r["cases"][case_id]["tpot_ms"] for r in runs
                            if r["version"] == version
                            and (r["cases"].get(case_id) or {}).get("tpot_ms")]
-                 for version in versions}
+                 for version in ("before", "after")}
         if tpots["before"] and tpots["after"]:
             before_ms, after_ms = (statistics.median(tpots[v]) for v in ("before", "after"))
             medians[case_id] = {"before_tpot_ms": before_ms, "after_tpot_ms": after_ms,
                                 "after_over_before": after_ms / before_ms}
     summary = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-               "cpu": cpu_fingerprint(), "before": str(before),
+               "cpu": cpu, "machine": machine, "before": str(before),
                "command": " ".join(command[1:]), "runs": runs, "median_tpot": medians}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
@@ -198,6 +222,9 @@ def main() -> None:
     ab_parser.add_argument("--backends", default="ort-cpu")
     ab_parser.add_argument("--precisions", default="fp32,int8-dynamic")
     ab_parser.add_argument("--shapes", default="b1p128n32")
+    ab_parser.add_argument("--resume", action="store_true",
+                           help="read a run whose report is already in OUT instead of running it "
+                                "again (a matrix cut short by a time limit goes on)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)
@@ -206,7 +233,8 @@ def main() -> None:
     elif args.command == "ab":
         ab(args.out.resolve(), args.before, args.rounds,
            ["--xfperf-models", args.models, "--xfperf-backends", args.backends,
-            "--xfperf-precisions", args.precisions, "--xfperf-shapes", args.shapes])
+            "--xfperf-precisions", args.precisions, "--xfperf-shapes", args.shapes],
+           args.resume)
     else:
         gpu(args.out.resolve())
 
