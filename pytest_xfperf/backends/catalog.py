@@ -242,8 +242,9 @@ def speedup_reference(backend: str, precision: str) -> tuple[str, str]:
 # the way its library does. The PyTorch backends use transformers' dynamic cache, or a static
 # cache with the prefill and decode step captured in CUDA graphs (torch-cuda-graph) or
 # compiled by torch.compile (torch-compile); on a GPU their INT8 and FP8 are the encoder
-# cases' linear layers (backends/quantized_linear.py). The ONNX Runtime backends run an
-# export with the past keys and values as inputs and outputs.
+# cases' linear layers (backends/quantized_linear.py). ort-cpu and ort-cuda run an export
+# with the past keys and values as inputs and outputs; ort-cuda-graph one whose keys and
+# values stay in buffers of fixed size, its prefill and decode step replayed from CUDA graphs.
 GENERATION_PRECISIONS: dict[str, tuple[str, ...]] = {
     "torch-cpu": ("fp32",),
     "ort-cpu": ("fp32", "int8-dynamic"),
@@ -251,6 +252,7 @@ GENERATION_PRECISIONS: dict[str, tuple[str, ...]] = {
     "torch-cuda-graph": _TORCH_CUDA_PRECISIONS,
     "torch-compile": _TORCH_CUDA_PRECISIONS,
     "ort-cuda": ("fp32", "fp16"),
+    "ort-cuda-graph": ("fp32", "fp16"),
 }
 
 

@@ -56,7 +56,12 @@ def make_generator(harness: CaseHarness) -> Generator:
     device = BACKENDS[case.backend].device
     if case.backend.startswith("ort-"):
         from pytest_xfperf.artifacts.export import ExportError
-        from pytest_xfperf.generation.export import DecoderTarget, decoder_artifact
+        from pytest_xfperf.generation.export import (
+            FIXED_BUFFERS,
+            PAST_PRESENT,
+            DecoderTarget,
+            decoder_artifact,
+        )
 
         identity = spec.identity or ""
         if not identity:
@@ -64,14 +69,18 @@ def make_generator(harness: CaseHarness) -> Generator:
 
             identity = weights_digest(session.model(spec))
         reduce_range = session.settings.build.resolved_reduce_range()
+        graph = case.backend == "ort-cuda-graph"
         try:
             target = DecoderTarget(device, spec.family, spec.num_heads, spec.hidden_size)
             path, built = decoder_artifact(session.cache, spec.name, identity, case.precision,
-                                           lambda: session.model(spec), reduce_range, target)
+                                           lambda: session.model(spec), reduce_range, target,
+                                           FIXED_BUFFERS if graph else PAST_PRESENT)
         except ExportError as exc:
             raise RuntimeError(str(exc)) from None
         harness.generation_build = built
         layers = int(built["export"].get("layers", 0))
+        if graph:
+            return generators.OrtGraphGenerator(case.backend, path, options, layers)
         return generators.OrtGenerator(case.backend, path, device, options, layers)
     return torch_generator(session, spec, case.backend, case.precision)
 

@@ -29,6 +29,10 @@ MODEL_FILE = "decoder.onnx"
 OPSET = 17
 # Past length the export is traced with: not 0, so that nothing specializes on an empty past.
 TRACE_PAST = 3
+# The decoder forms: past and present tensors that grow by a position a step (one graph for
+# prefill and decode), or keys and values in buffers of fixed size (for a CUDA graph).
+PAST_PRESENT = "past-present"
+FIXED_BUFFERS = "fixed-buffers"
 
 
 def _cache_wrapper(model: torch.nn.Module, layers: int) -> torch.nn.Module:
@@ -66,6 +70,96 @@ def _cache_wrapper(model: torch.nn.Module, layers: int) -> torch.nn.Module:
             return (output.logits, next_token, *presents)
 
     return WithFlatCache().eval()
+
+
+def _fixed_buffer_wrapper(model: torch.nn.Module, layers: int) -> torch.nn.Module:
+    import torch
+    from transformers import DynamicCache
+
+    from pytest_xfperf.generation.generators import cache_keyword, returned_cache
+
+    keyword = cache_keyword(model)
+
+    class WithFixedBuffers(torch.nn.Module):
+        """Keys and values in buffers of a fixed number of positions, in and out: ``count``
+        new tokens at positions ``start`` .. ``start + count - 1`` attend to the buffer's
+        positions before ``start`` and to each other, and their keys and values are written
+        there; every other position passes through. Shapes never change from step to step,
+        which a CUDA graph needs."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: torch.Tensor, start: torch.Tensor,
+                    *buffers: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            batch, count = input_ids.shape
+            positions = buffers[0].shape[2]
+            slots = torch.arange(positions, device=input_ids.device)
+            filled = (slots < start).to(torch.int64)[None].expand(batch, positions)
+            mask = torch.cat([filled, torch.ones_like(input_ids)], dim=1)
+            position_ids = (start + torch.arange(count, device=input_ids.device))[None]
+            cache = DynamicCache()
+            for layer in range(layers):
+                cache.update(buffers[2 * layer], buffers[2 * layer + 1], layer)
+            output = self.model(input_ids=input_ids, attention_mask=mask,
+                                position_ids=position_ids.expand(batch, count),
+                                use_cache=True, **{keyword: cache})
+            returned = returned_cache(output)
+            if hasattr(returned, "layers"):
+                grown = [t for layer in returned.layers for t in (layer.keys, layer.values)]
+            else:  # transformers 4.x caches
+                grown = [t for pair in returned.to_legacy_cache() for t in pair]
+            # Slot j takes the new token j - start where start <= j < start + count.
+            offset = slots - start
+            written = ((offset >= 0) & (offset < count))[None, None, :, None]
+            source = offset.clamp(0, count - 1)
+            out = [torch.where(written, t[:, :, positions:].index_select(2, source), old)
+                   for t, old in zip(grown, buffers, strict=True)]
+            next_token = output.logits[:, -1].argmax(-1, keepdim=True)
+            return (output.logits, next_token, start + count, *out)
+
+    return WithFixedBuffers().eval()
+
+
+def export_fixed_buffer_decoder(model: torch.nn.Module, out_path: Path,
+                                model_name: str) -> dict[str, Any]:
+    """The decoder for a CUDA graph (ort-cuda-graph): ``_fixed_buffer_wrapper`` exported with
+    the batch, the new tokens' count and the buffers' positions as named free dimensions
+    (``batch``, ``new``, ``positions``), which a session fixes for its case (ONNX Runtime
+    then folds every shape computation into constants)."""
+    import onnx
+    import torch
+
+    from pytest_xfperf.generation.scoring import kv_geometry
+
+    config: Any = model.config
+    layers, kv_heads, head_dim = kv_geometry(config)
+    names = [f"past.{layer}.{part}" for layer in range(layers) for part in ("key", "value")]
+    presents = [n.replace("past.", "present.", 1) for n in names]
+    batch, count, positions = 2, 3, 8
+    ids = torch.randint(1, int(config.vocab_size), (batch, count))
+    start = torch.tensor([TRACE_PAST], dtype=torch.int64)
+    buffers = [torch.randn(batch, kv_heads, positions, head_dim) for _ in names]
+    axes: dict[str, dict[int, str]] = {
+        "input_ids": {0: "batch", 1: "new"}, "logits": {0: "batch", 1: "new"},
+        "next_token": {0: "batch"},
+        **{n: {0: "batch", 2: "positions"} for n in (*names, *presents)}}
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _fixed_buffer_wrapper(model, layers), (ids, start, *buffers), str(out_path),
+                input_names=["input_ids", "start", *names],
+                output_names=["logits", "next_token", "next_start", *presents],
+                dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True,
+                dynamo=False)
+        onnx.checker.check_model(str(out_path))
+    except Exception as exc:  # noqa: BLE001 - any exporter failure fails this case only
+        raise ExportError(f"model {model_name!r}: exporting the fixed-buffer decoder "
+                          f"failed: {type(exc).__name__}: {exc}") from exc
+    return {"opset": OPSET, "layers": layers, "kv_heads": kv_heads, "head_dim": head_dim,
+            "form": FIXED_BUFFERS}
 
 
 def export_decoder(model: torch.nn.Module, out_path: Path, model_name: str) -> dict[str, Any]:
@@ -165,18 +259,25 @@ class DecoderTarget:
 
 def decoder_artifact(cache: ArtifactCache, model_name: str, identity: str, precision: str,
                      load_model: Any, reduce_range: bool,
-                     target: DecoderTarget | None = None) -> tuple[Path, dict[str, Any]]:
-    """The cached ONNX decoder at ``precision`` (fp32, fp16 or int8-dynamic) for ``target``:
-    its path, and what was built (the stages' facts and build seconds)."""
+                     target: DecoderTarget | None = None,
+                     form: str = PAST_PRESENT) -> tuple[Path, dict[str, Any]]:
+    """The cached ONNX decoder in ``form`` (PAST_PRESENT or FIXED_BUFFERS) at ``precision``
+    (fp32, fp16 or int8-dynamic) for ``target``: its path, and what was built (the stages'
+    facts and build seconds)."""
     from pytest_xfperf.artifacts.optimize import optimize_onnx, optimizer_key
     from pytest_xfperf.artifacts.quantize import quantize_dynamic_int8
 
     target = target or DecoderTarget()
 
     versions = library_versions()
+    if form not in (PAST_PRESENT, FIXED_BUFFERS):
+        raise ValueError(f"no ONNX decoder form {form!r}")
     export_parts = {"stage": "decoder-export", "model": model_name, "identity": identity,
                     "opset": OPSET, **{k: versions.get(k, "") for k in
                                        ("torch", "transformers", "onnx")}}
+    if form == FIXED_BUFFERS:  # the past-present form's key is left as it was
+        export_parts["form"] = form
+    export = export_fixed_buffer_decoder if form == FIXED_BUFFERS else export_decoder
     built: dict[str, Any] = {"build_seconds": {}, "built_now": []}
 
     def stage(parts: dict[str, Any], make: Any, name: str) -> Path:
@@ -193,8 +294,8 @@ def decoder_artifact(cache: ArtifactCache, model_name: str, identity: str, preci
         built[name] = {k: v for k, v in entry.info.items() if k != "seconds"}
         return entry.file(MODEL_FILE)
 
-    exported = stage(export_parts, lambda d: export_decoder(load_model(), d / MODEL_FILE,
-                                                            model_name), "export")
+    exported = stage(export_parts, lambda d: export(load_model(), d / MODEL_FILE, model_name),
+                     "export")
     onnxruntime = versions.get("onnxruntime", versions.get("onnxruntime-gpu", ""))
     source, parent = exported, cache_key(export_parts)
     use_gpu = target.device == "cuda"

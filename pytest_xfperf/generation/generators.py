@@ -28,13 +28,14 @@ if TYPE_CHECKING:
 
 
 def generation_clock(backend: str) -> str:
-    """How a backend's generation is timed: CUDA events ("device") for PyTorch on a GPU, whose
-    steps queue on the device; the wall clock elsewhere, ONNX Runtime's CUDA provider included
-    (it runs on its own stream, and each step ends with its token on the host)."""
+    """How a backend's generation is timed: CUDA events ("device") for PyTorch on a GPU and
+    for ort-cuda-graph, whose steps queue on torch's stream; the wall clock elsewhere, ort-cuda
+    included (each of its steps ends with its token on the host)."""
     from pytest_xfperf.backends.catalog import BACKENDS
 
     on_gpu = BACKENDS[backend].device == "cuda"
-    return "device" if on_gpu and backend.startswith("torch-") else "wall"
+    queued = backend.startswith("torch-") or backend == "ort-cuda-graph"
+    return "device" if on_gpu and queued else "wall"
 
 
 class Generator(Protocol):
@@ -485,3 +486,179 @@ class OrtGenerator:
     def close(self) -> None:
         self._past = []
         self._logits = None
+
+
+class OrtGraphGenerator:
+    """ONNX Runtime's CUDA graph (ort-cuda-graph): the fixed-buffer decoder
+    (generation/export.py, FIXED_BUFFERS), in buffers that never move. Two sessions of one
+    file, each with its case's shapes fixed: the prefill's, and the decode step's. A decode
+    step reads one set of buffers (cache, token, position) and writes the other, so the two
+    sets take turns; each direction is its own captured graph (``gpu_graph_id`` 1 and 2) and
+    the prefill another. The buffers are torch tensors bound by address, and the provider runs
+    on torch's current stream, so the picked token is copied into the output in stream order
+    and CUDA events time the steps as they do PyTorch's. On the CPU (``device="cpu"``) the
+    same sessions and bindings run without a graph: that is how the path is tested without a
+    GPU."""
+
+    def __init__(self, name: str, path: Path, options: Mapping[str, Any], layers: int,
+                 device: str = "cuda") -> None:
+        from pytest_xfperf.backends.onnxruntime_cuda import cuda_tuning, load_ort_gpu
+
+        self._ort = ort = load_ort_gpu()
+        self.name, self.device, self._path, self._layers = name, device, path, layers
+        self.clock = generation_clock(name) if device == "cuda" else "wall"
+        self._provider: list[Any] = ["CPUExecutionProvider"]
+        self._chosen: dict[str, Any] = {}
+        if device == "cuda":
+            import torch
+
+            from pytest_xfperf.backends.torch_cuda import require_cuda
+
+            require_cuda()
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise BackendUnavailable(f"{name}: onnxruntime has no CUDA provider here "
+                                         "(pip install onnxruntime-gpu)")
+            cuda = {"device_id": "0", "enable_cuda_graph": "1",
+                    "user_compute_stream": str(torch.cuda.current_stream().cuda_stream),
+                    **cuda_tuning(bool(options.get("tunable_op")),
+                                  options.get("provider_options"))}
+            self._provider = [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
+            self._chosen = {"provider_options": {k: v for k, v in cuda.items()
+                                                 if k != "user_compute_stream"}}
+        self._shape: tuple[int, int, int] = (0, 0, 0)
+        self._sessions: list[Any] = []
+
+    def _session(self, batch: int, new: int, positions: int) -> Any:
+        ort = self._ort
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        # Fixed, these dimensions let ORT fold every shape computation into constants: no
+        # node is left on the CPU, which a CUDA graph needs.
+        for dimension, size in (("batch", batch), ("new", new), ("positions", positions)):
+            options.add_free_dimension_override_by_name(dimension, size)
+        try:
+            return ort.InferenceSession(str(self._path), options, providers=self._provider)
+        except Exception as exc:  # ORT raises its own Fail type, not importable by name
+            raise BackendUnavailable(f"{self.name}: ONNX Runtime could not open the "
+                                     f"fixed-buffer decoder with a CUDA graph: {exc}"[:500]
+                                     ) from None
+
+    def _allocate(self, batch: int, prompt: int, new_tokens: int) -> None:
+        """Sessions, buffers and bindings for a (batch, prompt, new tokens) case."""
+        import torch
+
+        device = self.device
+        positions = prompt + new_tokens
+        self._sessions = [self._session(batch, prompt, positions),
+                          self._session(batch, 1, positions)]
+        inputs = {i.name: i for i in self._sessions[1].get_inputs()}
+        past_names = [n for n in inputs if n.startswith("past.")]
+        self._kv_type = "float16" if "float16" in inputs[past_names[0]].type else "float32"
+        kv_dtype = getattr(torch, self._kv_type)
+        shape = [int(d) for d in inputs[past_names[0]].shape]
+        logits_type = next(o.type for o in self._sessions[1].get_outputs()
+                           if o.name == "logits")
+        logits_dtype = torch.float16 if "float16" in logits_type else torch.float32
+        vocab = int(next(o.shape[2] for o in self._sessions[1].get_outputs()
+                         if o.name == "logits"))
+
+        def zeros(size: Any, dtype: Any) -> torch.Tensor:
+            return torch.zeros(size, dtype=dtype, device=device)
+
+        # Two sets that take turns; zeros at first (a masked position must still be finite).
+        self._kv = [[zeros(shape, kv_dtype) for _ in past_names] for _ in range(2)]
+        self._next = [zeros((batch, 1), torch.int64) for _ in range(2)]
+        self._start = [zeros((1,), torch.int64) for _ in range(2)]
+        self._prompt_ids = zeros((batch, prompt), torch.int64)
+        self._zero = zeros((1,), torch.int64)
+        self._prefill_logits = zeros((batch, prompt, vocab), logits_dtype)
+        self._step_logits = zeros((batch, 1, vocab), logits_dtype)
+        self._out = zeros((batch, new_tokens), torch.int64)
+        presents = [n.replace("past.", "present.", 1) for n in past_names]
+        # The prefill reads set 1 (all masked: it starts at position 0) and writes set 0;
+        # decode direction d reads set d and writes set 1 - d.
+        self._bindings = [
+            self._bind(self._sessions[0], self._prompt_ids, self._zero, self._kv[1],
+                       self._prefill_logits, self._next[0], self._start[0], self._kv[0],
+                       past_names, presents),
+            *(self._bind(self._sessions[1], self._next[d], self._start[d], self._kv[d],
+                         self._step_logits, self._next[1 - d], self._start[1 - d],
+                         self._kv[1 - d], past_names, presents) for d in (0, 1))]
+        self._run_options = []
+        for graph in ("1", "1", "2"):  # the prefill session's graph; the decode session's two
+            run_options = self._ort.RunOptions()
+            run_options.add_run_config_entry("gpu_graph_id", graph)
+            self._run_options.append(run_options)
+
+    def _bind(self, session: Any, ids: torch.Tensor, start: torch.Tensor,
+              past: list[torch.Tensor], logits: torch.Tensor, next_token: torch.Tensor,
+              next_start: torch.Tensor, present: list[torch.Tensor], past_names: list[str],
+              present_names: list[str]) -> Any:
+        binding = session.io_binding()
+
+        def tie(bind: Any, name: str, tensor: torch.Tensor) -> None:
+            element = {"torch.int64": "int64", "torch.float16": "float16",
+                       "torch.float32": "float32"}[str(tensor.dtype)]
+            import numpy as np
+
+            bind(name, self.device, 0, getattr(np, element), tuple(tensor.shape),
+                 tensor.data_ptr())
+
+        for name, tensor in (("input_ids", ids), ("start", start),
+                             *zip(past_names, past, strict=True)):
+            tie(binding.bind_input, name, tensor)
+        for name, tensor in (("logits", logits), ("next_token", next_token),
+                             ("next_start", next_start), *zip(present_names, present,
+                                                              strict=True)):
+            tie(binding.bind_output, name, tensor)
+        return binding
+
+    def load(self, input_ids: np.ndarray, new_tokens: int) -> None:
+        import torch
+
+        batch, prompt = input_ids.shape
+        if (batch, prompt, new_tokens) != self._shape:
+            self._allocate(batch, prompt, new_tokens)
+            self._shape = (batch, prompt, new_tokens)
+        # In place: the bindings (and captured graphs) hold these addresses.
+        self._prompt_ids.copy_(torch.from_numpy(input_ids.astype("int64")))
+        self._steps = 0
+
+    def _run(self, which: int) -> None:
+        session = self._sessions[0 if which == 0 else 1]
+        session.run_with_iobinding(self._bindings[which], self._run_options[which])
+
+    def prefill(self) -> None:
+        self._run(0)
+        self._out[:, :1].copy_(self._next[0])
+        self._steps = 1
+
+    def decode(self) -> None:
+        direction = (self._steps - 1) % 2
+        self._run(1 + direction)
+        self._out[:, self._steps:self._steps + 1].copy_(self._next[1 - direction])
+        self._steps += 1
+
+    def synchronize(self) -> None:
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+
+    def tokens(self) -> np.ndarray:
+        return self._out[:, :self._steps].cpu().numpy()
+
+    def prompt_logits(self) -> np.ndarray:
+        return self._prefill_logits.float().cpu().numpy()
+
+    def settings(self) -> dict[str, Any]:
+        providers = self._sessions[1].get_providers() if self._sessions else []
+        return {"cache": "fixed buffers, two sets taking turns",
+                "mode": ("cuda-graph prefill and decode" if self.device == "cuda"
+                         else "no graph (CPU provider)"),
+                "providers": providers, "kv_dtype": getattr(self, "_kv_type", ""),
+                "io_binding": True, **self._chosen}
+
+    def close(self) -> None:
+        self._sessions, self._bindings = [], []
+        self._kv, self._shape = [], (0, 0, 0)

@@ -12,8 +12,16 @@ pytest.importorskip("transformers")
 from pytest_xfperf.artifacts.cache import ArtifactCache  # noqa: E402
 from pytest_xfperf.baselines.rule import GatePolicy  # noqa: E402
 from pytest_xfperf.generation.check import reference_gaps, run_untimed  # noqa: E402
-from pytest_xfperf.generation.export import DecoderTarget, decoder_artifact  # noqa: E402
-from pytest_xfperf.generation.generators import OrtGenerator, TorchGenerator  # noqa: E402
+from pytest_xfperf.generation.export import (  # noqa: E402
+    FIXED_BUFFERS,
+    DecoderTarget,
+    decoder_artifact,
+)
+from pytest_xfperf.generation.generators import (  # noqa: E402
+    OrtGenerator,
+    OrtGraphGenerator,
+    TorchGenerator,
+)
 from pytest_xfperf.generation.scoring import logits_agreement, token_agreement  # noqa: E402
 from pytest_xfperf.generation.timing import GenerationMeasurement  # noqa: E402
 from pytest_xfperf.measure.blocks import BlockPlan  # noqa: E402
@@ -102,6 +110,47 @@ def test_the_gpu_decoder_is_fused_for_the_cuda_provider_and_its_fp16_form_too(mo
                                reduce_range=False, target=target)
     ops = {node.op_type for node in onnx.load(str(half)).graph.node}
     assert set(fused) <= ops
+
+
+@pytest.mark.parametrize("precision, min_cosine", [("fp32", 0.99999), ("fp16", 0.999)])
+def test_the_fixed_buffer_decoder_generates_what_pytorch_does(model, cache, tmp_path,
+                                                                precision, min_cosine):
+    """ort-cuda-graph's decoder: keys and values in fixed buffers, two sets taking turns, bound
+    by address. Its CUDA graph cannot run here (no GPU in CI): the same sessions, buffers and
+    bindings run on the CPU provider, which checks the export, the turn-taking and the token
+    bookkeeping against PyTorch, over repeated generations and a second shape."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    spec, module = model
+    ids, (reference_logits, reference_tokens) = _reference(model)
+    target = DecoderTarget("cuda", spec.family, spec.num_heads, spec.hidden_size)
+    path, built = decoder_artifact(cache, spec.name, spec.identity, precision,
+                                   lambda: module, reduce_range=False, target=target,
+                                   form=FIXED_BUFFERS)
+    growing, _ = decoder_artifact(cache, spec.name, spec.identity, precision, lambda: module,
+                                  reduce_range=False, target=target)
+    assert path != growing and built["export"]["form"] == FIXED_BUFFERS
+    assert built["optimize"]["fused"] == _full_fusion(spec.family, built["export"]["layers"])
+    generator = OrtGraphGenerator("ort-cuda-graph", path, {}, built["export"]["layers"],
+                                  device="cpu")
+    for _ in range(2):  # the second generation reuses the buffers the first one filled
+        logits, tokens = run_untimed(generator, ids, NEW_TOKENS)
+        assert logits_agreement(logits, reference_logits)["cosine"] >= min_cosine
+        assert token_agreement(tokens, reference_tokens)[0] == 1.0
+    other = spec.make_inputs(1, 5, 1)["input_ids"]
+    torch_generator = TorchGenerator("torch-cpu", copy.deepcopy(module), "cpu", "fp32")
+    _, other_reference = run_untimed(torch_generator, other, 3)
+    assert token_agreement(run_untimed(generator, other, 3)[1], other_reference)[0] == 1.0
+    assert generator.settings()["kv_dtype"] == ("float16" if precision == "fp16" else "float32")
+    # With its case's dimensions fixed, ORT folds every shape computation: no Shape node is
+    # left to run on the CPU, which the CUDA provider's graph capture would refuse.
+    options = ort.SessionOptions()
+    for dimension, size in (("batch", 2), ("new", 1), ("positions", 20)):
+        options.add_free_dimension_override_by_name(dimension, size)
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "optimized.onnx")).graph.node}
+    assert "Shape" not in ops and "ConstantOfShape" not in ops
 
 
 def test_a_family_without_an_ort_optimizer_keeps_one_export_for_both_devices(cache):

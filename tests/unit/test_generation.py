@@ -7,6 +7,7 @@ import pytest
 from pytest_xfperf.baselines import store
 from pytest_xfperf.baselines.gate import Evidence, decided, verdict
 from pytest_xfperf.baselines.rule import GatePolicy
+from pytest_xfperf.generation.generators import generation_clock
 from pytest_xfperf.generation.scoring import (
     TokenScore,
     greedy_agreement,
@@ -69,7 +70,10 @@ def test_generative_cases_skip_where_a_backend_has_no_generation_path():
     assert "ort-cpu generates in fp32, int8-dynamic, not fp16" in (
         reasons["gpt2-tiny/ort-cpu/fp16/b1p16n4"] or "")
     assert "no generation path" in (reasons["gpt2-tiny/tensorrt/fp16/b1p16n4"] or "")
-    assert "no generation path" in (reasons["gpt2-tiny/ort-cuda-graph/fp16/b1p16n4"] or "")
+    # ort-cuda-graph generates in FP32 and FP16 (the fixed-buffer decoder), not INT8.
+    assert reasons["gpt2-tiny/ort-cuda-graph/fp16/b1p16n4"] is None
+    assert "ort-cuda-graph does not run int8-dynamic" in (
+        reasons["gpt2-tiny/ort-cuda-graph/int8-dynamic/b1p16n4"] or "")
     # torch-compile generates at every GPU precision; CUDA itself is checked when it runs.
     assert reasons["gpt2-tiny/torch-compile/int8-dynamic/b1p16n4"] is None
     assert "torch-cpu does not run int8-dynamic" in (
@@ -334,3 +338,13 @@ def test_a_generative_result_survives_the_xdist_round_trip_with_its_table_row():
     cells = generation_cells(group.rows[0])
     assert cells[:6] == ["ort-cpu/int8-dynamic", "5.00", "1.000", "1.500", "1000", "2.50x"]
     assert cells[-4:] == ["+25.0% slower", "+2.0% slower", "-20.0% lost", "REGRESSED"]
+
+
+def test_the_generators_whose_steps_queue_on_torchs_stream_are_timed_by_cuda_events():
+    """A step that ends with its token on the host (ort-cuda) is timed on the wall clock; the
+    captured ORT decoder queues on torch's stream as PyTorch's GPU generators do."""
+    assert generation_clock("ort-cuda-graph") == "device"
+    assert generation_clock("torch-cuda-graph") == "device"
+    assert generation_clock("ort-cuda") == "wall"
+    assert generation_clock("ort-cpu") == "wall"
+    assert generation_clock("torch-cpu") == "wall"
