@@ -1,11 +1,15 @@
 """A causal LM exported to ONNX with its KV cache as inputs and outputs, and its INT8 and FP16
 forms, built once per model and kept in the artifact cache.
 
-One graph serves prefill and decode (prefill starts from a past of length 0), like the merged
-decoders of Hugging Face Optimum. Its inputs: ``input_ids``, ``attention_mask`` (past plus new
-positions), ``position_ids`` and ``past.<layer>.key|value``; its outputs: ``logits``,
-``next_token`` (the greedy pick at the last position, so that only it crosses to the host
-between steps) and ``present.<layer>.key|value``.
+Two forms. PAST_PRESENT (ort-cpu, ort-cuda): one graph serves prefill and decode (prefill
+starts from a past of length 0), like the merged decoders of Hugging Face Optimum. Its inputs:
+``input_ids``, ``attention_mask`` (past plus new positions), ``position_ids`` and
+``past.<layer>.key|value``; its outputs: ``logits``, ``next_token`` (the greedy pick at the
+last position, so that only it crosses to the host between steps) and
+``present.<layer>.key|value``, one position longer than the past. FIXED_BUFFERS
+(ort-cuda-graph): the keys and values stay in buffers of a fixed number of positions, in and
+out, and the graph takes the new tokens' first position (``start``) and returns the next one
+(``next_start``), so that nothing changes shape from step to step.
 """
 
 from __future__ import annotations
