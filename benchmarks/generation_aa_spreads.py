@@ -46,8 +46,8 @@ def trials(report: dict[str, Any], source: str) -> list[dict[str, Any]]:
             decision = decisions.get(metric)
             if not isinstance(decision, dict) or "views" not in decision:
                 continue
-            pacing = pace_fields("device", backend, prefill=metric == "ttft_ms").get(
-                "pacing", "")
+            pacing = pace_fields("device", backend, prefill=metric == "ttft_ms",
+                                 generation=True).get("pacing", "")
             for view in decision["views"]:
                 rows.append({
                     "source": source, "case": case_id, "metric": metric,
@@ -76,7 +76,7 @@ def replay(report: dict[str, Any], baseline: dict[str, Any]) -> dict[str, dict[s
             if not now or not then:
                 continue
             now = {**now, **pace_fields(str(now.get("clock")), backend,
-                                        prefill=metric == "ttft_ms")}
+                                        prefill=metric == "ttft_ms", generation=True)}
             views, _ = gate.block_views(now, then, rule.DEFAULT_POLICY)
             for tolerance in TOLERANCES:
                 outcome = rule.verdict(views, tolerance, final=True)

@@ -41,6 +41,8 @@ class BackendInfo:
     # "launched" (kernels launched one by one by the host: its launch rate). A captured
     # backend's prefill is paced apart ("prefill", pace_fields).
     pacing: str = "launched"
+    # What paces its generation steps, where that differs from its encoder calls.
+    generation_pacing: str = ""
 
     @property
     def uses_onnx(self) -> bool:
@@ -181,8 +183,12 @@ BACKENDS: dict[str, BackendInfo] = {b.name: b for b in (
     # INT8 on the CUDA provider is the QDQ file: ORT runs its Q/DQ nodes, but the CUDA
     # provider has no INT8 matmul kernels; TensorRT (below) has.
     BackendInfo(name="ort-cuda", precisions=("fp32", "fp16", "int8-static"), **_ORT_CUDA),
+    # A generation step replays a captured graph, but each step is an ONNX Runtime run called
+    # from the host, whose own work is as long as a small model's kernels: an unchanged
+    # gpt2-tiny TPOT moved +10.9 % between processes (docs/generation.md), so its steps are
+    # paced by the host, as launched calls are.
     BackendInfo(name="ort-cuda-graph", precisions=("fp32", "fp16"), fixed_shapes=True,
-                pacing="captured", **_ORT_CUDA),
+                pacing="captured", generation_pacing="launched", **_ORT_CUDA),
     BackendInfo(name="ort-trt", precisions=("fp32", "fp16", "int8-static"), device="cuda",
                 modules=(*_ORT, "tensorrt"), extra="tensorrt", onnx_target="portable",
                 factory="pytest_xfperf.backends.onnxruntime_cuda:create", memory_probe="nvml",
@@ -213,17 +219,28 @@ def weight_bytes(precision: str) -> int:
     return WEIGHT_BYTES.get(precision, 4)
 
 
-def pace_fields(clock: str, backend: str, prefill: bool = False) -> dict[str, str]:
+def pace_fields(clock: str, backend: str, prefill: bool = False,
+                generation: bool = False) -> dict[str, str]:
     """What a block record on ``clock`` says of its pacing: on the device clock, what paces
-    the backend's calls; for a generation's prefill (its TTFT) on a captured backend,
-    "prefill": one replay after the host's work between generations, which moved up to 10.3 %
-    between unchanged processes where the decode steps moved within 3 % (docs/generation.md,
-    "Generation A/A on the GPU"). Nothing for a backend not in the catalog (the gate then
-    takes the widest spread), nor on the wall clock, whose spreads do not depend on it."""
+    the backend's calls (its generation steps' where ``generation`` and they differ); for a
+    generation's prefill (its TTFT) on a captured backend, "prefill": one replay after the
+    host's work between generations, which moved up to 10.3 % between unchanged processes
+    where the decode steps moved within 3 % (docs/generation.md, "Generation A/A on the
+    GPU"). Nothing for a backend not in the catalog (the gate then takes the widest spread),
+    nor on the wall clock, whose spreads do not depend on it."""
     info = BACKENDS.get(backend)
     if clock != "device" or info is None:
         return {}
-    return {"pacing": "prefill" if prefill and info.pacing == "captured" else info.pacing}
+    pacing = (info.generation_pacing or info.pacing) if generation or prefill else info.pacing
+    return {"pacing": "prefill" if prefill and pacing == "captured" else pacing}
+
+
+def fp32_in_tf32(backend: str) -> bool:
+    """Whether ``backend`` runs FP32 products in TF32 unless told otherwise: ONNX Runtime's
+    CUDA provider does by default (``use_tf32``), with or without its CUDA graph; an FP32
+    case there is measured against the TF32 peak."""
+    info = BACKENDS[backend]
+    return info.uses_onnx and info.device == "cuda"
 
 
 def speedup_reference(backend: str, precision: str) -> tuple[str, str]:

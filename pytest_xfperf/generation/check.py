@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_xfperf.backends.base import BackendUnavailable
-from pytest_xfperf.backends.catalog import BACKENDS, weight_bytes
+from pytest_xfperf.backends.catalog import BACKENDS, fp32_in_tf32, weight_bytes
 from pytest_xfperf.generation import scoring
 from pytest_xfperf.measure import machine_state
 from pytest_xfperf.measure.stats import percentile, summarize
@@ -291,7 +291,7 @@ def _compute(harness: CaseHarness, result: Result, layers: int, kv_heads: int, h
                        decode_bytes_per_s=(read + kv_step) / seconds)
     device = BACKENDS[case.backend].device
     threads = case_threads(session.settings.backend_options.get(case.backend, {}))
-    kind = arithmetic(case.precision, device, tf32=case.backend == "ort-cuda")
+    kind = arithmetic(case.precision, device, tf32=fp32_in_tf32(case.backend))
     compute["arithmetic"] = kind
     try:
         peak, identity = session.peaks.get(device, kind, threads)

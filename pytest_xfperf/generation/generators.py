@@ -527,6 +527,8 @@ class OrtGraphGenerator:
                                                  if k != "user_compute_stream"}}
         self._shape: tuple[int, int, int] = (0, 0, 0)
         self._sessions: list[Any] = []
+        self._providers: list[str] = []
+        self._kv_type = ""
 
     def _session(self, batch: int, new: int, positions: int) -> Any:
         ort = self._ort
@@ -551,6 +553,8 @@ class OrtGraphGenerator:
         positions = prompt + new_tokens
         self._sessions = [self._session(batch, prompt, positions),
                           self._session(batch, 1, positions)]
+        # Kept past close(): the result's settings are read after the generator is released.
+        self._providers = list(self._sessions[1].get_providers())
         inputs = {i.name: i for i in self._sessions[1].get_inputs()}
         past_names = [n for n in inputs if n.startswith("past.")]
         self._kv_type = "float16" if "float16" in inputs[past_names[0]].type else "float32"
@@ -652,11 +656,10 @@ class OrtGraphGenerator:
         return self._prefill_logits.float().cpu().numpy()
 
     def settings(self) -> dict[str, Any]:
-        providers = self._sessions[1].get_providers() if self._sessions else []
         return {"cache": "fixed buffers, two sets taking turns",
                 "mode": ("cuda-graph prefill and decode" if self.device == "cuda"
                          else "no graph (CPU provider)"),
-                "providers": providers, "kv_dtype": getattr(self, "_kv_type", ""),
+                "providers": self._providers, "kv_dtype": self._kv_type,
                 "io_binding": True, **self._chosen}
 
     def close(self) -> None:

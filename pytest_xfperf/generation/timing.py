@@ -80,7 +80,8 @@ class GenerationSeries:
                 continue
             record: dict[str, Any] = {"clock": self.clock, "case_ms": list(values),
                                       **pace_fields(self.clock, self.backend,
-                                                    prefill=metric == "ttft_ms")}
+                                                    prefill=metric == "ttft_ms",
+                                                    generation=True)}
             if yardstick is not None and self.yardstick_ms:
                 record.update(yardstick=yardstick, yardstick_ms=list(self.yardstick_ms))
             out[metric] = record

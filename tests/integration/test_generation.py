@@ -141,7 +141,10 @@ def test_the_fixed_buffer_decoder_generates_what_pytorch_does(model, cache, tmp_
     torch_generator = TorchGenerator("torch-cpu", copy.deepcopy(module), "cpu", "fp32")
     _, other_reference = run_untimed(torch_generator, other, 3)
     assert token_agreement(run_untimed(generator, other, 3)[1], other_reference)[0] == 1.0
-    assert generator.settings()["kv_dtype"] == ("float16" if precision == "fp16" else "float32")
+    generator.close()  # the result's settings are read after the generator is released
+    settings = generator.settings()
+    assert settings["kv_dtype"] == ("float16" if precision == "fp16" else "float32")
+    assert settings["providers"] == ["CPUExecutionProvider"]
     # With its case's dimensions fixed, ORT folds every shape computation: no Shape node is
     # left to run on the CPU, which the CUDA provider's graph capture would refuse.
     options = ort.SessionOptions()

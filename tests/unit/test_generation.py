@@ -246,6 +246,10 @@ def test_device_clock_generation_records_say_what_paces_the_backend():
     # torch-compile's encoder calls replay a hand capture: the captured spread.
     from pytest_xfperf.backends.catalog import pace_fields
     assert pace_fields("device", "torch-compile") == {"pacing": "captured"}
+    # ort-cuda-graph's encoder calls are captured; its generation steps are host-paced runs.
+    assert pace_fields("device", "ort-cuda-graph") == {"pacing": "captured"}
+    ort_graph = series("device", "ort-cuda-graph").records(None)
+    assert ort_graph["tpot_ms"]["pacing"] == ort_graph["ttft_ms"]["pacing"] == "launched"
     eager = series("device", "torch-cuda").records(None)
     assert eager["tpot_ms"]["pacing"] == eager["ttft_ms"]["pacing"] == "launched"
     assert "pacing" not in series("wall", "torch-cpu").records(None)["tpot_ms"]

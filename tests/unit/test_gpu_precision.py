@@ -40,6 +40,16 @@ def test_counted_flops_equal_the_hand_count(name, geometry):
         assert counted == pytest.approx(22.36e9, rel=1e-3)  # the 22.4 GFLOP of the issue
 
 
+def test_onnx_runtimes_cuda_backends_measure_fp32_against_the_tf32_peak():
+    """ORT's CUDA provider computes FP32 products in TF32 by default, its CUDA graph too: a
+    generative prefill on ort-cuda-graph read 133 % of the FP32 peak before this."""
+    from pytest_xfperf.backends.catalog import fp32_in_tf32
+
+    assert fp32_in_tf32("ort-cuda") and fp32_in_tf32("ort-cuda-graph")
+    assert not fp32_in_tf32("ort-cpu") and not fp32_in_tf32("torch-cuda-graph")
+    assert arithmetic("fp32", "cuda", tf32=fp32_in_tf32("ort-cuda-graph")) == "tf32"
+
+
 def test_quantized_arithmetic_follows_the_precision_and_the_device():
     assert arithmetic("int8-dynamic", "cuda") == "int8"
     assert arithmetic("fp8", "cuda") == "fp8"
