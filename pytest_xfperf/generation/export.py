@@ -39,6 +39,32 @@ PAST_PRESENT = "past-present"
 FIXED_BUFFERS = "fixed-buffers"
 
 
+def _flat_cache(returned: Any) -> list[torch.Tensor]:
+    """A returned cache's keys and values, layer by layer: key 0, value 0, key 1, ..."""
+    if hasattr(returned, "layers"):
+        return [t for layer in returned.layers for t in (layer.keys, layer.values)]
+    return [t for pair in returned.to_legacy_cache() for t in pair]  # transformers 4.x
+
+
+def _export(wrapper: torch.nn.Module, example: tuple[Any, ...], out_path: Path,
+            names: tuple[list[str], list[str]], axes: dict[str, dict[int, str]],
+            failure: str) -> None:
+    """``torch.onnx.export`` (TorchScript) of a decoder wrapper, checked; ``names``: its
+    input and output names; any failure an ExportError that starts with ``failure``."""
+    import onnx
+    import torch
+
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(wrapper, example, str(out_path), input_names=names[0],
+                              output_names=names[1], dynamic_axes=axes,
+                              opset_version=OPSET, do_constant_folding=True, dynamo=False)
+        onnx.checker.check_model(str(out_path))
+    except Exception as exc:  # noqa: BLE001 - any exporter failure fails this case only
+        raise ExportError(f"{failure}: {type(exc).__name__}: {exc}") from exc
+
+
 def _cache_wrapper(model: torch.nn.Module, layers: int) -> torch.nn.Module:
     import torch
     from transformers import DynamicCache
@@ -62,16 +88,8 @@ def _cache_wrapper(model: torch.nn.Module, layers: int) -> torch.nn.Module:
             output = self.model(input_ids=input_ids, attention_mask=attention_mask,
                                 position_ids=position_ids, use_cache=True,
                                 **{keyword: cache})
-            presents: list[torch.Tensor] = []
-            returned = returned_cache(output)
-            if hasattr(returned, "layers"):
-                for layer in returned.layers:
-                    presents += [layer.keys, layer.values]
-            else:  # transformers 4.x caches
-                for keys, values in returned.to_legacy_cache():
-                    presents += [keys, values]
             next_token = output.logits[:, -1].argmax(-1)
-            return (output.logits, next_token, *presents)
+            return (output.logits, next_token, *_flat_cache(returned_cache(output)))
 
     return WithFlatCache().eval()
 
@@ -109,11 +127,7 @@ def _fixed_buffer_wrapper(model: torch.nn.Module, layers: int) -> torch.nn.Modul
             output = self.model(input_ids=input_ids, attention_mask=mask,
                                 position_ids=position_ids.expand(batch, count),
                                 use_cache=True, **{keyword: cache})
-            returned = returned_cache(output)
-            if hasattr(returned, "layers"):
-                grown = [t for layer in returned.layers for t in (layer.keys, layer.values)]
-            else:  # transformers 4.x caches
-                grown = [t for pair in returned.to_legacy_cache() for t in pair]
+            grown = _flat_cache(returned_cache(output))
             # Slot j takes the new token j - start where start <= j < start + count.
             offset = slots - start
             written = ((offset >= 0) & (offset < count))[None, None, :, None]
@@ -132,7 +146,6 @@ def export_fixed_buffer_decoder(model: torch.nn.Module, out_path: Path,
     the batch, the new tokens' count and the buffers' positions as named free dimensions
     (``batch``, ``new``, ``positions``), which a session fixes for its case (ONNX Runtime
     then folds every shape computation into constants)."""
-    import onnx
     import torch
 
     from pytest_xfperf.generation.scoring import kv_geometry
@@ -149,25 +162,14 @@ def export_fixed_buffer_decoder(model: torch.nn.Module, out_path: Path,
         "input_ids": {0: "batch", 1: "new"}, "logits": {0: "batch", 1: "new"},
         "next_token": {0: "batch"},
         **{n: {0: "batch", 2: "positions"} for n in (*names, *presents)}}
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                _fixed_buffer_wrapper(model, layers), (ids, start, *buffers), str(out_path),
-                input_names=["input_ids", "start", *names],
-                output_names=["logits", "next_token", "next_start", *presents],
-                dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True,
-                dynamo=False)
-        onnx.checker.check_model(str(out_path))
-    except Exception as exc:  # noqa: BLE001 - any exporter failure fails this case only
-        raise ExportError(f"model {model_name!r}: exporting the fixed-buffer decoder "
-                          f"failed: {type(exc).__name__}: {exc}") from exc
+    _export(_fixed_buffer_wrapper(model, layers), (ids, start, *buffers), out_path,
+            (["input_ids", "start", *names], ["logits", "next_token", "next_start", *presents]),
+            axes, f"model {model_name!r}: exporting the fixed-buffer decoder failed")
     return {"opset": OPSET, "layers": layers, "kv_heads": kv_heads, "head_dim": head_dim,
             "form": FIXED_BUFFERS}
 
 
 def export_decoder(model: torch.nn.Module, out_path: Path, model_name: str) -> dict[str, Any]:
-    import onnx
     import torch
 
     from pytest_xfperf.generation.scoring import kv_geometry
@@ -189,18 +191,10 @@ def export_decoder(model: torch.nn.Module, out_path: Path, model_name: str) -> d
         "next_token": {0: "batch"},
         **{n: {0: "batch", 2: "past"} for n in names},
         **{n: {0: "batch", 2: "total"} for n in presents}}
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                _cache_wrapper(model, layers), (ids, mask, positions, *past), str(out_path),
-                input_names=["input_ids", "attention_mask", "position_ids", *names],
-                output_names=["logits", "next_token", *presents], dynamic_axes=axes,
-                opset_version=OPSET, do_constant_folding=True, dynamo=False)
-        onnx.checker.check_model(str(out_path))
-    except Exception as exc:  # noqa: BLE001 - any exporter failure fails this case only
-        raise ExportError(f"model {model_name!r}: exporting the decoder with its KV cache "
-                          f"failed: {type(exc).__name__}: {exc}") from exc
+    _export(_cache_wrapper(model, layers), (ids, mask, positions, *past), out_path,
+            (["input_ids", "attention_mask", "position_ids", *names],
+             ["logits", "next_token", *presents]),
+            axes, f"model {model_name!r}: exporting the decoder with its KV cache failed")
     return {"opset": OPSET, "layers": layers, "kv_heads": kv_heads, "head_dim": head_dim}
 
 
