@@ -598,14 +598,13 @@ class OrtGraphGenerator:
               past: list[torch.Tensor], logits: torch.Tensor, next_token: torch.Tensor,
               next_start: torch.Tensor, present: list[torch.Tensor], past_names: list[str],
               present_names: list[str]) -> Any:
+        import numpy as np
+
         binding = session.io_binding()
 
         def tie(bind: Any, name: str, tensor: torch.Tensor) -> None:
-            element = {"torch.int64": "int64", "torch.float16": "float16",
-                       "torch.float32": "float32"}[str(tensor.dtype)]
-            import numpy as np
-
-            bind(name, self.device, 0, getattr(np, element), tuple(tensor.shape),
+            element = str(tensor.dtype).removeprefix("torch.")  # int64, float16, float32
+            bind(name, self.device, 0, np.dtype(element), tuple(tensor.shape),
                  tensor.data_ptr())
 
         for name, tensor in (("input_ids", ids), ("start", start),
