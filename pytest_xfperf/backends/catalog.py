@@ -184,9 +184,9 @@ BACKENDS: dict[str, BackendInfo] = {b.name: b for b in (
     # provider has no INT8 matmul kernels; TensorRT (below) has.
     BackendInfo(name="ort-cuda", precisions=("fp32", "fp16", "int8-static"), **_ORT_CUDA),
     # A generation step replays a captured graph, but each step is an ONNX Runtime run called
-    # from the host, whose own work is as long as a small model's kernels: an unchanged
-    # gpt2-tiny TPOT moved +10.9 % between processes (docs/generation.md), so its steps are
-    # paced by the host, as launched calls are.
+    # from the host, whose own work is likely as long as a small model's kernels: an
+    # unchanged gpt2-tiny TPOT moved +10.9 % between processes (docs/generation.md), so its
+    # steps take the spread of host-paced (launched) calls.
     BackendInfo(name="ort-cuda-graph", precisions=("fp32", "fp16"), fixed_shapes=True,
                 pacing="captured", generation_pacing="launched", **_ORT_CUDA),
     BackendInfo(name="ort-trt", precisions=("fp32", "fp16", "int8-static"), device="cuda",
