@@ -538,12 +538,18 @@ class OrtGraphGenerator:
         # node is left on the CPU, which a CUDA graph needs.
         for dimension, size in (("batch", batch), ("new", new), ("positions", positions)):
             options.add_free_dimension_override_by_name(dimension, size)
+        what = "with a CUDA graph" if self.device == "cuda" else "on the CPU provider"
         try:
-            return ort.InferenceSession(str(self._path), options, providers=self._provider)
+            session = ort.InferenceSession(str(self._path), options, providers=self._provider)
         except Exception as exc:  # ORT raises its own Fail type, not importable by name
             raise BackendUnavailable(f"{self.name}: ONNX Runtime could not open the "
-                                     f"fixed-buffer decoder with a CUDA graph: {exc}"[:500]
-                                     ) from None
+                                     f"fixed-buffer decoder {what}: {exc}"[:500]) from None
+        # The buffers are bound as device memory: a session that fell back to the CPU
+        # provider would read them as host memory.
+        if self.device == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
+            raise BackendUnavailable(f"{self.name}: the CUDA provider could not be enabled "
+                                     f"for {self._path}")
+        return session
 
     def _allocate(self, batch: int, prompt: int, new_tokens: int) -> None:
         """Sessions, buffers and bindings for a (batch, prompt, new tokens) case."""
