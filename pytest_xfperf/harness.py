@@ -24,7 +24,7 @@ from pytest_xfperf.accuracy import (
 )
 from pytest_xfperf.artifacts.pipeline import BuiltArtifact
 from pytest_xfperf.backends.base import BackendUnavailable, Runner
-from pytest_xfperf.backends.catalog import BACKENDS, weight_bytes
+from pytest_xfperf.backends.catalog import BACKENDS, fp32_in_tf32, weight_bytes
 from pytest_xfperf.baselines.fingerprint import drift, graph_notes
 from pytest_xfperf.baselines.gate import Evidence, decided, verdict
 from pytest_xfperf.matrix import Case
@@ -253,9 +253,8 @@ class CaseHarness:
         flops = per_sequence * case.shape.batch
         achieved = flops / (result.stats.p50_ms / 1000)
         device = BACKENDS[case.backend].device
-        info = BACKENDS[case.backend]
-        # ONNX Runtime's CUDA provider runs FP32 products in TF32 by default (use_tf32).
-        tf32 = bool(result.runner_settings.get("tf32", info.onnx_target is not None))
+        # A runner that sets TF32 says so in its settings; else the backend's default.
+        tf32 = bool(result.runner_settings.get("tf32", fp32_in_tf32(case.backend)))
         kind = arithmetic(case.precision, device, tf32)
         threads = case_threads(session.settings.backend_options.get(case.backend, {}))
         result.compute = {"flops_per_call": flops, "flops_per_s": achieved, "arithmetic": kind}

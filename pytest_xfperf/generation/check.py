@@ -78,10 +78,9 @@ def make_generator(harness: CaseHarness) -> Generator:
         except ExportError as exc:
             raise RuntimeError(str(exc)) from None
         harness.generation_build = built
-        layers = int(built["export"].get("layers", 0))
         if graph:
-            return generators.OrtGraphGenerator(case.backend, path, options, layers)
-        return generators.OrtGenerator(case.backend, path, device, options, layers)
+            return generators.OrtGraphGenerator(case.backend, path, options)
+        return generators.OrtGenerator(case.backend, path, device, options)
     return torch_generator(session, spec, case.backend, case.precision)
 
 

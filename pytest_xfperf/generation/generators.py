@@ -360,12 +360,12 @@ class OrtGenerator:
     graph for prefill and decode: prefill starts from an empty past). On CUDA, IO binding
     keeps the cache on the device between steps."""
 
-    def __init__(self, name: str, path: Path, device: str, options: Mapping[str, Any],
-                 layers: int) -> None:
+    def __init__(self, name: str, path: Path, device: str,
+                 options: Mapping[str, Any]) -> None:
         from pytest_xfperf.backends.onnxruntime_cuda import cuda_tuning, load_ort_gpu
 
         ort = load_ort_gpu()  # on a GPU, finds the CUDA libraries that came with torch
-        self.name, self.device, self._layers = name, device, layers
+        self.name, self.device = name, device
         self.clock = generation_clock(name)
         # The backend's [tool.xfperf.<backend>] settings apply as they do to its encoder
         # runner, and are recorded the same way.
@@ -500,12 +500,12 @@ class OrtGraphGenerator:
     same sessions and bindings run without a graph: that is how the path is tested without a
     GPU."""
 
-    def __init__(self, name: str, path: Path, options: Mapping[str, Any], layers: int,
+    def __init__(self, name: str, path: Path, options: Mapping[str, Any],
                  device: str = "cuda") -> None:
-        from pytest_xfperf.backends.onnxruntime_cuda import cuda_tuning, load_ort_gpu
+        from pytest_xfperf.backends.onnxruntime_cuda import load_ort_gpu, provider_options
 
         self._ort = ort = load_ort_gpu()
-        self.name, self.device, self._path, self._layers = name, device, path, layers
+        self.name, self.device, self._path = name, device, path
         self.clock = generation_clock(name) if device == "cuda" else "wall"
         self._provider: list[Any] = ["CPUExecutionProvider"]
         self._chosen: dict[str, Any] = {}
@@ -518,11 +518,13 @@ class OrtGraphGenerator:
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise BackendUnavailable(f"{name}: onnxruntime has no CUDA provider here "
                                          "(pip install onnxruntime-gpu)")
-            cuda = {"device_id": "0", "enable_cuda_graph": "1",
-                    "user_compute_stream": str(torch.cuda.current_stream().cuda_stream),
-                    **cuda_tuning(bool(options.get("tunable_op")),
-                                  options.get("provider_options"))}
-            self._provider = [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
+            # The encoder runner's options: the CUDA graph on torch's current stream.
+            # (``precision`` is read by TensorRT's options only.)
+            provider, cuda = provider_options(
+                "CUDAExecutionProvider", True, torch.cuda.current_stream().cuda_stream,
+                precision="", tunable_op=bool(options.get("tunable_op")),
+                extra=options.get("provider_options"))
+            self._provider = [(provider, cuda), "CPUExecutionProvider"]
             self._chosen = {"provider_options": {k: v for k, v in cuda.items()
                                                  if k != "user_compute_stream"}}
         self._shape: tuple[int, int, int] = (0, 0, 0)

@@ -72,7 +72,7 @@ def test_the_onnx_decoder_generates_what_pytorch_does(model, cache, precision, m
                                    lambda: module, reduce_range=False, target=target)
     # ORT fuses both decoders for the CPU: GPT-2's LayerNorms, Llama's RMS norms.
     assert built["optimize"]["fused"] == _full_fusion(spec.family, built["export"]["layers"])
-    generator = OrtGenerator("ort-cpu", path, "cpu", {}, built["export"]["layers"])
+    generator = OrtGenerator("ort-cpu", path, "cpu", {})
     logits, tokens = run_untimed(generator, ids, NEW_TOKENS)
     assert tokens.shape == (2, NEW_TOKENS)
     assert logits_agreement(logits, reference_logits)["cosine"] >= min_cosine
@@ -102,7 +102,7 @@ def test_the_gpu_decoder_is_fused_for_the_cuda_provider_and_its_fp16_form_too(mo
                                                         spec.hidden_size))
     assert fused == _full_fusion(spec.family, built["export"]["layers"])
     assert path != cpu_path  # the CPU's and the GPU's fusions are cached apart
-    generator = OrtGenerator("ort-cpu", path, "cpu", {}, built["export"]["layers"])
+    generator = OrtGenerator("ort-cpu", path, "cpu", {})
     logits, tokens = run_untimed(generator, ids, NEW_TOKENS)
     assert logits_agreement(logits, reference_logits)["cosine"] >= 0.99999
     assert token_agreement(tokens, reference_tokens)[0] == 1.0
@@ -131,8 +131,7 @@ def test_the_fixed_buffer_decoder_generates_what_pytorch_does(model, cache, tmp_
                                   reduce_range=False, target=target)
     assert path != growing and built["export"]["form"] == FIXED_BUFFERS
     assert built["optimize"]["fused"] == _full_fusion(spec.family, built["export"]["layers"])
-    generator = OrtGraphGenerator("ort-cuda-graph", path, {}, built["export"]["layers"],
-                                  device="cpu")
+    generator = OrtGraphGenerator("ort-cuda-graph", path, {}, device="cpu")
     for _ in range(2):  # the second generation reuses the buffers the first one filled
         logits, tokens = run_untimed(generator, ids, NEW_TOKENS)
         assert logits_agreement(logits, reference_logits)["cosine"] >= min_cosine
