@@ -568,11 +568,9 @@ class OrtGraphGenerator:
         self._kv_type = "float16" if "float16" in inputs[past_names[0]].type else "float32"
         kv_dtype = getattr(torch, self._kv_type)
         shape = [int(d) for d in inputs[past_names[0]].shape]
-        logits_type = next(o.type for o in self._sessions[1].get_outputs()
-                           if o.name == "logits")
-        logits_dtype = torch.float16 if "float16" in logits_type else torch.float32
-        vocab = int(next(o.shape[2] for o in self._sessions[1].get_outputs()
-                         if o.name == "logits"))
+        logits = next(o for o in self._sessions[1].get_outputs() if o.name == "logits")
+        logits_dtype = torch.float16 if "float16" in logits.type else torch.float32
+        vocab = int(logits.shape[2])
 
         def zeros(size: Any, dtype: Any) -> torch.Tensor:
             return torch.zeros(size, dtype=dtype, device=device)
