@@ -187,7 +187,9 @@ def _other_machine(baselines: Path, target: Path) -> None:
 def measure(args: argparse.Namespace) -> None:
     from pytest_xfperf.baselines.machine import machine_info
 
-    profile = PROFILES[args.profile]
+    profile = dict(PROFILES[args.profile])
+    if args.backends:
+        profile["backends"] = args.backends.split(",")
     copies = args.copies or profile["copies"]
     levels = profile["levels"]
     cycle = args.cycle.split(",") if args.cycle else profile["cycle"]
@@ -204,6 +206,7 @@ def measure(args: argparse.Namespace) -> None:
                            "levels": {k: v[0] for k, v in levels.items()},
                            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                            "command": " ".join(sys.argv), "records": [], "runs": [],
+                           "pytest_args": args.pytest_args.split(),
                            "affinity": sorted(os.sched_getaffinity(0))}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -215,7 +218,8 @@ def measure(args: argparse.Namespace) -> None:
                 for old in baselines.glob("*.json"):
                     old.unlink()
                 code, seconds, data = _pytest(root, profile["base_layers"], profile, copies,
-                                              ["--xfperf-update-baselines"],
+                                              ["--xfperf-update-baselines",
+                                               *args.pytest_args.split()],
                                               root / "r.json", baselines)
                 (stored,) = baselines.glob("*.json")
                 entries = json.loads(stored.read_text())["cases"]
@@ -229,7 +233,8 @@ def measure(args: argparse.Namespace) -> None:
             level = cycle[index % len(cycle)]
             layers, extra = levels[level]
             target = other if level == "other machine" else baselines
-            code, seconds, data = _pytest(root, layers, profile, copies, extra,
+            code, seconds, data = _pytest(root, layers, profile, copies,
+                                          [*extra, *args.pytest_args.split()],
                                           root / "r.json", target, args.every_block)
             raw["runs"].append({"index": index, "level": level, "layers": layers,
                                 "exit": code, "seconds": seconds, "cases": _case_rows(data)})
@@ -459,6 +464,12 @@ def main() -> None:
                    help="comma-separated levels run in turn (default: the profile's cycle)")
     m.add_argument("--record-every", type=int, default=0,
                    help="record the baselines again every N runs (0: the profile's)")
+    m.add_argument("--backends", default="",
+                   help="comma-separated backends gated (default: the profile's)")
+    m.add_argument("--pytest-args", default="",
+                   help="arguments added to every pytest run, records included (e.g. "
+                        "'--xfperf-spreads wall_own=0.05,wall_normalized=0.025': a machine's "
+                        "own spreads, measured first)")
     r = sub.add_parser("replay", help="decide the recorded blocks again under each rule")
     r.add_argument("--raw", required=True)
     r.add_argument("--json")

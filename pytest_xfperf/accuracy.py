@@ -28,6 +28,8 @@ DEFAULT_THRESHOLDS: Mapping[str, Thresholds] = {
     # FP8 e4m3 keeps 3 bits of mantissa with a per-row scale: coarser than INT8's steps near
     # a row's maximum, finer near zero; held to the INT8 bar.
     "fp8": Thresholds(min_cosine=0.99, max_rel_l2=0.15),
+    # Static scales saturate inputs beyond the calibrated range: the same bar shows it.
+    "fp8-static": Thresholds(min_cosine=0.99, max_rel_l2=0.15),
 }
 
 

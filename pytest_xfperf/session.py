@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_xfperf.accuracy import mean_pooled
 from pytest_xfperf.artifacts.cache import ArtifactCache
 from pytest_xfperf.artifacts.fusion import fusion_warning
-from pytest_xfperf.artifacts.pipeline import ArtifactPipeline, BuiltArtifact
+from pytest_xfperf.artifacts.pipeline import ArtifactPipeline, BuiltArtifact, calibration_inputs
 from pytest_xfperf.backends.base import BackendUnavailable, Runner, RunnerContext
 from pytest_xfperf.backends.catalog import BACKENDS, load_factory
 from pytest_xfperf.baselines import store
@@ -251,7 +251,10 @@ class XfperfSession:
         context = RunnerContext(case=case, model=lambda: self.model(spec),
                                 artifact_path=artifact.path if artifact else None,
                                 options=self.settings.backend_options.get(case.backend, {}),
-                                session=self)
+                                session=self,
+                                calibration=lambda: calibration_inputs(
+                                    spec, case.shape, self.settings.seed,
+                                    self.settings.build.calibration_batches))
         runner: Runner = load_factory(info)(context)
         return runner
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ from pytest_xfperf.values import Shape
 from pytest_xfperf.versions import library_versions
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 MODEL_FILE = "model.onnx"
@@ -37,6 +38,16 @@ MAX_CALIBRATION_BATCH = 8
 STATIC_MIN_COSINE = 0.99
 BUILDER_LIBRARIES = ("torch", "transformers", "onnx", "onnxruntime")
 TARGETS = ("cpu", "gpu", "portable")
+
+
+def calibration_inputs(spec: ModelSpec, shape: Shape | None, seed: int, batches: int
+                       ) -> list[Mapping[str, np.ndarray]]:
+    """The seeded calibration batches of a case: ``batches`` inputs at the case's sequence
+    length, its batch size up to MAX_CALIBRATION_BATCH."""
+    seq = shape.seq if shape else 128
+    batch = min(shape.batch if shape else 1, MAX_CALIBRATION_BATCH)
+    return [spec.make_inputs(batch, seq, seed + CALIBRATION_SEED_OFFSET + i)
+            for i in range(batches)]
 
 
 @dataclass
@@ -190,9 +201,8 @@ class ArtifactPipeline:
                      **ort_versions}
 
             def calibrate_and_quantize(d: Path) -> dict[str, Any]:
-                calibration = [
-                    spec.make_inputs(batch, seq, self.seed + CALIBRATION_SEED_OFFSET + i)
-                    for i in range(options.calibration_batches)]
+                calibration = calibration_inputs(spec, shape, self.seed,
+                                                 options.calibration_batches)
                 return quantize_static_qdq(exported().file(MODEL_FILE), d / MODEL_FILE,
                                            calibration, options.calibration_method,
                                            options.per_channel, STATIC_MIN_COSINE,

@@ -52,10 +52,12 @@ class BackendUnavailable(Exception):
 class RunnerContext:
     """What a backend's ``create(context)`` factory gets: the case, its model (built on
     first use), its ONNX artifact (backends that run one), its [tool.xfperf.<backend>]
-    settings, and, for backends that build more artifacts (TensorRT engines), the session."""
+    settings, for backends that build more artifacts (TensorRT engines) the session, and the
+    case's seeded calibration batches (made on call), for precisions that calibrate."""
 
     case: Case
     model: Callable[[], torch.nn.Module]
     artifact_path: Path | None
     options: Mapping[str, Any]
     session: Any = None
+    calibration: Callable[[], list[Mapping[str, np.ndarray]]] | None = None

@@ -8,7 +8,7 @@ from typing import Any
 
 from pytest_xfperf.values import parse_bool, parse_choice, parse_count
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-static", "fp8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-static", "fp8", "fp8-static")
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,8 @@ TORCH_CUDA_OPTIONS: dict[str, Callable[[Any], Any]] = {
     # runs the attention the ONNX export is traced from.
     "attention": lambda v: parse_choice(v, "attention", ("sdpa", "eager")),
     # Who quantizes int8-dynamic and fp8: torchao when it imports ("auto"), or the plugin's
-    # own layers on torch's INT8/FP8 GEMMs (backends/quantized_linear.py).
+    # own layers on torch's INT8/FP8 GEMMs (backends/quantized_linear.py); fp8-static is
+    # always the plugin's own.
     "quantizer": lambda v: parse_choice(v, "quantizer", ("auto", "torchao", "builtin")),
     "compile_mode": lambda v: parse_choice(
         v, "compile_mode", ("default", "reduce-overhead", "max-autotune")),
@@ -148,9 +149,9 @@ TORCH_CPU_OPTIONS: dict[str, Callable[[Any], Any]] = {
 }
 
 _TORCH = ("torch", "transformers")
-# INT8 (dynamic activations) and FP8 run on the tensor cores' own GEMMs
-# (backends/quantized_linear.py); FP8 needs compute capability 8.9 or later.
-_TORCH_CUDA_PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "fp8")
+# INT8 (dynamic activations) and FP8 (dynamic, or static from calibration) run on the tensor
+# cores' own GEMMs (backends/quantized_linear.py); FP8 needs compute capability 8.9 or later.
+_TORCH_CUDA_PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "fp8", "fp8-static")
 _ORT = (*_TORCH, "onnx", "onnxruntime")
 _TORCH_CUDA: dict[str, Any] = {"device": "cuda", "modules": _TORCH, "extra": "gpu",
                "factory": "pytest_xfperf.backends.torch_cuda:create",
@@ -212,7 +213,7 @@ QUANTIZED_REFERENCE = {"cpu": "fp32", "cuda": "fp16"}
 # Bytes a weight takes when a model runs at a precision (memory of a PyTorch GPU model, the
 # bytes a decode step reads): INT8 and FP8 weights are 1 byte, a quantized model's few float
 # layers aside; any precision not listed, FP32's 4.
-WEIGHT_BYTES = {"fp16": 2, "bf16": 2, "int8-dynamic": 1, "fp8": 1}
+WEIGHT_BYTES = {"fp16": 2, "bf16": 2, "int8-dynamic": 1, "fp8": 1, "fp8-static": 1}
 
 
 def weight_bytes(precision: str) -> int:
@@ -262,12 +263,15 @@ def speedup_reference(backend: str, precision: str) -> tuple[str, str]:
 # cases' linear layers (backends/quantized_linear.py). ort-cpu and ort-cuda run an export
 # with the past keys and values as inputs and outputs; ort-cuda-graph one whose keys and
 # values stay in buffers of fixed size, its prefill and decode step replayed from CUDA graphs.
+# fp8-static is not offered for generation: its scales would be calibrated on prompts, and a
+# decode step's activations are not a prompt's.
+_TORCH_CUDA_GENERATION = tuple(p for p in _TORCH_CUDA_PRECISIONS if p != "fp8-static")
 GENERATION_PRECISIONS: dict[str, tuple[str, ...]] = {
     "torch-cpu": ("fp32",),
     "ort-cpu": ("fp32", "int8-dynamic"),
-    "torch-cuda": _TORCH_CUDA_PRECISIONS,
-    "torch-cuda-graph": _TORCH_CUDA_PRECISIONS,
-    "torch-compile": _TORCH_CUDA_PRECISIONS,
+    "torch-cuda": _TORCH_CUDA_GENERATION,
+    "torch-cuda-graph": _TORCH_CUDA_GENERATION,
+    "torch-compile": _TORCH_CUDA_GENERATION,
     "ort-cuda": ("fp32", "fp16"),
     "ort-cuda-graph": ("fp32", "fp16"),
 }

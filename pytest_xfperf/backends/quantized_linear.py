@@ -1,11 +1,17 @@
 """INT8 and FP8 linear layers for the PyTorch GPU backends, on the tensor cores' own GEMMs.
 
-Both quantize activations dynamically, one scale per row (token), and weights once, one scale
-per output channel (symmetric), then call PyTorch's low-precision GEMM:
+The dynamic ones quantize activations at each call, one scale per row (token), and weights
+once, one scale per output channel (symmetric), then call PyTorch's low-precision GEMM:
 
 - ``int8-dynamic``: ``torch._int_mm`` (INT8 x INT8 -> INT32), rescaled to FP16;
 - ``fp8``: ``torch._scaled_mm`` on float8 e4m3 with row-wise scales, output BF16, the bias
   added in the GEMM's epilogue.
+
+``fp8-static`` takes each layer's activation scale from calibration batches instead (the
+largest absolute input seen, one scale per tensor) and its weight scale per tensor too, the
+FP8 recipe of TensorRT's and ModelOpt's defaults: quantizing an input is then one multiply,
+clamp and cast, which torch.compile fuses into the kernel that produced the input, with no
+reduction over the row. Inputs beyond the calibrated range saturate at FP8's largest value.
 
 This is the recipe of torchao's ``Int8DynamicActivationInt8WeightConfig`` and
 ``Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())``; ``quantize_model`` uses
@@ -17,6 +23,7 @@ are counted in the result's settings.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,12 +34,13 @@ if TYPE_CHECKING:
 
 # Quantized precision -> the floating-point dtype the rest of the model runs in. FP8's
 # row-wise scaled GEMM returns BF16 only.
-BASE_DTYPE = {"int8-dynamic": "float16", "fp8": "bfloat16"}
+BASE_DTYPE = {"int8-dynamic": "float16", "fp8": "bfloat16", "fp8-static": "bfloat16"}
+FP8_PRECISIONS = ("fp8", "fp8-static")
 INT8_MAX, FP8_MAX = 127.0, 448.0
 # torch._int_mm on CUDA needs more than 16 rows and sizes that are multiples of 8;
 # torch._scaled_mm needs multiples of 16.
 MIN_INT_MM_ROWS = 17
-MULTIPLE = {"int8-dynamic": 8, "fp8": 16}
+MULTIPLE = {"int8-dynamic": 8, "fp8": 16, "fp8-static": 16}
 FP8_CAPABILITY = (8, 9)  # Ada and Hopper (and later) have FP8 tensor cores
 
 
@@ -59,8 +67,8 @@ def _row_scale(x: torch.Tensor, limit: float) -> torch.Tensor:
     return x.abs().amax(dim=-1, keepdim=True).float().clamp(min=1e-12) / limit
 
 
-def _module_classes() -> tuple[type, type]:
-    """The two layer classes, defined on first use so that importing this module needs no
+def _module_classes() -> tuple[type, type, type]:
+    """The three layer classes, defined on first use so that importing this module needs no
     torch."""
     import torch
 
@@ -123,7 +131,42 @@ def _module_classes() -> tuple[type, type]:
                 out = out + self.bias
             return out.reshape(*shape[:-1], out.shape[-1])
 
-    return Int8Linear, Fp8Linear
+    class Fp8StaticLinear(torch.nn.Module):
+        weight: torch.Tensor
+        weight_scale: torch.Tensor
+        input_scale: torch.Tensor
+        input_inverse: torch.Tensor
+
+        def __init__(self, linear: torch.nn.Linear, input_amax: float) -> None:
+            super().__init__()
+            weight = linear.weight.detach().float()
+            scale = weight.abs().amax().clamp(min=1e-12) / FP8_MAX
+            self.register_buffer("weight", (weight / scale).to(torch.float8_e4m3fn))
+            self.register_buffer("weight_scale", scale.reshape(()))
+            input_scale = max(input_amax, 1e-12) / FP8_MAX
+            device = weight.device
+            self.register_buffer("input_scale", torch.tensor(input_scale, device=device))
+            self.register_buffer("input_inverse",
+                                 torch.tensor(1.0 / input_scale, device=device))
+            self.bias = (None if linear.bias is None
+                         else torch.nn.Parameter(linear.bias.detach(), requires_grad=False))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            shape = x.shape
+            rows = x.reshape(-1, shape[-1])
+            quantized = (rows.float() * self.input_inverse).clamp(-FP8_MAX, FP8_MAX).to(
+                torch.float8_e4m3fn)
+            fused_bias = (self.bias if self.bias is not None
+                          and self.bias.dtype == torch.bfloat16 else None)
+            out = torch._scaled_mm(quantized, self.weight.t(), scale_a=self.input_scale,
+                                   scale_b=self.weight_scale, bias=fused_bias,
+                                   out_dtype=torch.bfloat16)
+            out = out.to(x.dtype)
+            if self.bias is not None and fused_bias is None:
+                out = out + self.bias
+            return out.reshape(*shape[:-1], out.shape[-1])
+
+    return Int8Linear, Fp8Linear, Fp8StaticLinear
 
 
 @dataclass(frozen=True)
@@ -169,11 +212,35 @@ def _replace(model: torch.nn.Module, name: str, module: torch.nn.Module) -> None
     setattr(parent, child, module)
 
 
-def quantize_model(model: torch.nn.Module, precision: str, quantizer: str = "builtin"
-                   ) -> Quantized:
+def input_amax(model: torch.nn.Module, names: Sequence[str],
+               calibration: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, float]:
+    """The largest absolute input each named layer sees over the calibration batches (the
+    model run as it is, in inference mode)."""
+    import torch
+
+    seen = dict.fromkeys(names, 0.0)
+    hooks = []
+    for name in names:
+        def record(module: Any, args: tuple[Any, ...], name: str = name) -> None:
+            seen[name] = max(seen[name], float(args[0].detach().abs().amax()))
+
+        hooks.append(model.get_submodule(name).register_forward_pre_hook(record))
+    try:
+        with torch.inference_mode():
+            for batch in calibration:
+                model(**batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
+def quantize_model(model: torch.nn.Module, precision: str, quantizer: str = "builtin",
+                   calibration: Sequence[Mapping[str, torch.Tensor]] = ()) -> Quantized:
     """Replace the model's eligible ``nn.Linear`` layers in place (the model is on its device
     at its base dtype); GPT-2's ``Conv1D`` projections become ``nn.Linear`` first.
-    ``quantizer`` is "builtin" (the layers above) or "torchao"."""
+    ``quantizer`` is "builtin" (the layers above) or "torchao"; fp8-static is the builtin
+    layers' alone and needs ``calibration``, batches of the model's inputs on its device."""
     import torch
 
     if precision not in BASE_DTYPE:
@@ -185,11 +252,21 @@ def quantize_model(model: torch.nn.Module, precision: str, quantizer: str = "bui
     linears = [(name, m) for name, m in model.named_modules()
                if isinstance(m, torch.nn.Linear)]
     eligible = {name for name, m in linears if _eligible(m, precision)}
+    int8_class, fp8_class, fp8_static_class = _module_classes()
+    device = next(model.parameters()).device
+    if precision == "fp8-static":
+        if not calibration:
+            raise ValueError("fp8-static needs calibration batches: set calibration_batches "
+                             "to 1 or more")
+        amax = input_amax(model, sorted(eligible), calibration)
+        for name in eligible:
+            _replace(model, name, fp8_static_class(model.get_submodule(name), amax[name]))
+        return Quantized(f"builtin (torch._scaled_mm, float8 e4m3, static per-tensor "
+                         f"activation scales from {len(calibration)} calibration batch(es), "
+                         f"per-tensor weights)", len(eligible), len(linears) - len(eligible))
     if quantizer == "torchao":
         return _torchao(model, precision, eligible, len(linears))
-    int8_class, fp8_class = _module_classes()
     layer = int8_class if precision == "int8-dynamic" else fp8_class
-    device = next(model.parameters()).device
     for name in eligible:
         _replace(model, name, layer(model.get_submodule(name)).to(device))
     method = ("torch._int_mm, per-token INT8 activations, per-channel INT8 weights"

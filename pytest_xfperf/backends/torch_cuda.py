@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_xfperf.backends.base import BackendUnavailable
 from pytest_xfperf.backends.quantized_linear import (
     BASE_DTYPE,
+    FP8_PRECISIONS,
     Quantized,
     quantize_model,
     require_fp8_tensor_cores,
@@ -54,7 +55,8 @@ def create(context: RunnerContext) -> TorchCudaRunner:
                                                                 "reduce-overhead")),
                            attention=str(context.options.get("attention", "sdpa")),
                            quantizer=choose_quantizer(str(context.options.get("quantizer",
-                                                                              "auto"))))
+                                                                              "auto"))),
+                           calibration=context.calibration)
 
 
 def compile_for_capture(function: Callable[..., Any], compile_mode: str
@@ -125,13 +127,15 @@ def cuda_synchronize() -> None:
 class TorchCudaRunner:
     def __init__(self, model: torch.nn.Module, precision: str, mode: str = "eager",
                  tf32: bool = False, compile_mode: str = "reduce-overhead",
-                 attention: str = "sdpa", quantizer: str = "builtin") -> None:
+                 attention: str = "sdpa", quantizer: str = "builtin",
+                 calibration: Callable[[], list[Mapping[str, np.ndarray]]] | None = None
+                 ) -> None:
         import torch
 
         require_cuda()
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
-        if precision == "fp8":
+        if precision in FP8_PRECISIONS:
             require_fp8_tensor_cores()
         self.name = {"eager": "torch-cuda", "graph": "torch-cuda-graph",
                      "compile": "torch-compile"}[mode]
@@ -148,7 +152,9 @@ class TorchCudaRunner:
         self._attention = set_attention(self._model, attention)
         self._quantized: Quantized | None = None
         if precision in BASE_DTYPE:
-            self._quantized = quantize_model(self._model, precision, quantizer)
+            batches = ([device_tensors(b) for b in calibration()]
+                       if precision == "fp8-static" and calibration is not None else [])
+            self._quantized = quantize_model(self._model, precision, quantizer, batches)
         self._compiled: Callable[..., Any] | None = None
         self._compile_mode = compile_mode
         if mode == "compile":

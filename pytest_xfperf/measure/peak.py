@@ -41,7 +41,7 @@ WARMUP, REPEATS = 3, 10
 CPU_MIN_SECONDS = 0.3  # per CPU size: enough repeats that one slow moment does not set it
 # The arithmetic each precision's matrix products run in.
 ARITHMETIC = {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16", "int8-dynamic": "int8",
-              "int8-static": "int8", "fp8": "fp8"}
+              "int8-static": "int8", "fp8": "fp8", "fp8-static": "fp8"}
 CPU_ARITHMETIC = {"fp16": "fp32"}  # ONNX Runtime's CPU provider computes FP16 graphs in FP32
 
 

@@ -80,6 +80,88 @@ def test_quantized_layers_replace_every_linear_and_stay_close(precision, min_cos
     assert not torch.equal(out, reference)  # it did quantize
 
 
+def _tiny_with_calibration():
+    spec = BUILTIN["bert-tiny"](0)
+    calibration = [{k: torch.from_numpy(v) for k, v in spec.make_inputs(4, 64, 1000 + i).items()}
+                   for i in range(2)]
+    return spec, spec.build(), calibration
+
+
+def test_fp8_static_scales_are_the_calibrated_input_maxima():
+    from pytest_xfperf.backends.quantized_linear import FP8_MAX, input_amax
+
+    spec, model, calibration = _tiny_with_calibration()
+    names = ["encoder.layer.0.attention.self.query", "encoder.layer.1.output.dense"]
+    seen = input_amax(model, names, calibration)
+    # By hand: the largest absolute input of each layer over both batches.
+    expected = dict.fromkeys(names, 0.0)
+    hooks = [model.get_submodule(n).register_forward_hook(
+        lambda m, args, out, n=n: expected.__setitem__(
+            n, max(expected[n], args[0].abs().max().item()))) for n in names]
+    with torch.inference_mode():
+        for batch in calibration:
+            model(**batch)
+    for hook in hooks:
+        hook.remove()
+    assert seen == pytest.approx(expected) and min(seen.values()) > 0
+    quantize_model(model, "fp8-static", calibration=calibration)
+    query = model.encoder.layer[0].attention.self.query
+    assert query.input_scale.item() == pytest.approx(expected[names[0]] / FP8_MAX, rel=1e-6)
+    assert query.weight.dtype == torch.float8_e4m3fn and query.weight_scale.dim() == 0
+    assert not query._forward_pre_hooks  # calibration hooks are gone
+
+
+def test_fp8_static_stays_close_and_saturates_beyond_its_range():
+    spec, model, calibration = _tiny_with_calibration()
+    inputs = {k: torch.from_numpy(v) for k, v in spec.make_inputs(2, 64, 0).items()}
+    with torch.inference_mode():
+        reference = model(**inputs).last_hidden_state
+    quantized = copy.deepcopy(model)
+    done = quantize_model(quantized, "fp8-static", calibration=calibration)
+    assert (done.replaced, done.kept) == (13, 0)
+    assert "static per-tensor activation scales from 2 calibration batch(es)" in done.method
+    with torch.inference_mode():
+        out = quantized(**inputs).last_hidden_state
+    keep = inputs["attention_mask"].bool()
+    cosine = torch.nn.functional.cosine_similarity(out[keep], reference[keep], dim=-1)
+    assert cosine.min().item() > 0.99 and not torch.equal(out, reference)
+    layer = quantized.encoder.layer[0].attention.self.query
+    far = torch.full((1, 128), 1e6 * layer.input_scale.item())  # far past the calibrated range
+    with torch.inference_mode():
+        saturated = layer(far)
+        at_the_limit = layer(torch.full((1, 128), 448 * layer.input_scale.item()))
+    assert torch.isfinite(saturated).all() and torch.allclose(saturated, at_the_limit)
+
+
+def test_fp8_static_without_calibration_says_how_to_give_it():
+    with pytest.raises(ValueError, match="calibration_batches"):
+        quantize_model(torch.nn.Sequential(torch.nn.Linear(64, 64)), "fp8-static")
+
+
+def test_fp8_static_runner_calibrates_on_the_cases_seeded_batches(monkeypatch):
+    """The runner gets its batches from the session's factory: the case's sequence length,
+    its batch capped at 8, seeded apart from the timed inputs. No GPU here: the CUDA checks
+    are patched and the tensors stay on the CPU."""
+    from pytest_xfperf.artifacts.pipeline import CALIBRATION_SEED_OFFSET, calibration_inputs
+
+    spec = BUILTIN["bert-tiny"](0)
+    batches = calibration_inputs(spec, Shape(32, 64), 7, 3)
+    assert [b["input_ids"].shape for b in batches] == [(8, 64)] * 3
+    assert (batches[0]["input_ids"] == spec.make_inputs(8, 64, 7 + CALIBRATION_SEED_OFFSET)[
+        "input_ids"]).all()
+    monkeypatch.setattr(torch_cuda, "require_cuda", lambda: None)
+    monkeypatch.setattr(torch_cuda, "require_fp8_tensor_cores", lambda: None)
+    monkeypatch.setattr(torch_cuda, "device_tensors",
+                        lambda inputs: {k: torch.from_numpy(v) for k, v in inputs.items()})
+    monkeypatch.setattr(torch.nn.Module, "to", lambda self, *a, **k: self.float())
+    runner = torch_cuda.TorchCudaRunner(spec.build(), "fp8-static", "eager",
+                                        calibration=lambda: batches)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "patched")
+    assert "from 3 calibration batch(es)" in runner.settings()["quantizer"]
+    assert speedup_reference("torch-compile", "fp8-static") == ("torch-cuda-graph", "fp16")
+    assert arithmetic("fp8-static", "cuda") == "fp8"
+
+
 def test_layers_the_gemm_cannot_take_stay_in_floating_point():
     model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 10))
     done = quantize_model(model, "fp8")
