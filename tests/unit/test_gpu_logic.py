@@ -79,7 +79,7 @@ def test_gpu_machine_key_names_the_card(monkeypatch):
 
 def test_backend_table_has_gpu_variants_and_extras():
     assert BACKENDS["torch-cuda-graph"].precisions == ("fp32", "fp16", "bf16", "int8-dynamic",
-                                                       "fp8")
+                                                       "fp8", "fp8-static")
     assert BACKENDS["ort-cuda"].onnx_target == "gpu"
     assert BACKENDS["tensorrt"].onnx_target == "portable"
     assert BACKENDS["tensorrt"].extra == "tensorrt" and BACKENDS["ort-cuda"].extra == "gpu"
