@@ -269,8 +269,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("calibration_method", "build.calibration_method", "int8-static calibration: "
            "minmax (default), entropy or percentile", lambda v: parse_choice(
                v, "calibration_method", ("minmax", "entropy", "percentile"))),
-    Option("calibration_batches", "build.calibration_batches", "int8-static: number of "
-           "seeded calibration batches (default 8)",
+    Option("calibration_batches", "build.calibration_batches", "int8-static and fp8-static: "
+           "number of seeded calibration batches (default 8)",
            lambda v: parse_count(v, "calibration_batches", 1)),
     Option("per_channel", "build.per_channel", "per-channel weight scales for INT8 "
            "(default true)", parse_bool),
