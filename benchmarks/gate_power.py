@@ -12,6 +12,8 @@ in the figures.
     python benchmarks/gate_power.py measure --minutes 30 --raw RAW.json
     python benchmarks/gate_power.py measure --profile gpu --minutes 8 --raw RAW.json
     python benchmarks/gate_power.py analyze --raw RAW.json [--json OUT.json]
+    python benchmarks/gate_power.py replay --raw RAW.json [--runs FIRST:END] [--spread-own S]
+        [--spread-normalized S] [--json OUT.json]
 
 The gpu profile gates BERT-base-wide copies (hidden 768) on torch-cuda-graph at FP16, shapes
 1x128 and 32x128, with a 5 % tolerance: A/A runs and a +10 % level (22 layers for 20); eager
@@ -392,9 +394,12 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
     records = sorted(raw["records"], key=lambda r: r["index"])
     table: dict[str, dict[str, Any]] = {}
     shifts: dict[str, list[tuple[float, float, float]]] = {}
+    first, _, last = (args.runs or ":").partition(":")
     for run in raw["runs"]:
         if run["level"] == "other machine":
             continue  # no comparison is made (a different machine's file): nothing to replay
+        if (first and run["index"] < int(first)) or (last and run["index"] >= int(last)):
+            continue
         baseline = [r for r in records if r["index"] <= run["index"]][-1]["baseline"]
         for case in run["cases"]:
             then = (baseline.get(case["id"]) or {}).get("timing")
@@ -440,7 +445,8 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
                   f"{unstable:3d}  mean blocks {blocks:.1f}  {dict(sorted(counts.items()))}")
     if args.json:
         Path(args.json).write_text(json.dumps({"policy": dataclasses.asdict(policy),
-                                               "raw": args.raw, "levels": table}, indent=1)
+                                               "raw": args.raw, "runs": args.runs,
+                                               "levels": table}, indent=1)
                                    + "\n")
     return table
 
@@ -480,6 +486,10 @@ def main() -> None:
                    help="decide at this tolerance (0.1: 10 %%) instead of the runs' own")
     r.add_argument("--spread-normalized", type=float, default=None,
                    help="the same for the view divided by the yardstick")
+    r.add_argument("--runs", default="",
+                   help="FIRST:END, the runs replayed by index (END excluded; either may be "
+                        "left out): to leave out runs that shared the machine, or to judge "
+                        "runs with spreads measured on others")
     a = sub.add_parser("analyze")
     a.add_argument("--raw", required=True)
     a.add_argument("--json")
