@@ -13,6 +13,8 @@ session settings (measure/yardstick.py: the case's threads, workers sleeping aft
 - ``mlp1mb``: the shipped yardstick, 4 layers of 512 x 512 on 64 rows (1 MB of weights,
   under a millisecond a call);
 - ``mlp1mb-long``: the same weights on 1,024 rows (16x the arithmetic, the same working set);
+- ``stream16mb``: 4 layers of 1,024 x 1,024 on 16 rows (16 MB: inside a 32 MB L3, beyond a
+  2 MB L2);
 - ``stream64mb``: 4 layers of 2,048 x 2,048 on 16 rows (64 MB, read once a call);
 - ``stream256mb``: 4 layers of 4,096 x 4,096 on 16 rows (256 MB).
 
@@ -40,8 +42,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ("bert-base/fp32", "bert-base/int8-dynamic", "minilm-l6/fp32", "bert-tiny/fp32")
-CANDIDATES = {"mlp1mb": (64, 512), "mlp1mb-long": (1024, 512), "stream64mb": (16, 2048),
-              "stream256mb": (16, 4096)}
+CANDIDATES = {"mlp1mb": (64, 512), "mlp1mb-long": (1024, 512), "stream16mb": (16, 1024),
+              "stream64mb": (16, 2048), "stream256mb": (16, 4096)}
 LAYERS = 4
 Call = Callable[[], object]
 
