@@ -67,6 +67,23 @@ def _row_scale(x: torch.Tensor, limit: float) -> torch.Tensor:
     return x.abs().amax(dim=-1, keepdim=True).float().clamp(min=1e-12) / limit
 
 
+def _fp8_product(quantized: torch.Tensor, input_scale: torch.Tensor, layer: Any,
+                 x: torch.Tensor) -> torch.Tensor:
+    """``layer``'s FP8 GEMM of the quantized rows of ``x``, in ``x``'s dtype and shape. The
+    bias goes into the GEMM's epilogue (BF16, the output's type): one pass over the output
+    fewer than adding it after."""
+    import torch
+
+    bias = layer.bias
+    fused_bias = bias if bias is not None and bias.dtype == torch.bfloat16 else None
+    out = torch._scaled_mm(quantized, layer.weight.t(), scale_a=input_scale,
+                           scale_b=layer.weight_scale, bias=fused_bias,
+                           out_dtype=torch.bfloat16).to(x.dtype)
+    if bias is not None and fused_bias is None:
+        out = out + bias
+    return out.reshape(*x.shape[:-1], out.shape[-1])
+
+
 def _module_classes() -> tuple[type, type, type]:
     """The three layer classes, defined on first use so that importing this module needs no
     torch."""
@@ -119,17 +136,7 @@ def _module_classes() -> tuple[type, type, type]:
             rows = x.reshape(-1, shape[-1])
             scale = _row_scale(rows, FP8_MAX)
             quantized = (rows.float() / scale).to(torch.float8_e4m3fn)
-            # The bias goes into the GEMM's epilogue (BF16, the output's type): one pass over
-            # the output fewer than adding it after.
-            fused_bias = (self.bias if self.bias is not None
-                          and self.bias.dtype == torch.bfloat16 else None)
-            out = torch._scaled_mm(quantized, self.weight.t(), scale_a=scale,
-                                   scale_b=self.weight_scale, bias=fused_bias,
-                                   out_dtype=torch.bfloat16)
-            out = out.to(x.dtype)
-            if self.bias is not None and fused_bias is None:
-                out = out + self.bias
-            return out.reshape(*shape[:-1], out.shape[-1])
+            return _fp8_product(quantized, scale, self, x)
 
     class Fp8StaticLinear(torch.nn.Module):
         weight: torch.Tensor
@@ -159,15 +166,7 @@ def _module_classes() -> tuple[type, type, type]:
             # (CUDA-graph replay of eager kernels).
             quantized = (rows * self.input_inverse).clamp_(
                 -FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
-            fused_bias = (self.bias if self.bias is not None
-                          and self.bias.dtype == torch.bfloat16 else None)
-            out = torch._scaled_mm(quantized, self.weight.t(), scale_a=self.input_scale,
-                                   scale_b=self.weight_scale, bias=fused_bias,
-                                   out_dtype=torch.bfloat16)
-            out = out.to(x.dtype)
-            if self.bias is not None and fused_bias is None:
-                out = out + self.bias
-            return out.reshape(*shape[:-1], out.shape[-1])
+            return _fp8_product(quantized, self.input_scale, self, x)
 
     return Int8Linear, Fp8Linear, Fp8StaticLinear
 
