@@ -265,3 +265,31 @@ def test_the_cpu_peak_is_the_fastest_of_its_sizes_each_timed_long_enough(monkeyp
     # Each size ran until CPU_MIN_SECONDS had passed, not only REPEATS times.
     assert calls[1152] > peak.WARMUP + peak.REPEATS + 10
     assert calls[768] >= peak.WARMUP + peak.REPEATS
+
+
+def test_the_session_hands_runners_the_cases_calibration_batches(tmp_path, monkeypatch):
+    """What ``make_runner`` gives a backend's factory: the case's seeded batches at its
+    sequence length (batch capped at 8), as many as ``calibration_batches``. The factory is
+    replaced by one that keeps its context: no GPU here."""
+    from dataclasses import replace
+
+    from pytest_xfperf import session as session_module
+    from pytest_xfperf.artifacts.pipeline import CALIBRATION_SEED_OFFSET
+    from pytest_xfperf.matrix import Case
+    from pytest_xfperf.models.registry import ModelRegistry
+    from pytest_xfperf.settings import Settings
+
+    contexts = []
+    monkeypatch.setattr(session_module, "load_factory",
+                        lambda info: lambda context: contexts.append(context) or object())
+    base = Settings(history=tmp_path / "history.db")
+    settings = replace(base, build=replace(base.build, calibration_batches=3), seed=5)
+    session = session_module.XfperfSession(settings, ModelRegistry([], tmp_path, 5), tmp_path)
+    spec = BUILTIN["bert-tiny"](5)
+    session.make_runner(Case("bert-tiny", "torch-compile", "fp8-static", Shape(32, 64)), spec,
+                        None)
+    (context,) = contexts
+    assert context.calibration is not None
+    batches = context.calibration()
+    assert [b["input_ids"].shape for b in batches] == [(8, 64)] * 3
+    assert (batches[2]["input_ids"] == spec.make_inputs(8, 64, 5 + CALIBRATION_SEED_OFFSET + 2)["input_ids"]).all()
