@@ -292,4 +292,5 @@ def test_the_session_hands_runners_the_cases_calibration_batches(tmp_path, monke
     assert context.calibration is not None
     batches = context.calibration()
     assert [b["input_ids"].shape for b in batches] == [(8, 64)] * 3
-    assert (batches[2]["input_ids"] == spec.make_inputs(8, 64, 5 + CALIBRATION_SEED_OFFSET + 2)["input_ids"]).all()
+    third = spec.make_inputs(8, 64, 5 + CALIBRATION_SEED_OFFSET + 2)
+    assert (batches[2]["input_ids"] == third["input_ids"]).all()
