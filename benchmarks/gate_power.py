@@ -193,6 +193,7 @@ def measure(args: argparse.Namespace) -> None:
     if args.backends:
         profile["backends"] = args.backends.split(",")
     copies = args.copies or profile["copies"]
+    added = args.pytest_args.split()
     levels = profile["levels"]
     cycle = args.cycle.split(",") if args.cycle else profile["cycle"]
     unknown = sorted(set(cycle) - set(levels))
@@ -208,7 +209,7 @@ def measure(args: argparse.Namespace) -> None:
                            "levels": {k: v[0] for k, v in levels.items()},
                            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                            "command": " ".join(sys.argv), "records": [], "runs": [],
-                           "pytest_args": args.pytest_args.split(),
+                           "pytest_args": added,
                            "affinity": sorted(os.sched_getaffinity(0))}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -220,8 +221,7 @@ def measure(args: argparse.Namespace) -> None:
                 for old in baselines.glob("*.json"):
                     old.unlink()
                 code, seconds, data = _pytest(root, profile["base_layers"], profile, copies,
-                                              ["--xfperf-update-baselines",
-                                               *args.pytest_args.split()],
+                                              ["--xfperf-update-baselines", *added],
                                               root / "r.json", baselines)
                 (stored,) = baselines.glob("*.json")
                 entries = json.loads(stored.read_text())["cases"]
@@ -235,8 +235,7 @@ def measure(args: argparse.Namespace) -> None:
             level = cycle[index % len(cycle)]
             layers, extra = levels[level]
             target = other if level == "other machine" else baselines
-            code, seconds, data = _pytest(root, layers, profile, copies,
-                                          [*extra, *args.pytest_args.split()],
+            code, seconds, data = _pytest(root, layers, profile, copies, [*extra, *added],
                                           root / "r.json", target, args.every_block)
             raw["runs"].append({"index": index, "level": level, "layers": layers,
                                 "exit": code, "seconds": seconds, "cases": _case_rows(data)})

@@ -81,9 +81,11 @@ def test_quantized_layers_replace_every_linear_and_stay_close(precision, min_cos
 
 
 def _tiny_with_calibration():
+    from pytest_xfperf.artifacts.pipeline import calibration_inputs
+
     spec = BUILTIN["bert-tiny"](0)
-    calibration = [{k: torch.from_numpy(v) for k, v in spec.make_inputs(4, 64, 1000 + i).items()}
-                   for i in range(2)]
+    calibration = [{k: torch.from_numpy(v) for k, v in batch.items()}
+                   for batch in calibration_inputs(spec, Shape(4, 64), 0, 2)]
     return spec, spec.build(), calibration
 
 
