@@ -1,20 +1,23 @@
 """Which CPU yardstick follows the host and not itself: its threads and spinning.
 
     python benchmarks/yardstick_threads_probe.py --processes 12 --out OUT.json
-        [--variants quiet2,quiet1] [--case-threads 2] [--rounds 8] [--block-s 0.25]
+        [--variants quiet2,quiet1] [--case-threads 2] [--case-spinning] [--rounds 8]
+        [--block-s 0.25]
 
 Each of ``--processes`` fresh processes loads one ONNX export of the power benchmark's encoder
 (BERT-shaped, hidden 128, 20 layers, input 1x128; exported once, by the parent) in ONNX
-Runtime on ``--case-threads`` threads, as the plugin's ort-cpu case does, and builds the
-plugin's CPU yardstick (the MLP of measure/yardstick.py) in each variant: ``quiet2`` (two
-threads that sleep after a call), ``spin2`` (two threads, ONNX Runtime's default spinning),
-``quiet1`` and ``spin1`` (one thread). Then, ``--rounds`` times, for each variant in turn: a
-block of the case (``--block-s``, a block's value the median of its calls, one untimed call
-first as the gate's settle call), then a block of that variant a fifth as long. Printed and
-written per variant: the spread (standard deviation of the log) of the case's blocks, of the
-yardstick's and of their ratio within a process (mean over processes), and of the per-process
-medians between processes: the figure a baseline recorded in one process and a run in
-another both carry.
+Runtime on ``--case-threads`` threads, as the plugin's ort-cpu case does (its workers stop
+spinning when a call returns; ``--case-spinning``: they spin on, ONNX Runtime's default), and
+builds the plugin's CPU yardstick (the MLP of measure/yardstick.py) in each variant:
+``quiet2`` (two threads that sleep after a call), ``spin2`` (two threads, ONNX Runtime's
+default spinning), ``stop2`` (two threads that spin within a call and stop when it returns:
+ONNX Runtime's ``session.force_spinning_stop``), ``quiet1``, ``spin1`` and ``stop1`` (one
+thread). Then, ``--rounds`` times, for each variant in turn: a block of the case
+(``--block-s``, a block's value the median of its calls, one untimed call first as the gate's
+settle call), then a block of that variant a fifth as long. Printed and written per variant:
+the spread (standard deviation of the log) of the case's blocks, of the yardstick's and of
+their ratio within a process (mean over processes), and of the per-process medians between
+processes: the figure a baseline recorded in one process and a run in another both carry.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("quiet2", "spin2", "quiet1", "spin1")
+VARIANTS = ("quiet2", "spin2", "stop2", "quiet1", "spin1", "stop1")
 
 
 def export(path: Path) -> None:
@@ -57,8 +60,8 @@ def export(path: Path) -> None:
                       opset_version=17)
 
 
-def one_process(model: str, variants: list[str], case_threads: int, rounds: int,
-                block_s: float) -> dict[str, list[tuple[float, float]]]:
+def one_process(model: str, variants: list[str], case_threads: int, case_spinning: bool,
+                rounds: int, block_s: float) -> dict[str, list[tuple[float, float]]]:
     import numpy as np
     import onnxruntime as ort
 
@@ -66,18 +69,20 @@ def one_process(model: str, variants: list[str], case_threads: int, rounds: int,
     from pytest_xfperf.backends.onnxruntime_cpu import session_options
     from pytest_xfperf.measure import yardstick
 
-    options, _ = session_options({"intra_op_threads": case_threads})
+    options, _ = session_options({"intra_op_threads": case_threads,
+                                  "spin_between_calls": case_spinning})
     session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     ids = np.random.default_rng(0).integers(1, 2000, (1, 128)).astype(np.int64)
     feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
     sticks: dict[str, Any] = {}
     quiet_session = yardstick.cpu_session
     for variant in variants:
-        spinning, threads = variant.startswith("spin"), int(variant[-1])
+        mode, threads = variant[:-1], int(variant[-1])
 
         def session_for(graph: Any, _threads: int, spinning: bool = True,
-                        _spin: bool = spinning, _n: int = threads) -> Any:
-            return quiet_session(graph, _n, spinning=_spin)
+                        _mode: str = mode, _n: int = threads) -> Any:
+            return quiet_session(graph, _n, spinning=_mode != "quiet",
+                                 stop_after_run=_mode == "stop")
 
         yardstick.cpu_session = session_for  # type: ignore[assignment]
         sticks[variant] = yardstick.cpu(threads)
@@ -129,6 +134,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--case-threads", type=int, default=2)
+    parser.add_argument("--case-spinning", action="store_true")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--block-s", type=float, default=0.25)
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -138,8 +144,8 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"--variants: unknown {unknown}; valid: {', '.join(VARIANTS)}")
     if args.child:
-        print(json.dumps(one_process(args.child, variants, args.case_threads, args.rounds,
-                                     args.block_s)))
+        print(json.dumps(one_process(args.child, variants, args.case_threads,
+                                     args.case_spinning, args.rounds, args.block_s)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "encoder.onnx"
@@ -149,6 +155,7 @@ def main() -> None:
             done = subprocess.run(
                 [sys.executable, __file__, "--child", str(model), "--out", str(args.out),
                  "--variants", ",".join(variants), "--case-threads", str(args.case_threads),
+                 *(["--case-spinning"] if args.case_spinning else []),
                  "--rounds", str(args.rounds), "--block-s", str(args.block_s)],
                 capture_output=True, text=True, check=True)
             runs.append(json.loads(done.stdout.strip().splitlines()[-1]))

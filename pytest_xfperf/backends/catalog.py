@@ -111,6 +111,9 @@ ORT_CPU_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "execution_mode": lambda v: parse_choice(v, "execution_mode", ("sequential", "parallel")),
     "graph_optimization_level": lambda v: parse_choice(
         v, "graph_optimization_level", ("disable", "basic", "extended", "all")),
+    # Off by default: ONNX Runtime's workers stop spinning when a call returns, instead of
+    # spinning on and holding a core through whatever runs next (backends/onnxruntime_cpu.py).
+    "spin_between_calls": parse_bool,
 }
 TORCH_CUDA_OPTIONS: dict[str, Callable[[Any], Any]] = {
     # TF32 trades FP32 matmul precision for speed; off unless asked, and always recorded.

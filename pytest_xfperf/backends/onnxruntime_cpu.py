@@ -18,7 +18,8 @@ def create(context: RunnerContext) -> OrtCpuRunner:
 
 
 DEFAULTS: dict[str, Any] = {"graph_optimization_level": "all", "intra_op_threads": 0,
-                            "inter_op_threads": 0, "execution_mode": "sequential"}
+                            "inter_op_threads": 0, "execution_mode": "sequential",
+                            "spin_between_calls": False}
 
 
 def session_options(options: Mapping[str, Any] | None) -> tuple[Any, dict[str, Any]]:
@@ -39,6 +40,13 @@ def session_options(options: Mapping[str, Any] | None) -> tuple[Any, dict[str, A
     out.inter_op_num_threads = chosen["inter_op_threads"]
     out.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if chosen["execution_mode"] == "parallel"
                           else ort.ExecutionMode.ORT_SEQUENTIAL)
+    if not chosen["spin_between_calls"]:
+        # The workers spin within a call and stop when it returns. Left spinning (ONNX
+        # Runtime's default), they held one of a 2-core host's cores for tens of milliseconds
+        # after the case's block, through the yardstick's block that follows it, and made
+        # the yardstick's blocks 1.8x slower at random (docs/measurements.md, "The case's
+        # threads and the yardstick").
+        out.add_session_config_entry("session.force_spinning_stop", "1")
     return out, chosen
 
 

@@ -57,7 +57,7 @@ def test_an_unchanged_run_passes_and_shows_the_figure_it_was_judged_on(
         word = "slower" if shown > 0 else "faster"
         column = "±0.0%" if abs(shown) < 0.0005 else f"{shown:+.1%} {word}"
         same.stdout.fnmatch_lines([f"*{case['backend']}/fp32*{column}*"])
-        assert case["timing"]["yardstick"].startswith("mlp2 onnxruntime ")
+        assert case["timing"]["yardstick"].startswith("mlp3 onnxruntime ")
         # FLOP/s and % of this machine's measured FP32 GEMM peak, per case.
         compute = case["compute"]
         assert compute["arithmetic"] == "fp32" and compute["flops_per_call"] > 0

@@ -8,7 +8,7 @@ from pytest_xfperf.accuracy import compare, token_mask
 from pytest_xfperf.artifacts.cache import ArtifactCache
 from pytest_xfperf.artifacts.pipeline import ArtifactPipeline, BuildOptions
 from pytest_xfperf.artifacts.quantize import CalibrationError, check_scales, quantize_static_qdq
-from pytest_xfperf.backends.onnxruntime_cpu import OrtCpuRunner
+from pytest_xfperf.backends.onnxruntime_cpu import OrtCpuRunner, session_options
 from pytest_xfperf.backends.pytorch import TorchCpuRunner
 from pytest_xfperf.values import Shape
 
@@ -103,6 +103,18 @@ def test_session_settings_are_applied_and_recorded(pipeline, tiny_spec, tiny_mod
     assert settings["intra_op_threads"] == 1 and settings["execution_mode"] == "parallel"
     assert settings["graph_optimization_level"] == "basic"
     assert runner.run(tiny_spec.make_inputs(1, 16, 0)).shape == (1, 16, 128)
+
+
+def test_ort_cpu_workers_stop_spinning_when_a_call_returns_unless_asked():
+    """Spinning on after a call held a core through the yardstick's next block: off by
+    default, recorded either way."""
+    options, chosen = session_options({})
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+    assert chosen["spin_between_calls"] is False
+    options, chosen = session_options({"spin_between_calls": True})
+    with pytest.raises(RuntimeError, match="force_spinning_stop"):
+        options.get_session_config_entry("session.force_spinning_stop")
+    assert chosen["spin_between_calls"] is True
 
 
 def test_static_int8_leaves_an_outlier_product_in_fp32(cache_dir):

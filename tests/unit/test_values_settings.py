@@ -96,6 +96,8 @@ def test_backend_session_tables_are_validated_and_parsed():
     with pytest.raises(ValueError, match=r"ort-cpu\]\.execution_mode: execution_mode must be "
                                          r"one of sequential, parallel"):
         resolve({}, {}, {"ort-cpu": {"execution_mode": "turbo"}}, environ={})
+    with pytest.raises(ValueError, match=r"ort-cpu\]\.spin_between_calls"):
+        resolve({}, {}, {"ort-cpu": {"spin_between_calls": "sometimes"}}, environ={})
     with pytest.raises(ValueError, match="must be a table"):
         resolve({}, {}, {"ort-cpu": 3}, environ={})
 
