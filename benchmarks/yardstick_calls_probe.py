@@ -62,17 +62,6 @@ def _case(kind: str, spinning: bool, tmp: Path) -> Callable[[], object]:
     return lambda: session.run(None, feeds)
 
 
-def _block(call: Callable[[], object], seconds: float) -> list[float]:
-    call()  # the settle call
-    calls: list[float] = []
-    started = time.perf_counter()
-    while time.perf_counter() - started < seconds or len(calls) < 3:
-        t0 = time.perf_counter()
-        call()
-        calls.append((time.perf_counter() - t0) * 1e3)
-    return calls
-
-
 def _sd_log(values: list[float]) -> float:
     return statistics.stdev(math.log(v) for v in values)
 
@@ -86,6 +75,8 @@ def main() -> None:
     parser.add_argument("--block-s", type=float, default=0.25)
     parser.add_argument("--json")
     args = parser.parse_args()
+    from yardstick_threads_probe import block_calls
+
     from pytest_xfperf.measure import yardstick
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,9 +87,9 @@ def main() -> None:
             stick.call()
         rounds: list[dict[str, Any]] = []
         for _ in range(args.rounds):
-            case_calls = _block(case, args.block_s)
+            case_calls = [t * 1e3 for t in block_calls(case, args.block_s)]
             time.sleep(args.pause_ms / 1e3)
-            stick_calls = _block(stick.call, args.block_s * 0.2)
+            stick_calls = [t * 1e3 for t in block_calls(stick.call, args.block_s * 0.2)]
             rounds.append({"case_ms": statistics.median(case_calls),
                            "yardstick_ms": statistics.median(stick_calls),
                            "yardstick_first_ms": [round(v, 3) for v in stick_calls[:6]]})

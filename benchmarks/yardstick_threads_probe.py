@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,19 @@ def export(path: Path) -> None:
     torch.onnx.export(Hidden(), (ids, torch.ones_like(ids)), str(path), dynamo=False,
                       input_names=["input_ids", "attention_mask"], output_names=["out"],
                       opset_version=17)
+
+
+def block_calls(call: Callable[[], object], seconds: float) -> list[float]:
+    """One block as the gate times it: an untimed settle call, then calls for ``seconds`` and
+    at least three; each call's seconds."""
+    call()
+    calls: list[float] = []
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds or len(calls) < 3:
+        t0 = time.perf_counter()
+        call()
+        calls.append(time.perf_counter() - t0)
+    return calls
 
 
 def one_process(model: str, variants: list[str], case_threads: int, case_spinning: bool,
@@ -91,14 +105,7 @@ def one_process(model: str, variants: list[str], case_threads: int, case_spinnin
         session.run(None, feeds)
 
     def block(call: Any, seconds: float) -> float:
-        call()  # the settle call
-        calls: list[float] = []
-        started = time.perf_counter()
-        while time.perf_counter() - started < seconds or len(calls) < 3:
-            t0 = time.perf_counter()
-            call()
-            calls.append(time.perf_counter() - t0)
-        return statistics.median(calls)
+        return statistics.median(block_calls(call, seconds))
 
     out: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
     for _ in range(rounds):
