@@ -44,7 +44,7 @@ def session_options(options: Mapping[str, Any] | None) -> tuple[Any, dict[str, A
         # The workers spin within a call and stop when it returns. Left spinning (ONNX
         # Runtime's default), they held one of a 2-core host's cores for tens of milliseconds
         # after the case's block, through the yardstick's block that follows it, and made
-        # the yardstick's blocks 1.8x slower at random (docs/measurements.md, "The case's
+        # the yardstick's blocks up to 1.8x slower at random (docs/measurements.md, "The case's
         # threads and the yardstick").
         out.add_session_config_entry("session.force_spinning_stop", "1")
     return out, chosen
