@@ -87,9 +87,9 @@ def main() -> None:
             stick.call()
         rounds: list[dict[str, Any]] = []
         for _ in range(args.rounds):
-            case_calls = [t * 1e3 for t in block_calls(case, args.block_s)]
+            case_calls = [t * 1e3 for t in block_calls(case, args.block_s)[0]]
             time.sleep(args.pause_ms / 1e3)
-            stick_calls = [t * 1e3 for t in block_calls(stick.call, args.block_s * 0.2)]
+            stick_calls = [t * 1e3 for t in block_calls(stick.call, args.block_s * 0.2)[0]]
             rounds.append({"case_ms": statistics.median(case_calls),
                            "yardstick_ms": statistics.median(stick_calls),
                            "yardstick_first_ms": [round(v, 3) for v in stick_calls[:6]]})

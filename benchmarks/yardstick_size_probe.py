@@ -90,14 +90,10 @@ def _cases(cache: Path) -> dict[str, Call]:
 
 def _block(call: Call, seconds: float) -> tuple[float, float]:
     """The block's median call and its length in seconds, after one untimed settle call."""
-    call()
-    times: list[float] = []
-    started = time.perf_counter()
-    while time.perf_counter() - started < seconds or len(times) < 3:
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), time.perf_counter() - started
+    from yardstick_threads_probe import block_calls
+
+    calls, length = block_calls(call, seconds)
+    return statistics.median(calls), length
 
 
 def one_process(cache: Path, rounds: int, block_s: float) -> dict[str, Any]:

@@ -61,9 +61,9 @@ def export(path: Path) -> None:
                       opset_version=17)
 
 
-def block_calls(call: Callable[[], object], seconds: float) -> list[float]:
+def block_calls(call: Callable[[], object], seconds: float) -> tuple[list[float], float]:
     """One block as the gate times it: an untimed settle call, then calls for ``seconds`` and
-    at least three; each call's seconds."""
+    at least three; each call's seconds, and the block's length after the settle call."""
     call()
     calls: list[float] = []
     started = time.perf_counter()
@@ -71,7 +71,7 @@ def block_calls(call: Callable[[], object], seconds: float) -> list[float]:
         t0 = time.perf_counter()
         call()
         calls.append(time.perf_counter() - t0)
-    return calls
+    return calls, time.perf_counter() - started
 
 
 def one_process(model: str, variants: list[str], case_threads: int, case_spinning: bool,
@@ -105,7 +105,7 @@ def one_process(model: str, variants: list[str], case_threads: int, case_spinnin
         session.run(None, feeds)
 
     def block(call: Any, seconds: float) -> float:
-        return statistics.median(block_calls(call, seconds))
+        return statistics.median(block_calls(call, seconds)[0])
 
     out: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
     for _ in range(rounds):
