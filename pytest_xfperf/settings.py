@@ -207,7 +207,8 @@ OPTIONS: tuple[Option, ...] = (
            lambda v: parse_tolerance_table(v)),
     Option("spreads", "gate.policy", "how far a case's level moves between processes (log-scale "
            "standard deviation) by clock and view, and on a GPU by what paces the call, added "
-           "to every interval: wall_own=0.15,wall_normalized=0.03,device_own=0.008,"
+           "to every interval: wall_own=0.15,wall_normalized=0.03,wall_torch_own=0.21,"
+           "wall_torch_normalized=0.08 (PyTorch's threads on the CPU),device_own=0.008,"
            "device_normalized=0.03 (a captured graph's replay),device_prefill=0.031 (a "
            "generation's TTFT there),device_launched=0.5 by default; measure a suite's with "
            "`python -m pytest_xfperf history spreads`",

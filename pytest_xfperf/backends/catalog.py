@@ -36,10 +36,11 @@ class BackendInfo:
     tracked: tuple[str, ...] = ()  # libraries whose versions its results record
     # The machine yardstick timed between its blocks (measure/yardstick.py): "cpu" or "cuda".
     yardstick: str = "cpu"
-    # What paces a GPU call, which sets how far its device time moves between processes
-    # (GatePolicy's device spreads): "captured" (one CUDA graph replayed: the device alone),
-    # "launched" (kernels launched one by one by the host: its launch rate). A captured
-    # backend's prefill is paced apart ("prefill", pace_fields).
+    # What paces a call, which sets how far its time moves between processes (GatePolicy's
+    # spreads). On a GPU: "captured" (one CUDA graph replayed: the device alone), "launched"
+    # (kernels launched one by one by the host: its launch rate); a captured backend's
+    # prefill is paced apart ("prefill", pace_fields). On the CPU, the library whose threads
+    # run it: "onnxruntime" (the yardstick's own) or "torch".
     pacing: str = "launched"
     # What paces its generation steps, where that differs from its encoder calls.
     generation_pacing: str = ""
@@ -169,14 +170,14 @@ _ORT_CUDA: dict[str, Any] = {
 BACKENDS: dict[str, BackendInfo] = {b.name: b for b in (
     BackendInfo(name="torch-cpu", precisions=("fp32",), device="cpu", modules=_TORCH,
                 extra="cpu", factory="pytest_xfperf.backends.pytorch:create",
-                options=TORCH_CPU_OPTIONS, tracked=_TORCH, yardstick="cpu"),
+                options=TORCH_CPU_OPTIONS, tracked=_TORCH, yardstick="cpu", pacing="torch"),
     # FP16 runs on the CPU provider (it casts around kernels it lacks in FP16): slower than
     # FP32 there, but it checks the FP16 artifact's accuracy without a GPU.
     BackendInfo(name="ort-cpu", precisions=("fp32", "fp16", "int8-dynamic", "int8-static"),
                 device="cpu", modules=_ORT, extra="cpu", onnx_target="cpu",
                 factory="pytest_xfperf.backends.onnxruntime_cpu:create",
                 options=ORT_CPU_OPTIONS, tracked=(*_TORCH, "onnx", "onnxruntime"),
-                yardstick="cpu"),
+                yardstick="cpu", pacing="onnxruntime"),
     BackendInfo(name="torch-cuda", precisions=_TORCH_CUDA_PRECISIONS, **_TORCH_CUDA),
     BackendInfo(name="torch-cuda-graph", precisions=_TORCH_CUDA_PRECISIONS,
                 fixed_shapes=True, pacing="captured", **_TORCH_CUDA),
@@ -230,11 +231,14 @@ def pace_fields(clock: str, backend: str, prefill: bool = False,
     generation's prefill (its TTFT) on a captured backend, "prefill": one replay after the
     host's work between generations, which moved up to 10.3 % between unchanged processes
     where the decode steps moved within 3 % (docs/generation.md, "Generation A/A on the
-    GPU"). Nothing for a backend not in the catalog (the gate then takes the widest spread),
-    nor on the wall clock, whose spreads do not depend on it."""
+    GPU"). On the wall clock, the CPU library whose threads run the call ("torch" has
+    spreads of its own: the ONNX Runtime yardstick follows it less). Nothing for a backend
+    not in the catalog (on the device clock the gate then takes the widest spread)."""
     info = BACKENDS.get(backend)
-    if clock != "device" or info is None:
+    if info is None:
         return {}
+    if clock != "device":
+        return {"pacing": info.pacing} if info.device == "cpu" else {}
     pacing = (info.generation_pacing or info.pacing) if generation or prefill else info.pacing
     return {"pacing": "prefill" if prefill and pacing == "captured" else pacing}
 

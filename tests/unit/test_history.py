@@ -315,9 +315,12 @@ def test_each_view_stands_for_the_spread_its_clock_and_pacing_take():
     spread_name = DEFAULT_POLICY.spread_name
     names = {spread_name("wall", False, ""), spread_name("wall", True, ""),
              spread_name("device", False, "captured"), spread_name("device", True, "captured"),
-             spread_name("device", True, "prefill"), spread_name("device", False, "launched")}
+             spread_name("device", True, "prefill"), spread_name("device", False, "launched"),
+             spread_name("wall", False, "torch"), spread_name("wall", True, "torch")}
     assert names == {"wall_own", "wall_normalized", "device_own", "device_normalized",
-                     "device_prefill", "device_launched"}
+                     "device_prefill", "device_launched", "wall_torch_own",
+                     "wall_torch_normalized"}
+    assert spread_name("wall", True, "onnxruntime") == "wall_normalized"
     # Each is a knob of the policy, as [tool.xfperf] spreads names it; a record that does
     # not say what paces it takes the widest, as in the gate.
     assert all(hasattr(DEFAULT_POLICY, f"spread_{name}") for name in names)
