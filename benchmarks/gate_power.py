@@ -14,6 +14,7 @@ in the figures.
     python benchmarks/gate_power.py analyze --raw RAW.json [--json OUT.json]
     python benchmarks/gate_power.py replay --raw RAW.json [--runs FIRST:END] [--spread-own S]
         [--spread-normalized S] [--json OUT.json]
+    python benchmarks/gate_power.py spreads RAW.json [RAW.json ...]
 
 The gpu profile gates BERT-base-wide copies (hidden 768) on torch-cuda-graph at FP16, shapes
 1x128 and 32x128, with a 5 % tolerance: A/A runs and a +10 % level (22 layers for 20); eager
@@ -329,6 +330,77 @@ def analyze(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def spreads(paths: Sequence[str]) -> dict[str, dict[str, float]]:
+    """How far each timed series moved between processes in the A/A trials of power runs:
+    the root mean square of the log of the gate's own shift (no spread added), by series and
+    view, per file and pooled: the case, its PyTorch reference, and the speed-up (the case's
+    shift over the reference's). What ``GatePolicy``'s spreads stand for. Also each trial
+    decided again by today's rule on the blocks it took (final): how many it would fail."""
+    from pytest_xfperf.backends.catalog import pace_fields
+    from pytest_xfperf.baselines import gate, rule
+
+    policy = rule.DEFAULT_POLICY
+    pooled: dict[str, list[float]] = {}
+    failed: dict[str, int] = {"trials": 0, "latency": 0, "speed-up": 0}
+    out: dict[str, dict[str, float]] = {}
+    for path in paths:
+        raw = _load(path)
+        records = sorted(raw["records"], key=lambda r: r["index"])
+        logs: dict[str, list[float]] = {}
+        for run in raw["runs"]:
+            if run["level"] != "A/A":
+                continue
+            baseline = [r for r in records if r["index"] <= run["index"]][-1]["baseline"]
+            for case in run["cases"]:
+                then = baseline.get(case["id"]) or {}
+                if not (then.get("timing") and case.get("timing")):
+                    continue
+                views, _ = gate.block_views(case["timing"], then["timing"], policy, False)
+                series = {"case": views}
+                if then.get("speedup") and case.get("reference"):
+                    series["reference"], _ = gate.block_views(
+                        case["reference"], then["speedup"], policy, False)
+                    series["speed-up"] = gate.speedup_views(views, series["reference"])
+                tolerance = float(raw["tolerance"].rstrip("%")) / 100
+                failed["trials"] += 1
+                # Records from before a wall-clock record said which library ran it get the
+                # pacing today's plugin would give them.
+                timing = {**pace_fields(case["timing"]["clock"], case["id"].split("/")[1]),
+                          **case["timing"]}
+                now, _ = gate.block_views(timing, then["timing"], policy)
+                failed["latency"] += (rule.verdict(now, tolerance, True)
+                                      is rule.Outcome.REGRESSED)
+                if "reference" in series:
+                    reference = {**pace_fields(case["reference"]["clock"],
+                                               str(case["reference"].get("reference"))),
+                                 **case["reference"]}
+                    eager, _ = gate.block_views(reference, then["speedup"], policy)
+                    failed["speed-up"] += (rule.verdict(gate.speedup_views(now, eager),
+                                                        tolerance, True)
+                                           is rule.Outcome.REGRESSED)
+                for name, shifts in series.items():
+                    for view in shifts:
+                        key = f"{name} {'normalized' if view.normalized else 'own'}"
+                        logs.setdefault(key, []).append(math.log(view.ratio))
+        out[path] = {key: math.sqrt(statistics.fmean(v * v for v in values))
+                     for key, values in logs.items()}
+        out[path]["trials"] = len(logs.get("case own", []))
+        for key, values in logs.items():
+            pooled.setdefault(key, []).extend(values)
+    out["pooled"] = {key: math.sqrt(statistics.fmean(v * v for v in values))
+                     for key, values in pooled.items()}
+    out["pooled"]["trials"] = len(pooled.get("case own", []))
+    for name, row in out.items():
+        print(f"{name}: {int(row['trials'])} A/A trials; root mean square of the log: "
+              + ", ".join(f"{key} {value:.3f}" for key, value in sorted(row.items())
+                          if key != "trials"))
+    print(f"today's rule on the same blocks, at each file's tolerance: of {failed['trials']} "
+          f"A/A trials, latency regressed in {failed['latency']}, the speed-up in "
+          f"{failed['speed-up']}")
+    out["decided again"] = {key: float(value) for key, value in failed.items()}
+    return out
+
+
 # Rules `replay` compares on the same blocks. "shipped" is the plugin's own (baselines/gate.py
 # and rule.py, with the policy's between-process spreads, which --spread-* override to sweep
 # them); the others are the same estimator without the spreads, deciding on own times alone,
@@ -492,8 +564,13 @@ def main() -> None:
     a = sub.add_parser("analyze")
     a.add_argument("--raw", required=True)
     a.add_argument("--json")
+    w = sub.add_parser("spreads", help="how far each series moved between processes in the "
+                                        "A/A trials of power runs")
+    w.add_argument("raw", nargs="+")
     args = parser.parse_args()
-    if args.command == "measure":
+    if args.command == "spreads":
+        spreads(args.raw)
+    elif args.command == "measure":
         measure(args)
     elif args.command == "replay":
         replay(args)
