@@ -63,9 +63,9 @@ class GatePolicy:
     spread_wall_own: float = 0.15
     spread_wall_normalized: float = 0.03
     # On the CPU, a call run by PyTorch's threads (torch-cpu cases, and the eager reference of
-    # every CPU speed-up), which the ONNX Runtime yardstick follows less: over the 342 A/A
-    # trials of three power runs on that EPYC, the eager reference moved 0.211 (own) and 0.078
-    # (divided), where the ONNX Runtime case moved 0.027 divided (docs/measurements.md, "The
+    # every CPU speed-up), which the ONNX Runtime yardstick follows less: over the 408 A/A
+    # trials of four power runs on that EPYC, the eager reference moved 0.199 (own) and 0.074
+    # (divided), where the ONNX Runtime case moved 0.026 divided (docs/measurements.md, "The
     # eager reference's own spread").
     spread_wall_torch_own: float = 0.21
     spread_wall_torch_normalized: float = 0.08
