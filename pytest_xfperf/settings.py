@@ -206,7 +206,8 @@ OPTIONS: tuple[Option, ...] = (
            "throughput=0.1,speedup=0.1,memory=0.25,accuracy=0.005",
            lambda v: parse_tolerance_table(v)),
     Option("spreads", "gate.policy", "how far a case's level moves between processes (log-scale "
-           "standard deviation) by clock and view, and on a GPU by what paces the call, added "
+           "standard deviation) by clock and view, and by what paces the call (the CPU "
+           "library, a GPU graph), added "
            "to every interval: wall_own=0.15,wall_normalized=0.03,wall_torch_own=0.21,"
            "wall_torch_normalized=0.08 (PyTorch's threads on the CPU),device_own=0.008,"
            "device_normalized=0.03 (a captured graph's replay),device_prefill=0.031 (a "

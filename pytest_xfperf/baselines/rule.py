@@ -6,8 +6,9 @@ on the same device. A block's value is the median of its calls. The change again
 is the Hodges-Lehmann shift between the logarithms of this run's block values and the
 baseline's, with its 95 % Mann-Whitney (Moses) interval, measured in two views: the case's own
 block values, and the same divided by the yardstick's. Each interval is widened by how far that
-view's level moves between two processes (``GatePolicy``'s spreads by clock and view, on a GPU
-also by what paces the call; measured by A/A runs), which the blocks of one process cannot
+view's level moves between two processes (``GatePolicy``'s spreads by clock and view, and by
+what paces the call: on the CPU its library, on a GPU a captured graph or the host's launches;
+measured by A/A runs), which the blocks of one process cannot
 show. The view with the narrower interval decides: dividing is used only where it takes out
 more noise than it adds, and the verdict says which view it rests on. (An interval's width
 depends on how the blocks spread, not on where they lie, so choosing by it favours no
