@@ -15,6 +15,8 @@ in the figures.
     python benchmarks/gate_power.py replay --raw RAW.json [--runs FIRST:END] [--spread-own S]
         [--spread-normalized S] [--json OUT.json]
     python benchmarks/gate_power.py spreads RAW.json [RAW.json ...]
+    python benchmarks/gate_power.py sweep RAW.json [RAW.json ...] --policy confidence=0.9
+        [--policy spread_wall_normalized=0.026,confidence=0.9 ...] [--json OUT.json]
 
 The gpu profile gates BERT-base-wide copies (hidden 768) on torch-cuda-graph at FP16, shapes
 1x128 and 32x128, with a 5 % tolerance: A/A runs and a +10 % level (22 layers for 20); eager
@@ -522,6 +524,102 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
     return table
 
 
+def _policy(text: str) -> Any:
+    """``GatePolicy`` with the fields of "name=value,..." replaced ("default": as shipped)."""
+    from pytest_xfperf.baselines import rule
+
+    fields = {f.name: f.type for f in dataclasses.fields(rule.GatePolicy)}
+    changes: dict[str, Any] = {}
+    for item in filter(None, "" if text == "default" else text.split(",")):
+        name, _, value = item.partition("=")
+        if name.strip() not in fields or not value:
+            raise SystemExit(f"--policy {text!r}: expected NAME=VALUE with NAME one of "
+                             f"{sorted(fields)}")
+        number = float(value)
+        changes[name.strip()] = int(number) if fields[name.strip()] in (int, "int") else number
+    return dataclasses.replace(rule.DEFAULT_POLICY, **changes)
+
+
+def _decided(now: dict[str, Any], then: dict[str, Any], policy: Any, tolerance: float,
+             reference: tuple[dict[str, Any], dict[str, Any]] | None = None
+             ) -> tuple[str, float]:
+    """The verdict ``policy`` gives, round by round, on the blocks a trial took, and the
+    deciding view's shift: latency, or the speed-up when ``reference`` (this run's eager
+    blocks, the baseline's) is given."""
+    from pytest_xfperf.baselines import gate, rule
+
+    taken = len(now["case_ms"])
+    rounds = [b for b in range(policy.first_blocks, policy.max_blocks + 1, policy.round_blocks)
+              if b <= taken] or [taken]
+    for blocks in rounds:
+        views, _ = gate.block_views(_prefix(now, blocks), then, policy)
+        if reference is not None:
+            eager_now, eager_then = reference
+            eager, _ = gate.block_views(_prefix(eager_now, blocks), eager_then, policy)
+            views = gate.speedup_views(views, eager)
+        outcome = rule.verdict(views, tolerance, blocks == rounds[-1])
+        if outcome is not None:
+            return str(outcome.value), rule.deciding(views).ratio
+    raise AssertionError("the last round always decides")
+
+
+def sweep(paths: Sequence[str], policies: Sequence[str]) -> dict[str, Any]:
+    """Every trial of power runs decided again under each ``--policy``: GatePolicy's knobs
+    swept on the same blocks. A trial has the blocks the plugin took for it; where a policy
+    would have taken more rounds than that, it is decided on those it has (at its last
+    round), so the sweep is exact only for runs measured with --every-block, and otherwise
+    tells how a knob moves the verdicts rather than their exact counts."""
+    from pytest_xfperf.backends.catalog import pace_fields
+
+    out: dict[str, Any] = {}
+    for text in policies:
+        policy = _policy(text)
+        table: dict[str, dict[str, dict[str, int]]] = {}
+        shifts: dict[str, list[float]] = {}  # log of the latency's deciding shift, by level
+        for path in paths:
+            raw = _load(path)
+            tolerance = float(raw["tolerance"].rstrip("%")) / 100
+            records = sorted(raw["records"], key=lambda r: r["index"])
+            for run in raw["runs"]:
+                if run["level"] == "other machine":
+                    continue
+                baseline = [r for r in records if r["index"] <= run["index"]][-1]["baseline"]
+                for case in run["cases"]:
+                    then = baseline.get(case["id"]) or {}
+                    if not (then.get("timing") and case.get("timing")):
+                        continue
+                    # Records from before a wall-clock record said which library ran it
+                    # get the pacing today's plugin would give them.
+                    now = {**pace_fields(case["timing"]["clock"], case["id"].split("/")[1]),
+                           **case["timing"]}
+                    row = table.setdefault(run["level"], {"latency": {}, "speed-up": {}})
+                    verdict, ratio = _decided(now, then["timing"], policy, tolerance)
+                    row["latency"][verdict] = row["latency"].get(verdict, 0) + 1
+                    shifts.setdefault(run["level"], []).append(math.log(ratio))
+                    if then.get("speedup") and case.get("reference"):
+                        eager = {**pace_fields(case["reference"]["clock"],
+                                               str(case["reference"].get("reference"))),
+                                 **case["reference"]}
+                        verdict, _ = _decided(now, then["timing"], policy, tolerance,
+                                              (eager, then["speedup"]))
+                        row["speed-up"][verdict] = row["speed-up"].get(verdict, 0) + 1
+        print(f"policy {text}:")
+        for level, row in table.items():
+            trials = sum(row["latency"].values())
+            regressed = row["latency"].get("regressed", 0)
+            logs = shifts[level]
+            caught_low = 1 - upper_bound(trials - regressed, trials)
+            print(f"  {level}: {trials} trials, deciding shift median "
+                  f"{math.exp(statistics.median(logs)):.3f} (sd of the log "
+                  f"{statistics.pstdev(logs):.3f}); latency regressed {regressed} "
+                  f"({regressed / trials:.1%}, 95% {caught_low:.1%}"
+                  f" .. {upper_bound(regressed, trials):.1%}) "
+                  f"{dict(sorted(row['latency'].items()))}; speed-up "
+                  f"{dict(sorted(row['speed-up'].items()))}")
+        out[text] = {"policy": dataclasses.asdict(policy), "levels": table}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -567,9 +665,19 @@ def main() -> None:
     w = sub.add_parser("spreads", help="how far each series moved between processes in the "
                                         "A/A trials of power runs")
     w.add_argument("raw", nargs="+")
+    s = sub.add_parser("sweep", help="every trial decided again with GatePolicy's knobs changed")
+    s.add_argument("raw", nargs="+")
+    s.add_argument("--policy", action="append", default=[],
+                   help="NAME=VALUE,... of GatePolicy's fields, or 'default'; repeat to compare")
+    s.add_argument("--json")
     args = parser.parse_args()
     if args.command == "spreads":
         spreads(args.raw)
+    elif args.command == "sweep":
+        result = sweep(args.raw, args.policy or ["default"])
+        if args.json:
+            Path(args.json).write_text(json.dumps({"raw": args.raw, "sweep": result},
+                                                  indent=1) + "\n")
     elif args.command == "measure":
         measure(args)
     elif args.command == "replay":
