@@ -189,6 +189,21 @@ def _other_machine(baselines: Path, target: Path) -> None:
     (target / "cpu-other-machine-00000000.json").write_text(json.dumps(document))
 
 
+def _levels(text: str, known: dict[str, Any]) -> list[str]:
+    """--cycle's comma-separated levels; a level whose name holds a comma ("fusions lost,
+    model -20%") is taken whole."""
+    out: list[str] = []
+    pending = ""
+    for piece in text.split(","):
+        pending = f"{pending},{piece}" if pending else piece.strip()
+        if pending in known:
+            out.append(pending)
+            pending = ""
+    if pending:
+        raise SystemExit(f"--cycle: unknown level {pending!r}; the profile's are {list(known)}")
+    return out
+
+
 def measure(args: argparse.Namespace) -> None:
     from pytest_xfperf.baselines.machine import machine_info
 
@@ -198,10 +213,7 @@ def measure(args: argparse.Namespace) -> None:
     copies = args.copies or profile["copies"]
     added = args.pytest_args.split()
     levels = profile["levels"]
-    cycle = args.cycle.split(",") if args.cycle else profile["cycle"]
-    unknown = sorted(set(cycle) - set(levels))
-    if unknown:
-        raise SystemExit(f"--cycle: unknown level(s) {unknown}; the profile's are {list(levels)}")
+    cycle = _levels(args.cycle, levels) if args.cycle else profile["cycle"]
     record_every = args.record_every or profile["record_every"]
     deadline = time.time() + args.minutes * 60
     raw: dict[str, Any] = {"format": FORMAT, "machine": machine_info(), "copies": copies,
