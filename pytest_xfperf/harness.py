@@ -259,7 +259,7 @@ class CaseHarness:
         threads = case_threads(session.settings.backend_options.get(case.backend, {}))
         result.compute = {"flops_per_call": flops, "flops_per_s": achieved, "arithmetic": kind}
         try:
-            peak, identity = session.peaks.get(device, kind, threads)
+            peak, identity = session.peaks.get(device, kind, threads, achieved)
         except ModuleNotFoundError as exc:  # the CPU peak is an ONNX Runtime product
             session.notes.add(f"no % of peak on the CPU: its peak is measured with {exc.name} "
                               "(pip install 'pytest-xfperf[cpu]')")

@@ -293,8 +293,10 @@ def _compute(harness: CaseHarness, result: Result, layers: int, kv_heads: int, h
     kind = arithmetic(case.precision, device, tf32=fp32_in_tf32(case.backend))
     compute["arithmetic"] = kind
     try:
-        peak, identity = session.peaks.get(device, kind, threads)
-        copy, copy_identity = session.peaks.get(device, "copy", threads)
+        fastest = max(compute["prefill_flops_per_s"], compute.get("decode_flops_per_s", 0.0))
+        peak, identity = session.peaks.get(device, kind, threads, fastest)
+        copy, copy_identity = session.peaks.get(device, "copy", threads,
+                                                compute.get("decode_bytes_per_s", 0.0))
     except ModuleNotFoundError as exc:
         session.notes.add(f"no % of peak on the CPU: its peak is measured with {exc.name} "
                           "(pip install 'pytest-xfperf[cpu]')")
