@@ -37,7 +37,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -344,13 +344,35 @@ def analyze(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _trials(raw: dict[str, Any], levels: Callable[[str], bool]
+            ) -> Iterator[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
+    """(run, case, the case's baseline entry) for every gated case of a power run whose level
+    ``levels`` keeps and that has block records on both sides."""
+    records = sorted(raw["records"], key=lambda r: r["index"])
+    for run in raw["runs"]:
+        if not levels(run["level"]):
+            continue
+        baseline = [r for r in records if r["index"] <= run["index"]][-1]["baseline"]
+        for case in run["cases"]:
+            then = baseline.get(case["id"]) or {}
+            if then.get("timing") and case.get("timing"):
+                yield run, case, then
+
+
+def _paced(record: dict[str, Any], backend: str) -> dict[str, Any]:
+    """A block record with what paces it; records from before a wall-clock record said which
+    library ran it get the pacing today's plugin would give them."""
+    from pytest_xfperf.backends.catalog import pace_fields
+
+    return {**pace_fields(record["clock"], backend), **record}
+
+
 def spreads(paths: Sequence[str]) -> dict[str, dict[str, float]]:
     """How far each timed series moved between processes in the A/A trials of power runs:
     the root mean square of the log of the gate's own shift (no spread added), by series and
     view, per file and pooled: the case, its PyTorch reference, and the speed-up (the case's
     shift over the reference's). What ``GatePolicy``'s spreads stand for. Also each trial
     decided again by today's rule on the blocks it took (final): how many it would fail."""
-    from pytest_xfperf.backends.catalog import pace_fields
     from pytest_xfperf.baselines import gate, rule
 
     policy = rule.DEFAULT_POLICY
@@ -359,43 +381,30 @@ def spreads(paths: Sequence[str]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for path in paths:
         raw = _load(path)
-        records = sorted(raw["records"], key=lambda r: r["index"])
+        tolerance = float(raw["tolerance"].rstrip("%")) / 100
         logs: dict[str, list[float]] = {}
-        for run in raw["runs"]:
-            if run["level"] != "A/A":
-                continue
-            baseline = [r for r in records if r["index"] <= run["index"]][-1]["baseline"]
-            for case in run["cases"]:
-                then = baseline.get(case["id"]) or {}
-                if not (then.get("timing") and case.get("timing")):
-                    continue
-                views, _ = gate.block_views(case["timing"], then["timing"], policy, False)
-                series = {"case": views}
-                if then.get("speedup") and case.get("reference"):
-                    series["reference"], _ = gate.block_views(
-                        case["reference"], then["speedup"], policy, False)
-                    series["speed-up"] = gate.speedup_views(views, series["reference"])
-                tolerance = float(raw["tolerance"].rstrip("%")) / 100
-                failed["trials"] += 1
-                # Records from before a wall-clock record said which library ran it get the
-                # pacing today's plugin would give them.
-                timing = {**pace_fields(case["timing"]["clock"], case["id"].split("/")[1]),
-                          **case["timing"]}
-                now, _ = gate.block_views(timing, then["timing"], policy)
-                failed["latency"] += (rule.verdict(now, tolerance, True)
-                                      is rule.Outcome.REGRESSED)
-                if "reference" in series:
-                    reference = {**pace_fields(case["reference"]["clock"],
-                                               str(case["reference"].get("reference"))),
-                                 **case["reference"]}
-                    eager, _ = gate.block_views(reference, then["speedup"], policy)
-                    failed["speed-up"] += (rule.verdict(gate.speedup_views(now, eager),
-                                                        tolerance, True)
-                                           is rule.Outcome.REGRESSED)
-                for name, shifts in series.items():
-                    for view in shifts:
-                        key = f"{name} {'normalized' if view.normalized else 'own'}"
-                        logs.setdefault(key, []).append(math.log(view.ratio))
+        for _, case, then in _trials(raw, lambda level: level == "A/A"):
+            views, _ = gate.block_views(case["timing"], then["timing"], policy, False)
+            series = {"case": views}
+            if then.get("speedup") and case.get("reference"):
+                series["reference"], _ = gate.block_views(
+                    case["reference"], then["speedup"], policy, False)
+                series["speed-up"] = gate.speedup_views(views, series["reference"])
+            failed["trials"] += 1
+            timing = _paced(case["timing"], case["id"].split("/")[1])
+            now, _ = gate.block_views(timing, then["timing"], policy)
+            failed["latency"] += (rule.verdict(now, tolerance, True)
+                                  is rule.Outcome.REGRESSED)
+            if "reference" in series:
+                reference = _paced(case["reference"], str(case["reference"].get("reference")))
+                eager, _ = gate.block_views(reference, then["speedup"], policy)
+                failed["speed-up"] += (rule.verdict(gate.speedup_views(now, eager),
+                                                    tolerance, True)
+                                       is rule.Outcome.REGRESSED)
+            for name, shifts in series.items():
+                for view in shifts:
+                    key = f"{name} {'normalized' if view.normalized else 'own'}"
+                    logs.setdefault(key, []).append(math.log(view.ratio))
         out[path] = {key: math.sqrt(statistics.fmean(v * v for v in values))
                      for key, values in logs.items()}
         out[path]["trials"] = len(logs.get("case own", []))
@@ -581,8 +590,6 @@ def sweep(paths: Sequence[str], policies: Sequence[str]) -> dict[str, Any]:
     would have taken more rounds than that, it is decided on those it has (at its last
     round), so the sweep is exact only for runs measured with --every-block, and otherwise
     tells how a knob moves the verdicts rather than their exact counts."""
-    from pytest_xfperf.backends.catalog import pace_fields
-
     out: dict[str, Any] = {}
     for text in policies:
         policy = _policy(text)
@@ -591,30 +598,17 @@ def sweep(paths: Sequence[str], policies: Sequence[str]) -> dict[str, Any]:
         for path in paths:
             raw = _load(path)
             tolerance = float(raw["tolerance"].rstrip("%")) / 100
-            records = sorted(raw["records"], key=lambda r: r["index"])
-            for run in raw["runs"]:
-                if run["level"] == "other machine":
-                    continue
-                baseline = [r for r in records if r["index"] <= run["index"]][-1]["baseline"]
-                for case in run["cases"]:
-                    then = baseline.get(case["id"]) or {}
-                    if not (then.get("timing") and case.get("timing")):
-                        continue
-                    # Records from before a wall-clock record said which library ran it
-                    # get the pacing today's plugin would give them.
-                    now = {**pace_fields(case["timing"]["clock"], case["id"].split("/")[1]),
-                           **case["timing"]}
-                    row = table.setdefault(run["level"], {"latency": {}, "speed-up": {}})
-                    verdict, ratio = _decided(now, then["timing"], policy, tolerance)
-                    row["latency"][verdict] = row["latency"].get(verdict, 0) + 1
-                    shifts.setdefault(run["level"], []).append(math.log(ratio))
-                    if then.get("speedup") and case.get("reference"):
-                        eager = {**pace_fields(case["reference"]["clock"],
-                                               str(case["reference"].get("reference"))),
-                                 **case["reference"]}
-                        verdict, _ = _decided(now, then["timing"], policy, tolerance,
-                                              (eager, then["speedup"]))
-                        row["speed-up"][verdict] = row["speed-up"].get(verdict, 0) + 1
+            for run, case, then in _trials(raw, lambda level: level != "other machine"):
+                now = _paced(case["timing"], case["id"].split("/")[1])
+                row = table.setdefault(run["level"], {"latency": {}, "speed-up": {}})
+                verdict, ratio = _decided(now, then["timing"], policy, tolerance)
+                row["latency"][verdict] = row["latency"].get(verdict, 0) + 1
+                shifts.setdefault(run["level"], []).append(math.log(ratio))
+                if then.get("speedup") and case.get("reference"):
+                    eager = _paced(case["reference"], str(case["reference"].get("reference")))
+                    verdict, _ = _decided(now, then["timing"], policy, tolerance,
+                                          (eager, then["speedup"]))
+                    row["speed-up"][verdict] = row["speed-up"].get(verdict, 0) + 1
         print(f"policy {text}:")
         for level, row in table.items():
             trials = sum(row["latency"].values())
