@@ -62,7 +62,8 @@ def block_views(now: Mapping[str, Any], then: Mapping[str, Any], policy: rule.Ga
                 spread: bool = True) -> tuple[list[rule.Shift], str]:
     """This run's blocks against the baseline's, in two views: the case's own times, and the
     same divided by the yardstick's where both sides timed the same yardstick (workload,
-    library version, threads); with a note when the second view is missing for that reason.
+    library version, threads); with a note when the second view is missing for that reason,
+    or when the host moved further than dividing was measured to correct.
     With ``spread``, each view's interval carries the policy's between-process spread for its
     clock."""
     views = [rule.shift(now["case_ms"], then["case_ms"], policy.confidence, normalized=False)]
@@ -73,12 +74,26 @@ def block_views(now: Mapping[str, Any], then: Mapping[str, Any], policy: rule.Ga
                 rule.block_values(now["case_ms"], now["yardstick_ms"], True),
                 rule.block_values(then["case_ms"], then["yardstick_ms"], True),
                 policy.confidence, normalized=True))
+            note = _host_move_note(now["yardstick_ms"], then["yardstick_ms"], policy)
         else:
             note = (f"the yardstick changed since the baseline ({then.get('yardstick')!r} "
                     f"→ {now.get('yardstick')!r}): only the case's own times are compared")
     if spread:
         views = [_with_spread(view, now, policy) for view in views]
     return views, note
+
+
+def _host_move_note(now: Sequence[float], then: Sequence[float], policy: rule.GatePolicy
+                    ) -> str:
+    """A note when the host moved further between the baseline's process and this one than
+    dividing by the yardstick was measured to correct (``GatePolicy.host_move_covered``)."""
+    moved = rule.shift(now, then, policy.confidence, normalized=False).ratio
+    if max(moved, 1 / moved) <= policy.host_move_covered:
+        return ""
+    return (f"the machine yardstick took {moved:.2f}x its time at the baseline's recording: "
+            f"the host moved past the {policy.host_move_covered:g}x either way within which "
+            "dividing by it was measured to hold, so this verdict may be the host's; record "
+            "the baseline again in a steadier hour if it surprises you")
 
 
 def _with_spread(view: rule.Shift, now: Mapping[str, Any], policy: rule.GatePolicy

@@ -328,3 +328,47 @@ def test_the_eager_reference_takes_pytorchs_spread_and_an_unchanged_speedup_pass
     assert out.decisions["speedup"]["outcome"] != "regressed"
     assert out.decisions["p50_ms"]["outcome"] == "pass"
     assert out.verdict != Verdict.REGRESSED
+
+
+# An unchanged encoder on ort-cpu (a power run's A/A trial, 2-core EPYC, 2026-12-06). Its
+# baseline was recorded while the host ran everything about twice as slow: the yardstick's
+# blocks 1.6-1.9 ms then, 0.77-1.0 ms now. The case sped up 1.67x and the yardstick 2.1x, so
+# the divided view read +25 % and the case failed.
+HOST_MOVED_BASELINE = {
+    "case": [17.19, 16.93, 16.99, 17.02, 17.81, 17.13, 16.8, 17.04, 17.2, 16.86, 16.61, 17.44],
+    "case_yardstick": [1.722, 1.643, 1.876, 1.773, 1.722, 1.706, 1.745, 1.703, 1.712, 1.59,
+                       1.664, 1.586],
+    "reference": [42.05, 56.59, 49.92, 51.22, 45.35, 47.96, 37.17, 51.21, 42.56, 47.49, 51.75,
+                  48.32],
+    "reference_yardstick": [2.04, 1.308, 1.098, 1.196, 1.252, 1.336, 1.194, 1.544, 1.562,
+                            1.056, 1.134, 1.083],
+}
+HOST_MOVED_RUN = {
+    "case": [10.18, 9.85, 10.21, 10.17, 11.91, 10.19, 11.14, 11.03],
+    "case_yardstick": [0.883, 0.765, 0.781, 0.793, 0.824, 0.819, 0.91, 1.002],
+    "reference": [25.94, 30.28, 23.51, 24.05, 26.12, 22.93, 25.63, 22.85],
+    "reference_yardstick": [0.867, 0.944, 0.85, 0.842, 0.804, 0.882, 0.785, 0.769],
+}
+
+
+def test_a_verdict_after_the_host_moved_past_what_the_yardstick_corrects_says_so():
+    """Dividing by the yardstick was measured to hold for host moves up to 1.35x either way.
+    Past it the gate still decides (this trial's false failure is what it decides), and the
+    verdict says how far the host moved, for the case and for the PyTorch reference, so that
+    a user can tell a slow model from a host that changed its speed. A host that stayed
+    within the range adds no note."""
+    base = {**entry(), "timing": _measured(HOST_MOVED_BASELINE, "case", "onnxruntime"),
+            "speedup": _measured(HOST_MOVED_BASELINE, "reference", "torch")}
+    evidence = Evidence(metrics={"p50_ms": 10.4, "cosine": 0.999},
+                        timing=_measured(HOST_MOVED_RUN, "case", "onnxruntime"),
+                        speedup=_measured(HOST_MOVED_RUN, "reference", "torch"))
+    out = verdict(evidence, base, GateOptions())
+    assert out.decisions["p50_ms"]["outcome"] == "regressed"
+    moved = [note for note in out.notes if "the machine yardstick took" in note]
+    assert len(moved) == 2
+    assert "0.48x its time" in moved[0] and "past the 1.35x" in moved[0]
+    assert moved[1].startswith("PyTorch reference: the machine yardstick took 0.6")
+    calm = judge(1.0, machine=1.3, options=GateOptions())
+    assert not any("the machine yardstick took" in note for note in calm.notes)
+    assert any("the machine yardstick took" in note
+               for note in judge(1.0, machine=1.5, options=GateOptions()).notes)
