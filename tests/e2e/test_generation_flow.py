@@ -123,7 +123,12 @@ def test_an_onnx_decoder_is_gated_on_its_speedup_over_pytorch_generating_the_sam
     assert reference["reference"] == "torch-cpu"
     assert len(reference["case_ms"]) == len(entries[case]["timing"]["case_ms"]) == 12
     assert "speedup" not in entries[CASE]
-    same = _run(project, *run, "--xfperf-report", "same.json")
+    # This re-run checks what the speed-up's decision is made of, not the gate's power
+    # (benchmarks/gate_power.py measures that): wide between-process spreads keep a host
+    # that changed its speed between the two runs from deciding it. On the 2-core CI host,
+    # one such move (the yardstick 0.69x) read this unchanged decoder +53 % over it.
+    same = _run(project, *run, "--xfperf-report", "same.json", "--xfperf-spreads",
+                "wall_normalized=0.3,wall_torch_normalized=0.3")
     same.assert_outcomes(passed=2)
     cases = {c["id"]: c for c in json.loads((project.path / "same.json").read_text())["cases"]}
     decoder = cases[case]
