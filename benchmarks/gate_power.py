@@ -553,10 +553,13 @@ def _policy(text: str) -> Any:
     changes: dict[str, Any] = {}
     for item in filter(None, "" if text == "default" else text.split(",")):
         name, _, value = item.partition("=")
-        if name.strip() not in fields or not value:
-            raise SystemExit(f"--policy {text!r}: expected NAME=VALUE with NAME one of "
-                             f"{sorted(fields)}")
-        number = float(value)
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if name.strip() not in fields or not math.isfinite(number):
+            raise SystemExit(f"--policy {text!r}: expected NAME=VALUE with a number for VALUE "
+                             f"and NAME one of {sorted(fields)}")
         changes[name.strip()] = int(number) if fields[name.strip()] in (int, "int") else number
     return dataclasses.replace(rule.DEFAULT_POLICY, **changes)
 
