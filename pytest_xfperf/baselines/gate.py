@@ -255,19 +255,20 @@ def verdict(evidence: Evidence, baseline: Mapping[str, Any] | None, options: Gat
         then_records = baseline_records(baseline, evidence.timing_metric)
         primary = evidence.timing_metric
         if evidence.timed and evidence.timing and then_records:
+            views: list[rule.Shift] | None = None  # the primary metric's, for the speed-up
             for metric, record in evidence.records().items():
                 if not _comparable(record, then_records.get(metric)):
                     continue
                 shifts, note = block_views(record, then_records[metric], policy)
-                if note and metric == primary:
-                    outcome.notes.append(note)
+                if metric == primary:
+                    views = shifts
+                    if note:
+                        outcome.notes.append(note)
                 spec = METRICS[metric]
                 _decide_block(metric, shifts, getattr(tolerances, spec.tolerance), outcome,
                               _figures(metric, evidence.metrics, baseline))
                 decided |= {metric, spec.inverse} - {""}
-            if _comparable(evidence.timing, then_records.get(primary)):
-                assert evidence.timing is not None
-                views, _ = block_views(evidence.timing, then_records[primary], policy)
+            if views is not None:
                 then_ref, now_ref = baseline.get("speedup"), evidence.speedup
                 if _comparable(now_ref, then_ref):
                     assert now_ref is not None and then_ref is not None
