@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,21 +21,70 @@ class CalibrationError(Exception):
 
 
 def quantize_dynamic_int8(
-    in_path: Path, out_path: Path, per_channel: bool = True, reduce_range: bool = False
+    in_path: Path, out_path: Path, per_channel: bool = True, reduce_range: bool = False,
+    calibration: Sequence[Mapping[str, np.ndarray]] = (), min_cosine: float = 0.99,
 ) -> dict[str, Any]:
-    """``reduce_range``: 7-bit weights, for CPUs without VNNI (see artifacts/options.py)."""
+    """Dynamic INT8 of ``in_path``, every weight MatMul quantized.
+
+    ``reduce_range``: 7-bit weights, for CPUs without VNNI (see artifacts/options.py). With
+    ``calibration`` batches, the output cosine vs the FP32 model is measured on them with this
+    CPU's kernels; below ``min_cosine``, groups of products are left in FP32 as in
+    ``quantize_static_qdq``. Why on this CPU: without VNNI, INT8 kernels add products in
+    16 bits, and a model with activation outliers (MiniLM's FFN output) loses more there.
+    """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(
-        str(in_path), str(out_path), per_channel=per_channel, weight_type=QuantType.QInt8,
-        reduce_range=reduce_range,
-        # Fused contrib ops (Attention, SkipLayerNormalization) declare no output type; without
-        # a default the quantizer stops on them.
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
-    return {"quantization": "dynamic", "weight_type": "QInt8", "per_channel": per_channel,
-            "reduce_range": reduce_range}
+    model = onnx.load(str(in_path), load_external_data=False)
+    groups = _weight_matmul_groups(model, {i.name for i in model.graph.initializer})
+
+    def quantize(target: Path, float_groups: Sequence[str]) -> float:
+        quantize_dynamic(
+            str(in_path), str(target), per_channel=per_channel, weight_type=QuantType.QInt8,
+            reduce_range=reduce_range,
+            nodes_to_exclude=[name for g in float_groups for name in groups[g]],
+            # Fused contrib ops (Attention, SkipLayerNormalization) declare no output type;
+            # without a default the quantizer stops on them.
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+        return _output_cosine(in_path, target, calibration) if calibration else 1.0
+
+    float_groups, score = _quantize_within(quantize, out_path, groups, min_cosine)
+    info: dict[str, Any] = {"quantization": "dynamic", "weight_type": "QInt8",
+                            "per_channel": per_channel, "reduce_range": reduce_range,
+                            "float_groups": float_groups}
+    if calibration:
+        info["calibration_cosine"] = round(score, 6)
+    return info
+
+
+def _quantize_within(
+    quantize: Callable[[Path, Sequence[str]], float], out_path: Path,
+    groups: Mapping[str, Sequence[str]], min_cosine: float,
+) -> tuple[list[str], float]:
+    """Quantize everything; while the cosine ``quantize`` measures is below ``min_cosine``,
+    leave in FP32 the one more group of products (same role in every layer) whose return
+    helps most, up to MAX_FLOAT_GROUPS. Each try is a full quantization. The groups left
+    in FP32 and the final cosine."""
+    float_groups: list[str] = []
+    score = quantize(out_path, float_groups)
+    trial = out_path.with_name("trial.onnx")
+    try:
+        while score < min_cosine and len(float_groups) < MAX_FLOAT_GROUPS:
+            best: tuple[float, str] | None = None
+            for group in groups:
+                if group in float_groups:
+                    continue
+                candidate = quantize(trial, [*float_groups, group])
+                if best is None or candidate > best[0]:
+                    best = (candidate, group)
+            if best is None:
+                break
+            float_groups.append(best[1])
+            score = quantize(out_path, float_groups)
+    finally:
+        trial.unlink(missing_ok=True)
+    return float_groups, score
 
 
 class _TimedReader:
@@ -137,27 +186,10 @@ def quantize_static_qdq(
         check_scales(target)
         return _output_cosine(prepared, target, calibration)
 
-    float_groups: list[str] = []
     try:
-        score = quantize(out_path, float_groups)
         # Mixed precision, driven by measured error: a model with activation outliers (the
-        # FFN output of MiniLM, for one) loses too much when every product is INT8. Leave the
-        # one group of products (same role in every layer) whose FP32 return helps most, up
-        # to MAX_FLOAT_GROUPS; each try is a full calibrate + quantize.
-        while score < min_cosine and len(float_groups) < MAX_FLOAT_GROUPS:
-            trial = out_path.with_name("trial.onnx")
-            best: tuple[float, str] | None = None
-            for group in groups:
-                if group in float_groups:
-                    continue
-                candidate = quantize(trial, [*float_groups, group])
-                if best is None or candidate > best[0]:
-                    best = (candidate, group)
-            trial.unlink(missing_ok=True)
-            if best is None:
-                break
-            float_groups.append(best[1])
-            score = quantize(out_path, float_groups)
+        # FFN output of MiniLM, for one) loses too much when every product is INT8.
+        float_groups, score = _quantize_within(quantize, out_path, groups, min_cosine)
     finally:
         prepared.unlink(missing_ok=True)
     total = time.perf_counter() - started
