@@ -29,8 +29,9 @@ def quantize_dynamic_int8(
     ``reduce_range``: 7-bit weights, for CPUs without VNNI (see artifacts/options.py). With
     ``calibration`` batches, the output cosine vs the FP32 model is measured on them with this
     CPU's kernels; below ``min_cosine``, groups of products are left in FP32 as in
-    ``quantize_static_qdq``. Why on this CPU: without VNNI, INT8 kernels add products in
-    16 bits, and a model with activation outliers (MiniLM's FFN output) loses more there.
+    ``quantize_static_qdq``. Why on this CPU: the INT8 kernels differ with the ISA, and a
+    model with activation outliers (MiniLM's FFN output) meets the bar all-INT8 on a CPU
+    with VNNI and misses it on one without (docs/measurements.md).
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
