@@ -13,6 +13,7 @@ directions come from ``metrics.METRICS``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -187,8 +188,24 @@ def _decide_block(metric: str, views: list[rule.Shift], tolerance: float,
         described = "; ".join(view.describe() + _deciding(view, shown, views)
                               for view in views)
         detail = f"{METRICS[metric].label} {figures}: {described} (tolerance {tolerance:.0%})"
+    if decided is rule.Outcome.UNSTABLE:
+        detail += _unresolved(shown, tolerance)
     {rule.Outcome.REGRESSED: outcome.regressions, rule.Outcome.IMPROVED: outcome.improvements,
      rule.Outcome.UNSTABLE: outcome.unstable}.get(decided, []).append(detail)
+
+
+def _unresolved(shown: rule.Shift, tolerance: float) -> str:
+    """What an unresolved interval was made of, so that the user knows what would decide it:
+    more blocks narrow only the part above the floor (the level's move between processes,
+    the policy's spread at the interval's confidence)."""
+    width, floor = math.expm1(shown.half_width), math.expm1(shown.floor)
+    if shown.floor < math.log1p(tolerance):
+        return (f"; unresolved: the interval reaches {width:.0%} either side, wider than the "
+                "tolerance, in the rounds allowed")
+    return (f"; unresolved: the policy's spread for this view (how far its level moves between "
+            f"processes) alone spans {floor:.0%} either side, so no number of blocks resolves "
+            f"{tolerance:.0%}: use a wider tolerance, or this machine's own spreads where its "
+            "A/A runs measured them smaller (`history spreads`, --xfperf-spreads)")
 
 
 def _deciding(view: rule.Shift, shown: rule.Shift, views: list[rule.Shift]) -> str:

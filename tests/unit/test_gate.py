@@ -222,6 +222,9 @@ def test_the_between_process_spread_widens_every_interval_and_can_leave_it_unres
     assert unresolved.decisions["p50_ms"]["blocks"] == 8  # more rounds could not settle it
     decision = unresolved.decisions["p50_ms"]
     assert decision["high"] / decision["low"] > 1.1 ** 2
+    # The verdict says what would decide it: the spread alone (1.96 x 6 %) is past 10 %.
+    (said,) = [line for line in unresolved.unstable if line.startswith("p50")]
+    assert "alone spans 12% either side, so no number of blocks resolves 10%" in said
     for options in (GateOptions(), noisy):
         assert judge(1.6, ref_level=3.0 * 1.6, options=options).verdict == Verdict.REGRESSED
     loose = GateOptions(tolerances=Tolerances(p50=0.5, speedup=0.5), policy=noisy.policy)
@@ -372,3 +375,18 @@ def test_a_verdict_after_the_host_moved_past_what_the_yardstick_corrects_says_so
     assert not any("the machine yardstick took" in note for note in calm.notes)
     assert any("the machine yardstick took" in note
                for note in judge(1.0, machine=1.5, options=GateOptions()).notes)
+
+
+def test_an_unresolved_interval_says_whether_more_blocks_could_have_resolved_it():
+    """Wide from its blocks (a noisy run): the interval's reach is said. Wide from the
+    between-process spread alone: no number of blocks can resolve the tolerance, and the
+    verdict says what can."""
+    from pytest_xfperf.baselines.gate import _unresolved
+    from pytest_xfperf.baselines.rule import Shift
+
+    noisy_blocks = Shift(1.0, 0.8, 1.25, 24, 12, True, floor=0.06)
+    assert "reaches 25% either side, wider than the tolerance" in _unresolved(noisy_blocks, 0.1)
+    spread_bound = Shift(1.0, 0.85, 1.18, 24, 12, True, floor=0.157)
+    said = _unresolved(spread_bound, 0.1)
+    assert "alone spans 17% either side, so no number of blocks resolves 10%" in said
+    assert "--xfperf-spreads" in said
