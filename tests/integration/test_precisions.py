@@ -153,8 +153,8 @@ def _outlier_spec(identity):
 @pytest.mark.parametrize("precision", ["int8-static", "int8-dynamic"])
 def test_int8_leaves_an_outlier_product_in_fp32(cache_dir, precision):
     """The measured error sends the outlier's product back to FP32, and the fingerprint shows
-    it. For int8-dynamic this is also what keeps MiniLM within its bar on CPUs without VNNI,
-    where INT8 kernels add products in 16 bits (docs/backends.md)."""
+    it. For int8-dynamic this is also what keeps MiniLM within its bar on a CPU without VNNI
+    (docs/measurements.md, "INT8 on a CPU without VNNI")."""
     import torch
 
     spec = _outlier_spec(f"outlier-{precision}")
@@ -176,6 +176,7 @@ def test_int8_dynamic_key_follows_the_cpus_int8_kernels(cache_dir, tiny_spec, ti
     import pytest_xfperf.artifacts.pipeline as pipeline_module
 
     pipeline = ArtifactPipeline(ArtifactCache(cache_dir), 0)
+    # Patched: one machine cannot be both CPUs; the real check reads /proc/cpuinfo's flags.
     monkeypatch.setattr(pipeline_module, "_cpu_has_vnni", lambda: True)
     with_vnni = pipeline.build(tiny_spec, "int8-dynamic", lambda: tiny_model, Shape(1, 16))
     monkeypatch.setattr(pipeline_module, "_cpu_has_vnni", lambda: False)
