@@ -24,7 +24,8 @@ def quantize_dynamic_int8(
     in_path: Path, out_path: Path, per_channel: bool = True, reduce_range: bool = False,
     calibration: Sequence[Mapping[str, np.ndarray]] = (), min_cosine: float = 0.99,
 ) -> dict[str, Any]:
-    """Dynamic INT8 of ``in_path``, every weight MatMul quantized.
+    """Dynamic INT8 of ``in_path``: every operator ONNX Runtime's dynamic quantizer handles
+    (weight MatMuls, fused Attention, embedding lookups).
 
     ``reduce_range``: 7-bit weights, for CPUs without VNNI (see artifacts/options.py). With
     ``calibration`` batches, the output cosine vs the FP32 model is measured on them with this
