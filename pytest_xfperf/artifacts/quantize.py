@@ -37,8 +37,12 @@ def quantize_dynamic_int8(
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    model = onnx.load(str(in_path), load_external_data=False)
-    groups = _weight_matmul_groups(model, {i.name for i in model.graph.initializer})
+    groups: dict[str, list[str]] = {}
+    reference: list[np.ndarray] = []
+    if calibration:  # without batches nothing is measured, so nothing is left in FP32
+        model = onnx.load(str(in_path), load_external_data=False)
+        groups = _weight_matmul_groups(model, {i.name for i in model.graph.initializer})
+        reference = _first_outputs(in_path, calibration)
 
     def quantize(target: Path, float_groups: Sequence[str]) -> float:
         quantize_dynamic(
@@ -49,7 +53,7 @@ def quantize_dynamic_int8(
             # without a default the quantizer stops on them.
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
-        return _output_cosine(in_path, target, calibration) if calibration else 1.0
+        return _output_cosine(reference, target, calibration) if calibration else 1.0
 
     float_groups, score = _quantize_within(quantize, out_path, groups, min_cosine)
     info: dict[str, Any] = {"quantization": "dynamic", "weight_type": "QInt8",
@@ -186,9 +190,10 @@ def quantize_static_qdq(
         if reader.first_read is not None and reader.last_read is not None:
             calibrate_seconds += reader.last_read - reader.first_read
         check_scales(target)
-        return _output_cosine(prepared, target, calibration)
+        return _output_cosine(reference, target, calibration)
 
     try:
+        reference = _first_outputs(prepared, calibration)
         # Mixed precision, driven by measured error: a model with activation outliers (the
         # FFN output of MiniLM, for one) loses too much when every product is INT8.
         float_groups, score = _quantize_within(quantize, out_path, groups, min_cosine)
@@ -214,23 +219,29 @@ def _weight_matmul_groups(model: Any, constants: set[str]) -> dict[str, list[str
     return groups
 
 
-def _output_cosine(
-    reference_path: Path, candidate_path: Path, batches: Sequence[Mapping[str, np.ndarray]]
-) -> float:
-    """Mean token cosine of the candidate's first output vs the FP32 model's."""
+def _first_outputs(path: Path, batches: Sequence[Mapping[str, np.ndarray]]
+                   ) -> list[np.ndarray]:
+    """The first output of the model at ``path`` on each batch, in FP32."""
     import numpy as np
     import onnxruntime as ort
 
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+    return [np.asarray(session.run(None, {k: v for k, v in batch.items() if k in names})[0],
+                       dtype=np.float32) for batch in batches]
+
+
+def _output_cosine(reference: Sequence[np.ndarray], candidate_path: Path,
+                   batches: Sequence[Mapping[str, np.ndarray]]) -> float:
+    """Mean token cosine of the candidate's first output vs ``reference``, the FP32 model's
+    on the same batches (computed once per build, not once per try)."""
+    import numpy as np
+
     from pytest_xfperf.accuracy import compare, token_mask
 
-    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
-                for p in (reference_path, candidate_path)]
-    names = {i.name for i in sessions[0].get_inputs()}
-    scores = []
-    for batch in batches:
-        feeds = {k: v for k, v in batch.items() if k in names}
-        ref, out = (np.asarray(s.run(None, feeds)[0], dtype=np.float32) for s in sessions)
-        scores.append(compare(out, ref, token_mask(batch.get("attention_mask"), out))["cosine"])
+    outputs = _first_outputs(candidate_path, batches)
+    scores = [compare(out, ref, token_mask(batch.get("attention_mask"), out))["cosine"]
+              for out, ref, batch in zip(outputs, reference, batches, strict=True)]
     return float(np.mean(scores))
 
 
