@@ -1,6 +1,6 @@
 """MiniLM's dynamic INT8 recipes on this CPU: accuracy as the plugin measures it, and p50.
 
-    python benchmarks/int8_recipes.py OPTIMIZED.onnx
+    python benchmarks/int8_recipes.py OPTIMIZED.onnx [PLUGIN_INT8.onnx]
 
 OPTIMIZED.onnx is MiniLM's fused FP32 graph (the `optimize` stage in the artifact cache; its
 meta.json says so). Each recipe is `quantize_dynamic` of it with per-channel weights; the
@@ -8,10 +8,15 @@ accuracy is the plugin's: token cosine and relative L2 error against FP32 PyTorc
 1x128 input of seed 0, and retrieval agreement over the bundled corpus. The p50 is of 60
 calls on 2 threads after 5 warm-up calls, one recipe after another (not interleaved: a
 rough figure; the plugin's own timing is the one to compare).
+
+Then S8 weights with ONNX Runtime's U8S8 kernels, the same weights with its U8U8 kernels, and
+PLUGIN_INT8.onnx (the plugin's `quantize` stage, if given) are timed in interleaved blocks:
+30 rounds of one 10-call block each, on 2 threads; the p50 of the block means.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -21,6 +26,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+from onnx import numpy_helper
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from pytest_xfperf.accuracy import compare, mean_pooled, retrieval_agreement, token_mask
@@ -32,6 +38,32 @@ from pytest_xfperf.models.module import primary_output
 def matmuls(model: Any, role: str) -> list[str]:
     return [n.name for n in model.graph.node
             if n.op_type == "MatMul" and role in n.name and "attention/output" not in n.name]
+
+
+# Where each integer product takes its weight and the weight's zero point.
+WEIGHT_INPUTS = {"MatMulInteger": (1, 3), "QAttention": (1, 7)}
+
+
+def s8_weights_as_u8(path: Path) -> None:
+    """Rewrite a file of S8 weights (zero point 0) as U8 weights with zero point 128, in place.
+    (w + 128) - 128 = w, so every product is the same integer as before; but ONNX Runtime now
+    runs it with its U8U8 kernels, which do not saturate, where U8S8 on AVX2 sums pairs of
+    8-bit products in 16 bits and can (its dynamic quantization documentation says so)."""
+    model = onnx.load(str(path))
+    initializers = {t.name: t for t in model.graph.initializer}
+    done: set[str] = set()
+    for node in model.graph.node:
+        for index in WEIGHT_INPUTS.get(node.op_type, ()):
+            name = node.input[index] if index < len(node.input) else ""
+            tensor = initializers.get(name)
+            if name in done or tensor is None:
+                continue
+            if tensor.data_type != onnx.TensorProto.INT8:
+                raise ValueError(f"{name} is not INT8: not an S8-weight file")
+            values = numpy_helper.to_array(tensor).astype(np.int16) + 128
+            tensor.CopyFrom(numpy_helper.from_array(values.astype(np.uint8), name))
+            done.add(name)
+    onnx.save(model, str(path))
 
 
 def main(optimized: Path, workdir: Path) -> None:
@@ -55,6 +87,9 @@ def main(optimized: Path, workdir: Path) -> None:
         "S8, reduce_range, FFN output FP32": dict(weight_type=s8, reduce_range=True,
                                                   nodes_to_exclude=ffn_out),
         "U8, FFN output FP32": dict(weight_type=u8, nodes_to_exclude=ffn_out),
+        "S8 weights run as U8 (+128)": dict(weight_type=s8, _as_u8=True),
+        "S8, reduce_range, run as U8 (+128)": dict(weight_type=s8, reduce_range=True,
+                                                   _as_u8=True),
     }
 
     def reference(inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -73,9 +108,13 @@ def main(optimized: Path, workdir: Path) -> None:
     print(f"{'recipe':36s} cosine   rel L2  retrieval  p50 ms")
     for name, settings in recipes.items():
         target = workdir / "recipe.onnx"
+        settings = dict(settings)
+        as_u8 = settings.pop("_as_u8", False)
         quantize_dynamic(str(optimized), str(target), per_channel=True,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
                          **settings)
+        if as_u8:
+            s8_weights_as_u8(target)
         session = ort.InferenceSession(str(target), options,
                                        providers=["CPUExecutionProvider"])
         names = {i.name for i in session.get_inputs()}
@@ -101,10 +140,49 @@ def main(optimized: Path, workdir: Path) -> None:
     (workdir / "recipe.onnx").unlink(missing_ok=True)
 
 
+def interleaved(files: dict[str, Path], rounds: int = 30, calls: int = 10) -> None:
+    """p50 of block means, the files' blocks taking turns so the host's drift hits them alike."""
+    inputs = BUILTIN["minilm-l6"](0).make_inputs(1, 128, 0)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    runs = {}
+    for name, path in files.items():
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        feeds = {i.name: inputs[i.name] for i in session.get_inputs()}
+        for _ in range(10):
+            session.run(None, feeds)
+        runs[name] = (session, feeds)
+    blocks: dict[str, list[float]] = {name: [] for name in files}
+    for _ in range(rounds):
+        for name, (session, feeds) in runs.items():
+            started = time.perf_counter()
+            for _ in range(calls):
+                session.run(None, feeds)
+            blocks[name].append((time.perf_counter() - started) / calls * 1e3)
+    print(f"\ninterleaved, {rounds} rounds of {calls}-call blocks: p50 ms (q1, q3)")
+    for name, means in blocks.items():
+        q1, p50, q3 = np.percentile(means, [25, 50, 75])
+        print(f"{name:44s} {p50:.2f} ({q1:.2f}, {q3:.2f})")
+
+
+def timed_kernels(optimized: Path, plugin_file: Path | None, workdir: Path) -> None:
+    s8, s8_as_u8 = workdir / "s8.onnx", workdir / "s8_as_u8.onnx"
+    quantize_dynamic(str(optimized), str(s8), per_channel=True, weight_type=QuantType.QInt8,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    shutil.copy(s8, s8_as_u8)
+    s8_weights_as_u8(s8_as_u8)
+    files = {"S8 weights, U8S8 kernels": s8, "the same S8 weights, U8U8 kernels": s8_as_u8}
+    if plugin_file is not None:
+        files[f"the plugin's file ({plugin_file.parent.name[:12]})"] = plugin_file
+    interleaved(files)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         main(Path(sys.argv[1]), Path(tmp))
+        timed_kernels(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) == 3 else None,
+                      Path(tmp))
