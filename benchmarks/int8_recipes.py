@@ -55,11 +55,13 @@ def s8_weights_as_u8(path: Path) -> None:
     for node in model.graph.node:
         for index in WEIGHT_INPUTS.get(node.op_type, ()):
             name = node.input[index] if index < len(node.input) else ""
-            tensor = initializers.get(name)
-            if name in done or tensor is None:
+            if name in done:
                 continue
-            if tensor.data_type != onnx.TensorProto.INT8:
-                raise ValueError(f"{name} is not INT8: not an S8-weight file")
+            tensor = initializers.get(name)
+            # A missing zero point means 0 for the shifted weight: the products would change.
+            if tensor is None or tensor.data_type != onnx.TensorProto.INT8:
+                raise ValueError(f"{node.name}: input {index} ({name!r}) is not an INT8 "
+                                 "initializer: not a file of S8 weights with zero points")
             values = numpy_helper.to_array(tensor).astype(np.int16) + 128
             tensor.CopyFrom(numpy_helper.from_array(values.astype(np.uint8), name))
             done.add(name)
