@@ -16,7 +16,6 @@ PLUGIN_INT8.onnx (the plugin's `quantize` stage, if given) are timed in interlea
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -68,7 +67,13 @@ def s8_weights_as_u8(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def main(optimized: Path, workdir: Path) -> None:
+# The two S8 files whose kernels are timed against each other after the table.
+TIMED = {"S8 weights": "S8 weights, U8S8 kernels",
+         "S8 weights run as U8 (+128)": "the same S8 weights, U8U8 kernels"}
+
+
+def main(optimized: Path, workdir: Path) -> dict[str, Path]:
+    """Print the recipes' table; return the files of TIMED, kept in ``workdir``."""
     spec = BUILTIN["minilm-l6"](0)
     model = spec.build()
     graph = onnx.load(str(optimized), load_external_data=False)
@@ -89,10 +94,11 @@ def main(optimized: Path, workdir: Path) -> None:
         "S8, reduce_range, FFN output FP32": dict(weight_type=s8, reduce_range=True,
                                                   nodes_to_exclude=ffn_out),
         "U8, FFN output FP32": dict(weight_type=u8, nodes_to_exclude=ffn_out),
-        "S8 weights run as U8 (+128)": dict(weight_type=s8, _as_u8=True),
-        "S8, reduce_range, run as U8 (+128)": dict(weight_type=s8, reduce_range=True,
-                                                   _as_u8=True),
+        "S8 weights run as U8 (+128)": dict(weight_type=s8),
+        "S8, reduce_range, run as U8 (+128)": dict(weight_type=s8, reduce_range=True),
     }
+    run_as_u8 = {"S8 weights run as U8 (+128)", "S8, reduce_range, run as U8 (+128)"}
+    kept: dict[str, Path] = {}
 
     def reference(inputs: dict[str, np.ndarray]) -> np.ndarray:
         with torch.inference_mode():
@@ -110,12 +116,10 @@ def main(optimized: Path, workdir: Path) -> None:
     print(f"{'recipe':36s} cosine   rel L2  retrieval  p50 ms")
     for name, settings in recipes.items():
         target = workdir / "recipe.onnx"
-        settings = dict(settings)
-        as_u8 = settings.pop("_as_u8", False)
         quantize_dynamic(str(optimized), str(target), per_channel=True,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
                          **settings)
-        if as_u8:
+        if name in run_as_u8:
             s8_weights_as_u8(target)
         session = ort.InferenceSession(str(target), options,
                                        providers=["CPUExecutionProvider"])
@@ -139,7 +143,10 @@ def main(optimized: Path, workdir: Path) -> None:
             times.append(time.perf_counter() - started)
         print(f"{name:36s} {accuracy['cosine']:.5f}  {accuracy['rel_l2']:.4f}  "
               f"{retrieval:.3f}      {np.median(times) * 1e3:.2f}", flush=True)
+        if name in TIMED:
+            kept[TIMED[name]] = target.rename(workdir / f"timed{len(kept)}.onnx")
     (workdir / "recipe.onnx").unlink(missing_ok=True)
+    return kept
 
 
 def interleaved(files: dict[str, Path], rounds: int = 30, calls: int = 10) -> None:
@@ -167,16 +174,6 @@ def interleaved(files: dict[str, Path], rounds: int = 30, calls: int = 10) -> No
         print(f"{name:44s} {p50:.2f} ({q1:.2f}, {q3:.2f})")
 
 
-def timed_kernels(optimized: Path, plugin_file: Path | None, workdir: Path) -> None:
-    s8, s8_as_u8 = workdir / "s8.onnx", workdir / "s8_as_u8.onnx"
-    quantize_dynamic(str(optimized), str(s8), per_channel=True, weight_type=QuantType.QInt8,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-    shutil.copy(s8, s8_as_u8)
-    s8_weights_as_u8(s8_as_u8)
-    files = {"S8 weights, U8S8 kernels": s8, "the same S8 weights, U8U8 kernels": s8_as_u8}
-    if plugin_file is not None:
-        files[f"the plugin's file ({plugin_file.parent.name[:12]})"] = plugin_file
-    interleaved(files)
 
 
 if __name__ == "__main__":
@@ -185,6 +182,8 @@ if __name__ == "__main__":
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        main(Path(sys.argv[1]), Path(tmp))
-        timed_kernels(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) == 3 else None,
-                      Path(tmp))
+        timed = main(Path(sys.argv[1]), Path(tmp))
+        if len(sys.argv) == 3:
+            plugin_file = Path(sys.argv[2])
+            timed[f"the plugin's file ({plugin_file.parent.name[:12]})"] = plugin_file
+        interleaved(timed)
