@@ -285,6 +285,16 @@ def _load(path: str) -> dict[str, Any]:
     return data
 
 
+def _cleared(case: dict[str, Any]) -> bool:
+    """Whether the latency decision's interval lay wholly between the tolerance line and the
+    improvement line (a pass at the last round may instead straddle one)."""
+    decision = case["decisions"].get("p50_ms") or {}
+    if not decision:
+        return False
+    line = 1 + decision["tolerance"]
+    return bool(decision["high"] < line and decision["low"] > 1 / line)
+
+
 def analyze(args: argparse.Namespace) -> dict[str, Any]:
     raw = _load(args.raw)
     runs = raw["runs"]
@@ -305,9 +315,17 @@ def analyze(args: argparse.Namespace) -> dict[str, Any]:
         failed = [c for c in cases if c["verdict"] in ("REGRESSED", "DRIFT", "UNSTABLE")]
         regressed = sum(c["verdict"] == "REGRESSED" for c in cases)
         factors = [c["p50_ms"] / base_p50(c["id"]) for c in cases if c["p50_ms"]]
-        cost = [(c["measure_seconds"]["case"] + c["measure_seconds"]["yardstick"])
-                / (c["measure_seconds"]["case"] / c["rounds"]) for c in cases
-                if c["measure_seconds"] and c["rounds"]]
+        def cost_of(chosen: list[dict[str, Any]]) -> list[float]:
+            """Each case's timing (its blocks and the yardstick's) over one round of its own
+            blocks: the case's measurement time."""
+            return [(c["measure_seconds"]["case"] + c["measure_seconds"]["yardstick"])
+                    / (c["measure_seconds"]["case"] / c["rounds"]) for c in chosen
+                    if c["measure_seconds"] and c["rounds"]]
+
+        cost = cost_of(cases)
+        # A pass whose interval lay wholly between the lines: a trial the measurement settled.
+        clear_passes = [c for c in cases if c["verdict"] == "pass" and _cleared(c)]
+        clear_cost = cost_of(clear_passes)
         speedup_lost = sum((c["decisions"].get("speedup") or {}).get("outcome") == "regressed"
                            for c in cases)
         table[f"{level} {backend}"] = {
@@ -320,6 +338,8 @@ def analyze(args: argparse.Namespace) -> dict[str, Any]:
             "true_factor": statistics.median(factors) if factors else None,
             "mean_rounds": statistics.fmean(c["rounds"] for c in cases),
             "cost_x_measurement": statistics.fmean(cost) if cost else None,
+            "clear_passes": len(clear_passes),
+            "clear_pass_cost_x_measurement": statistics.fmean(clear_cost) if clear_cost else None,
             "seconds_per_run": statistics.fmean(r["seconds"] for r in runs
                                                 if r["level"] == level),
         }
@@ -338,7 +358,9 @@ def analyze(args: argparse.Namespace) -> dict[str, Any]:
               f"regressed {row['regressed']}  drift {row['drift']}  speed-up lost "
               f"{row['speedup_regressed']}  unstable {row['unstable']}  true "
               f"{'-' if factor is None else f'{factor - 1:+.1%}'}  rounds "
-              f"{row['mean_rounds']:.2f}  cost {row['cost_x_measurement'] or 0:.2f}x")
+              f"{row['mean_rounds']:.2f}  cost {row['cost_x_measurement'] or 0:.2f}x  "
+              f"clear passes {row['clear_passes']} at "
+              f"{row['clear_pass_cost_x_measurement'] or 0:.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
     return out
