@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_xfperf.baselines import store
+from pytest_xfperf.baselines.machine import CPU_FIELDS
 from pytest_xfperf.metrics import METRICS
 
 # Columns of `show`/`diff`: metric -> (header, format), from the metric registry.
@@ -61,11 +62,21 @@ def show(path: Path, patterns: Sequence[str] | None, out: Any) -> int:
     document = _load(path)
     cases = _select(document["cases"], patterns)
     machine = document.get("machine", {})
-    out.write(f"{path}: schema {document['schema']}, {len(document['cases'])} case(s)"
+    older = document.get("migrated_from")
+    schema = (f"schema {older}, read as {document['schema']} (the file is unchanged; its "
+              f"latency is not gated until recorded again)" if older
+              else f"schema {document['schema']}")
+    out.write(f"{path}: {schema}, {len(document['cases'])} case(s)"
               f"{'' if not patterns else f', {len(cases)} shown'}\n")
     if machine:
         out.write("machine: " + ", ".join(f"{k}={v}" for k, v in machine.items()
                                           if isinstance(v, (str, int, float))) + "\n")
+    unrecorded = [f for f in CPU_FIELDS if f not in machine]
+    if unrecorded:
+        # The gate treats a fingerprint that lacks fields as another machine's, so such a
+        # file gates no run anywhere; saying so here spares a reader from trusting it.
+        out.write(f"machine fingerprint lacks {', '.join(unrecorded)}: this file gates no "
+                  f"machine; record it again on its machine (--xfperf-update-baselines)\n")
     if not cases:
         return 0
     used = [m for m in COLUMNS if any(m in e["metrics"] for e in cases.values())]

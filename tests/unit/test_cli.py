@@ -111,8 +111,41 @@ def test_module_entry_point_runs_without_ml_imports(tmp_path: Path):
     assert "m/a/fp32/b1s8" in done.stdout
 
 
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path):
+    # Enough rows to overflow a pipe's buffer, so the command is still writing when the
+    # reader (as `| head -1` does) closes its end.
+    path = write(tmp_path / "a.json", {f"m/b{i}/fp32/b1s8": entry(3.0) for i in range(3000)})
+    child = subprocess.Popen([sys.executable, "-m", "pytest_xfperf", "baselines", "show",
+                              str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdout is not None and child.stderr is not None
+    assert b"3000 case(s)" in child.stdout.readline()
+    child.stdout.close()
+    error = child.stderr.read().decode()
+    assert child.wait(timeout=60) == 128 + 13  # what a shell tool killed by SIGPIPE returns
+    assert "Traceback" not in error and "BrokenPipeError" not in error, error
+
+
 @pytest.mark.parametrize("argv", [[], ["baselines"], ["baselines", "show"], ["nope"]])
 def test_usage_errors_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
+
+
+def test_show_says_an_older_schema_and_a_fingerprint_that_gates_no_machine(tmp_path: Path):
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"schema": 2, "machine": {"key": "gpu-h100-x1-cpu-xeon-16c",
+                                                        "cores": 16},
+                               "cases": {"m/ort-cuda/fp16/b1s128": entry(1.0)}}))
+    before = old.read_bytes()
+    code, text = cli("baselines", "show", str(old))
+    assert code == 0 and old.read_bytes() == before
+    assert f"schema 2, read as {store.SCHEMA} (the file is unchanged" in text
+    assert "lacks cpu_vendor, cpu_family, cpu_model, cpu_name, isa, memory_gb" in text
+    assert "gates no machine" in text
+    from pytest_xfperf.baselines.machine import machine_info
+
+    current = tmp_path / "current.json"
+    store.merge_and_write(current, {"m/ort-cpu/fp32/b1s128": entry(2.0)}, machine_info())
+    code, text = cli("baselines", "show", str(current))
+    assert f"schema {store.SCHEMA}, 1 case(s)" in text and "lacks" not in text
