@@ -285,6 +285,14 @@ def _load(path: str) -> dict[str, Any]:
     return data
 
 
+def _cost_of(cases: list[dict[str, Any]]) -> list[float]:
+    """Each case's timing (its blocks and the yardstick's) over one round of its own blocks:
+    the case's measurement time."""
+    return [(c["measure_seconds"]["case"] + c["measure_seconds"]["yardstick"])
+            / (c["measure_seconds"]["case"] / c["rounds"]) for c in cases
+            if c["measure_seconds"] and c["rounds"]]
+
+
 def _cleared(case: dict[str, Any]) -> bool:
     """Whether the latency decision's interval lay wholly between the tolerance line and the
     improvement line (a pass at the last round may instead straddle one)."""
@@ -315,17 +323,10 @@ def analyze(args: argparse.Namespace) -> dict[str, Any]:
         failed = [c for c in cases if c["verdict"] in ("REGRESSED", "DRIFT", "UNSTABLE")]
         regressed = sum(c["verdict"] == "REGRESSED" for c in cases)
         factors = [c["p50_ms"] / base_p50(c["id"]) for c in cases if c["p50_ms"]]
-        def cost_of(chosen: list[dict[str, Any]]) -> list[float]:
-            """Each case's timing (its blocks and the yardstick's) over one round of its own
-            blocks: the case's measurement time."""
-            return [(c["measure_seconds"]["case"] + c["measure_seconds"]["yardstick"])
-                    / (c["measure_seconds"]["case"] / c["rounds"]) for c in chosen
-                    if c["measure_seconds"] and c["rounds"]]
-
-        cost = cost_of(cases)
+        cost = _cost_of(cases)
         # A pass whose interval lay wholly between the lines: a trial the measurement settled.
         clear_passes = [c for c in cases if c["verdict"] == "pass" and _cleared(c)]
-        clear_cost = cost_of(clear_passes)
+        clear_cost = _cost_of(clear_passes)
         speedup_lost = sum((c["decisions"].get("speedup") or {}).get("outcome") == "regressed"
                            for c in cases)
         table[f"{level} {backend}"] = {

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pytest_xfperf.baselines import store
+from pytest_xfperf.baselines.machine import machine_info
 from pytest_xfperf.cli import main
 
 MACHINE = {"key": "cpu-test-2c"}
@@ -143,8 +144,6 @@ def test_show_says_an_older_schema_and_a_fingerprint_that_gates_no_machine(tmp_p
     assert f"schema 2, read as {store.SCHEMA} (the file is unchanged" in text
     assert "lacks cpu_vendor, cpu_family, cpu_model, cpu_name, isa, memory_gb" in text
     assert "gates no machine" in text
-    from pytest_xfperf.baselines.machine import machine_info
-
     current = tmp_path / "current.json"
     store.merge_and_write(current, {"m/ort-cpu/fp32/b1s128": entry(2.0)}, machine_info())
     code, text = cli("baselines", "show", str(current))
