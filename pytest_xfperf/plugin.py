@@ -288,7 +288,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             f"shard {shard['index']}/{shard['count']}: {shard['selected']} of {shard['cases']} "
             f"case(s), recorded cost {shard['cost_s']:.0f} s of {shard['total_cost_s']:.0f} s "
             f"(costs from {shard['costs']}; partition {shard['partition']})")
-    write_summary(session.results, terminalreporter.write_line)
+    write_summary(session.results, terminalreporter.write_line, config.get_verbosity() > 0)
     for note in session.notes:
         terminalreporter.write_line(note)
 

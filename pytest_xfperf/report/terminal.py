@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from pytest_xfperf.metrics import Verdict
 from pytest_xfperf.report.tables import (
     GENERATION,
     GENERATION_COLUMNS,
@@ -59,9 +60,10 @@ def _write_table(header: tuple[str, ...], lines: Sequence[tuple[str, ...]],
             for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
 
 
-def write_summary(results: Sequence[Result], write_line: Callable[[str], None]) -> None:
+def write_summary(results: Sequence[Result], write_line: Callable[[str], None],
+                  verbose: bool = False) -> None:
     """One table per model, shape and scenario (the rows every report shows), then the
-    graph changes."""
+    graph changes and what left cases `unstable` (case by case when ``verbose``)."""
     groups = build_groups([r for r in results], None, failures_first=False)
     gpu = any(r.device_stats is not None for r in results)
     served = False
@@ -103,3 +105,24 @@ def write_summary(results: Sequence[Result], write_line: Callable[[str], None]) 
             write_line(f"graph drift in {r.case.id}: {line}")
         for line in r.graph_notes:
             write_line(f"graph change in {r.case.id}: {line}")
+    _write_unstable([r for r in results if r.verdict == Verdict.UNSTABLE and r.gate],
+                    write_line, verbose)
+
+
+def _write_unstable(unstable: Sequence[Result], write_line: Callable[[str], None],
+                    verbose: bool) -> None:
+    """An `unstable` case passes, so pytest shows nothing of it; without this line its
+    verdict would read as unexplained (a failing one, with --xfperf-fail-on-unstable, says
+    the same in its failure message)."""
+    if not unstable:
+        return
+    write_line(f"unstable: {len(unstable)} case(s) whose interval reaches past a tolerance line "
+               "and is wider than the tolerance: this run shows neither a pass nor a "
+               "regression for them. "
+               + ("Each one's figures, and what would resolve it:" if verbose else
+                  "-v prints each one's figures and what would resolve it."))
+    if verbose:
+        for r in unstable:
+            assert r.gate is not None
+            for line in r.gate.unstable:
+                write_line(f"  {r.case.id}: {line}")

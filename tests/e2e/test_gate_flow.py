@@ -94,3 +94,23 @@ def test_version_change_since_baseline_is_shown(project: pytest.Pytester):
     result = run(project, "--xfperf-tolerances", "p99=9.9")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*library versions differ from the baseline's: *torch 0.0.1 -> *"])
+
+
+def test_an_unstable_case_says_why_in_the_summary(project: pytest.Pytester):
+    run(project, "--xfperf-update-baselines").assert_outcomes(passed=1)
+    # Between-process spreads of 0.9 (the log's standard deviation) alone span more than the
+    # 150 % tolerance, so no run can resolve it: the unchanged case must read `unstable`.
+    wide = ["--xfperf-spreads", "wall_own=0.9,wall_normalized=0.9,wall_torch_own=0.9,"
+                                "wall_torch_normalized=0.9"]
+    quiet = run(project, *wide)
+    quiet.assert_outcomes(passed=1)
+    quiet.stdout.fnmatch_lines(["*fp32 * unstable",
+                                "unstable: 1 case(s) whose interval reaches past a tolerance "
+                                "line * -v prints each one's figures and what would resolve it."])
+    assert "no number of blocks resolves" not in quiet.stdout.str()
+    verbose = run(project, "-v", *wide)
+    verbose.assert_outcomes(passed=1)
+    verbose.stdout.fnmatch_lines([
+        "unstable: 1 case(s) * Each one's figures, and what would resolve it:",
+        f"  {CASE}: p50 latency baseline * (tolerance 150%); unresolved: the policy's spread "
+        "* alone spans *% either side, so no number of blocks resolves 150%*"])
