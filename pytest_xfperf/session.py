@@ -19,7 +19,7 @@ from pytest_xfperf.artifacts.pipeline import ArtifactPipeline, BuiltArtifact, ca
 from pytest_xfperf.backends.base import BackendUnavailable, Runner, RunnerContext
 from pytest_xfperf.backends.catalog import BACKENDS, load_factory
 from pytest_xfperf.baselines import store
-from pytest_xfperf.baselines.machine import differences, fingerprint_of, machine_info
+from pytest_xfperf.baselines.machine import differences, fingerprint_of, machine_info, nearest
 from pytest_xfperf.fileio import locked
 from pytest_xfperf.history.run import RunHistory
 from pytest_xfperf.matrix import Case
@@ -112,22 +112,20 @@ class XfperfSession:
         """No baseline for this machine: name the nearest file of another machine and how it
         differs, so that a CI pool mixing CPU generations gets a true message, not a false
         regression."""
-        here = fingerprint_of(self.machine)
-        nearest: tuple[int, Path, list[str]] | None = None
-        for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        recorded: dict[str, dict[str, Any]] = {}
+        for file in sorted(directory.glob("*.json")) if directory.is_dir() else []:
             try:
-                machine = store.load(path).get("machine", {})
+                recorded[str(file)] = fingerprint_of(store.load(file).get("machine", {}))
             except store.BaselineError:
                 continue
-            diff = differences(fingerprint_of(machine), here)
-            if nearest is None or len(diff) < nearest[0]:
-                nearest = (len(diff), path, diff)
-        if nearest is None:
+        found = nearest(recorded, fingerprint_of(self.machine))
+        if found is None:
             return
-        self.other_machine = nearest[2]
+        path, diff = found
+        self.other_machine = diff
         self.notes.add(
             f"no baseline for this machine ({self.baseline_file.name}); "
-            f"{nearest[1]} was recorded on another machine ({'; '.join(nearest[2])}): its "
+            f"{path} was recorded on another machine ({'; '.join(diff)}): its "
             "timings are not comparable here, so nothing is gated against it. Record this "
             "machine's with --xfperf-update-baselines (--xfperf-other-machine=fail makes "
             "this a failure)")

@@ -112,6 +112,28 @@ def differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list
     return out
 
 
+def nearest(recorded: Mapping[str, Mapping[str, Any]],
+            current: Mapping[str, Any]) -> tuple[str, list[str]] | None:
+    """Of fingerprints recorded by name (a baseline file's), the one nearest ``current`` and
+    how it differs, or None when there are none. Nearness counts differing fields, except
+    that the ISA list counts each flag one side lacks: a CPU that adds one extension is
+    nearer than one that lacks five. Ties go to the first name in sorted order."""
+    def distance(then: Mapping[str, Any]) -> int:
+        count = 0
+        for name in (*CPU_FIELDS, *GPU_FIELDS):
+            old, new = then.get(name), current.get(name)
+            if isinstance(old, list) and isinstance(new, list):
+                count += len(set(old) ^ set(new))
+            elif old != new:
+                count += 1
+        return count
+
+    if not recorded:
+        return None
+    name = min(sorted(recorded), key=lambda n: distance(recorded[n]))
+    return name, differences(recorded[name], current)
+
+
 def has_vnni(fingerprint: Mapping[str, Any]) -> bool:
     return any(f in (fingerprint.get("isa") or []) for f in VNNI_FLAGS)
 

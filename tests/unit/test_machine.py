@@ -5,7 +5,13 @@ import pytest
 
 from pytest_xfperf.artifacts.options import BuildOptions
 from pytest_xfperf.baselines import machine
-from pytest_xfperf.baselines.machine import differences, has_vnni, machine_key, parse_cpuinfo
+from pytest_xfperf.baselines.machine import (
+    differences,
+    has_vnni,
+    machine_key,
+    nearest,
+    parse_cpuinfo,
+)
 
 # /proc/cpuinfo of the two 2-core EPYC kinds CI is given, first processor only (shortened).
 ZEN4 = """processor\t: 0
@@ -20,6 +26,10 @@ vendor_id\t: AuthenticAMD
 """
 ZEN3 = ZEN4.replace("model\t\t: 17", "model\t\t: 1").replace(
     " avx512f avx512bw avx512_vnni avx512_bf16", "")
+
+# A newer generation: Zen 4's flags and AVX-VNNI.
+ZEN5 = ZEN4.replace("cpu family\t: 25", "cpu family\t: 26").replace(
+    "model\t\t: 17", "model\t\t: 2").replace("sha_ni", "avx_vnni sha_ni")
 
 
 def fingerprint(text: str) -> dict:
@@ -43,6 +53,20 @@ def test_two_generations_under_one_label_get_two_files_and_a_readable_difference
                     "isa: avx512_bf16 missing here, avx512_vnni missing here, avx512bw missing "
                     "here, avx512f missing here"]
     assert differences(zen4, zen4) == []
+
+
+def test_the_nearest_file_counts_isa_flags_one_by_one():
+    # Family, model and the flag list differ from both older files; by flags, Zen 4 lacks
+    # one of Zen 5's and Zen 3 five, so Zen 4's file is the one to name, whatever the order.
+    zen5 = fingerprint(ZEN5)
+    for names in (("a-zen3", "b-zen4"), ("b-zen3", "a-zen4")):
+        recorded = {names[0]: fingerprint(ZEN3), names[1]: fingerprint(ZEN4)}
+        name, diff = nearest(recorded, zen5)
+        assert name == names[1]
+        assert diff == ["cpu_family: '25' there, '26' here", "cpu_model: '17' there, '2' here",
+                        "isa: avx_vnni only here"]
+    assert nearest({}, zen5) is None
+    assert nearest({"same": zen5, "other": fingerprint(ZEN3)}, zen5) == ("same", [])
 
 
 def test_a_fingerprint_missing_fields_is_another_machine():
