@@ -294,13 +294,12 @@ def _cost_of(cases: list[dict[str, Any]]) -> list[float]:
 
 
 def _cleared(case: dict[str, Any]) -> bool:
-    """Whether the latency decision's interval lay wholly between the tolerance line and the
-    improvement line (a pass at the last round may instead straddle one)."""
+    """Whether the latency decision's interval lay wholly between the lines (``rule``)."""
+    from pytest_xfperf.baselines import rule
+
     decision = case["decisions"].get("p50_ms") or {}
-    if not decision:
-        return False
-    line = 1 + decision["tolerance"]
-    return bool(decision["high"] < line and decision["low"] > 1 / line)
+    return bool(decision) and rule.between_lines(decision["low"], decision["high"],
+                                                 decision["tolerance"])
 
 
 def analyze(args: argparse.Namespace) -> dict[str, Any]:

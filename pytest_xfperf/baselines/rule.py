@@ -215,15 +215,20 @@ def could_settle(estimate: Shift, tolerance: float) -> bool:
             or abs(centre) + estimate.floor < line)
 
 
+def between_lines(low: float, high: float, tolerance: float) -> bool:
+    """Whether an interval lies wholly between the improvement line and the tolerance line:
+    a pass that the measurement settled (one at the last round may straddle a line)."""
+    return high < 1 + tolerance and low > 1 / (1 + tolerance)
+
+
 def decide(estimate: Shift, tolerance: float, final: bool) -> Outcome | None:
     """The stopping rule: an outcome once the interval is clear of the lines, else None
     (take another round) unless this is the last round or more blocks could not settle it."""
-    slower, faster = 1 + tolerance, 1 / (1 + tolerance)
-    if estimate.low > slower:
+    if estimate.low > 1 + tolerance:
         return Outcome.REGRESSED
-    if estimate.high < faster:
+    if estimate.high < 1 / (1 + tolerance):
         return Outcome.IMPROVED
-    if estimate.high < slower and estimate.low > faster:
+    if between_lines(estimate.low, estimate.high, tolerance):
         return Outcome.PASS
     if not final and could_settle(estimate, tolerance):
         return None
