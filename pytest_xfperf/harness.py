@@ -8,9 +8,10 @@ publish, and fail the test that regressed. Recording happens once at the session
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -212,7 +213,11 @@ class CaseHarness:
             return decided(record, reference, baseline, self.tolerances, policy, final)
 
         def reference(blocks: int) -> dict[str, Any] | None:
-            return session.speedup_reference_record(case, self.spec, self.inputs, blocks)
+            # Extending the reference (a case's further rounds) builds and runs another
+            # model's calls and yardstick: left out of the case's memory, which a recording
+            # (one round) never sees them in.
+            with self.memory_paused():
+                return session.speedup_reference_record(case, self.spec, self.inputs, blocks)
 
         measurement = CaseMeasurement(self.runner, self._timed_call(),
                                       settings.backend_options.get(case.backend, {}), plan,
@@ -223,7 +228,7 @@ class CaseHarness:
                 recording=settings.gate.update_baselines)
         finally:
             measurement.close()
-        self.finish_memory(result)  # the memory window covers the case's own timing only
+        self.finish_memory(result)  # the memory windows end with the case's own timing
         result.timing = record
         result.samples_ms = series.samples_ms
         result.stats = summarize([s / 1000 for s in series.samples_ms], case.shape.batch)
@@ -273,6 +278,18 @@ class CaseHarness:
         facts = gpu_fingerprint()
         result.machine_state["gpu"] = facts
         self.session.notes.extend(gpu_warnings(facts))
+
+    @contextlib.contextmanager
+    def memory_paused(self) -> Iterator[None]:
+        """The case's memory windows, paused while other work runs."""
+        windows = [w for w in (self._memory, self._gpu_memory) if w is not None]
+        for window in windows:
+            window.pause()
+        try:
+            yield
+        finally:
+            for window in windows:
+                window.resume()
 
     def finish_memory(self, result: Result) -> None:
         """Close the case's memory windows; copy the artifact's facts into the result."""

@@ -180,7 +180,8 @@ def _measure(harness: CaseHarness, result: Result, generator: Generator) -> None
                        metric=primary, more=more)
 
     def reference(blocks: int) -> dict[str, Any] | None:
-        return session.generation_reference_record(case, harness.spec, ids, blocks)
+        with harness.memory_paused():  # another model's work: not the case's memory
+            return session.generation_reference_record(case, harness.spec, ids, blocks)
 
     ids = harness.inputs["input_ids"]
 

@@ -154,6 +154,7 @@ class GpuMemory:
     def __init__(self, source: str) -> None:
         self.source = source  # "torch" or "nvml"
         self._start = 0.0
+        self._held_mb = 0.0  # the torch allocator's peak before the last pause()
         self.peak_mb: float | None = None
 
     def start(self) -> None:
@@ -166,12 +167,33 @@ class GpuMemory:
         else:
             self._start = _nvml_used_mb() or 0.0
 
+    def pause(self) -> None:
+        """Keep the peak so far: what runs until resume() is left out."""
+        import torch
+
+        torch.cuda.synchronize()
+        if self.source == "torch":
+            self._held_mb = max(self._held_mb, torch.cuda.max_memory_allocated() / 2**20)
+
+    def resume(self) -> None:
+        """Go on from here: the torch allocator's peak restarts at what is allocated now; for
+        NVML, what was allocated and freed meanwhile goes back to the driver, so that the
+        growth read at stop() is the case's."""
+        import torch
+
+        torch.cuda.synchronize()
+        if self.source == "torch":
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            torch.cuda.empty_cache()
+
     def stop(self) -> None:
         import torch
 
         torch.cuda.synchronize()
         if self.source == "torch":
-            self.peak_mb = torch.cuda.max_memory_allocated() / 2**20 - self._start
+            peak = max(self._held_mb, torch.cuda.max_memory_allocated() / 2**20)
+            self.peak_mb = peak - self._start
         else:
             used = _nvml_used_mb()
             self.peak_mb = None if used is None else max(0.0, used - self._start)

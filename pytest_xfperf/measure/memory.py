@@ -67,6 +67,7 @@ class PeakMemory:
     def __init__(self) -> None:
         self.start_kb = 0
         self.peak_kb = 0
+        self._held_kb = 0  # the peak before the last pause()
         self.mode = "unavailable"
 
     def start(self) -> None:
@@ -76,12 +77,24 @@ class PeakMemory:
             ", heap trimmed at start" if trimmed else "")
         self.start_kb = _status_kb("VmRSS") or 0
 
+    def pause(self) -> None:
+        """Keep the peak so far; what runs until resume() is left out (where the peak can be
+        reset per case: elsewhere the lifetime peak includes it)."""
+        self._held_kb = max(self._held_kb, self._peak())
+
+    def resume(self) -> None:
+        _reset_peak()
+
     def stop(self) -> None:
+        self.peak_kb = max(self._held_kb, self._peak())
+
+    @staticmethod
+    def _peak() -> int:
         peak = _status_kb("VmHWM")
         if peak is None:
             scale = 1 if sys.platform != "darwin" else 1 / 1024  # macOS reports bytes
             peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale)
-        self.peak_kb = peak
+        return peak
 
     def __enter__(self) -> PeakMemory:
         self.start()

@@ -158,3 +158,34 @@ def test_encoder_and_generator_sessions_take_the_same_cuda_tuning_options():
                                   {"sdpa_kernel": "8"})
     assert tuned.items() <= options.items()
     assert cuda_tuning(True, {"tunable_op_tuning_enable": "0"})["tunable_op_tuning_enable"] == "0"
+
+
+def test_a_paused_gpu_memory_window_leaves_out_what_ran_meanwhile(monkeypatch):
+    """CUDA cannot run here: torch.cuda's allocator statistics are stood in for (a mock) by
+    a counter with the same semantics (the peak restarts at what is allocated on reset)."""
+    torch = pytest.importorskip("torch")
+    allocator = {"now": 0.0, "peak": 0.0}
+
+    def allocate(mb: float) -> None:
+        allocator["now"] += mb
+        allocator["peak"] = max(allocator["peak"], allocator["now"])
+
+    def reset() -> None:
+        allocator["peak"] = allocator["now"]
+
+    mib = 2**20
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", reset)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda: allocator["now"] * mib)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda: allocator["peak"] * mib)
+    window = gpu.GpuMemory("torch")
+    window.start()
+    allocate(300)  # the case's model and activations
+    allocate(-20)
+    window.pause()
+    allocate(100)  # the reference's extension: another model's yardstick, then freed
+    allocate(-100)
+    window.resume()
+    allocate(10)
+    window.stop()
+    assert window.peak_mb == 300

@@ -71,6 +71,36 @@ def test_peak_memory_sees_an_allocation():
     assert memory.peak_kb > 0
 
 
+def test_a_paused_memory_window_leaves_out_what_ran_meanwhile():
+    # A case's further rounds extend the speed-up's reference inside the case's window: its
+    # memory must not count, since a recording (one round) never extends it.
+    size = 96 * 1024 * 1024
+    window = PeakMemory()
+    window.start()
+    if window.mode.startswith("per-case peak RSS"):
+        window.pause()
+        block = mmap.mmap(-1, size)
+        for offset in range(0, size, mmap.PAGESIZE):
+            block[offset] = 1
+        block.close()
+        window.resume()
+        window.stop()
+        assert window.peak_delta_mb < 48
+        # Unpaused, the same allocation counts.
+        window = PeakMemory()
+        window.start()
+        block = mmap.mmap(-1, size)
+        for offset in range(0, size, mmap.PAGESIZE):
+            block[offset] = 1
+        block.close()
+        window.pause()
+        window.resume()
+        window.stop()
+        assert window.peak_delta_mb >= 80
+    else:
+        pytest.skip("no per-case peak RSS here (Linux's /proc/self/clear_refs)")
+
+
 def test_machine_state_snapshot_and_warnings():
     from pytest_xfperf.measure.machine_state import snapshot, warnings
 
