@@ -20,7 +20,9 @@ in the figures.
 
 The gpu profile gates BERT-base-wide copies (hidden 768) on torch-cuda-graph at FP16, shapes
 1x128 and 32x128, with a 5 % tolerance: A/A runs and a +10 % level (22 layers for 20); eager
-torch-cuda cases run beside them, their speed-up gated against the CUDA-graph reference.
+torch-cuda cases run beside them, their speed-up gated against the CUDA-graph reference. Its
++30 % level (26 layers) is for eager torch-cuda alone, at the 20 % its spread resolves
+(`--backends torch-cuda --tolerance 20%`).
 """
 
 from __future__ import annotations
@@ -66,7 +68,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "width": 768, "heads": 12, "base_layers": 20, "copies": 3, "record_every": 6,
         "backends": ["torch-cuda-graph", "torch-cuda"], "precisions": ["fp16"],
         "shapes": ["1x128", "32x128"], "tolerance": "5%",
-        "levels": {"A/A": (20, []), "+10%": (22, [])}, "cycle": ["A/A", "+10%"]},
+        # +30 %: for eager PyTorch, whose spread resolves a 20 % line, not a 5 % one.
+        "levels": {"A/A": (20, []), "+10%": (22, []), "+30%": (26, [])},
+        "cycle": ["A/A", "+10%"]},
 }
 FORMAT = 1
 
@@ -210,6 +214,8 @@ def measure(args: argparse.Namespace) -> None:
     profile = dict(PROFILES[args.profile])
     if args.backends:
         profile["backends"] = args.backends.split(",")
+    if args.tolerance:
+        profile["tolerance"] = args.tolerance
     copies = args.copies or profile["copies"]
     added = args.pytest_args.split()
     levels = profile["levels"]
@@ -666,6 +672,8 @@ def main() -> None:
     m.add_argument("--every-block", action="store_true",
                    help="measure every run to the policy's max_blocks (no early verdict), so "
                         "that `replay` can apply other rules to the same blocks")
+    m.add_argument("--tolerance", default="",
+                   help="the latency and speed-up tolerance (default: the profile's)")
     m.add_argument("--cycle", default="",
                    help="comma-separated levels run in turn (default: the profile's cycle)")
     m.add_argument("--record-every", type=int, default=0,

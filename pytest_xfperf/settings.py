@@ -211,7 +211,9 @@ OPTIONS: tuple[Option, ...] = (
            "to every interval: wall_own=0.15,wall_normalized=0.03,wall_torch_own=0.21,"
            "wall_torch_normalized=0.08 (PyTorch's threads on the CPU),device_own=0.008,"
            "device_normalized=0.03 (a captured graph's replay),device_prefill=0.031 (a "
-           "generation's TTFT there),device_launched=0.5 by default; measure a suite's with "
+           "generation's TTFT there),device_launched=0.5 (launched by the host),"
+           "device_eager_normalized=0.05 (eager PyTorch over the launch yardstick) by default; "
+           "measure a suite's with "
            "`python -m pytest_xfperf history spreads`",
            lambda v: parse_spreads(v)),
     Option("update_baselines", "gate.update_baselines",

@@ -34,13 +34,15 @@ class BackendInfo:
     # "nvml" (device memory in use; for libraries that allocate outside torch).
     memory_probe: str = "rss"
     tracked: tuple[str, ...] = ()  # libraries whose versions its results record
-    # The machine yardstick timed between its blocks (measure/yardstick.py): "cpu" or "cuda".
+    # The machine yardstick timed between its blocks (measure/yardstick.py): "cpu", "cuda"
+    # (the GPU's matrix products), "cuda-launch" (small kernels launched from Python).
     yardstick: str = "cpu"
     # What paces a call, which sets how far its time moves between processes (GatePolicy's
     # spreads). On a GPU: "captured" (one CUDA graph replayed: the device alone), "launched"
-    # (kernels launched one by one by the host: its launch rate); a captured backend's
-    # prefill is paced apart ("prefill", pace_fields). On the CPU, the library whose threads
-    # run it: "onnxruntime" (the yardstick's own) or "torch".
+    # (kernels launched one by one by the host: its launch rate), "eager" (launched one by one
+    # by PyTorch from Python, as the launch yardstick's are); a captured backend's prefill is
+    # paced apart ("prefill", pace_fields). On the CPU, the library whose threads run it:
+    # "onnxruntime" (the yardstick's own) or "torch".
     pacing: str = "launched"
     # What paces its generation steps, where that differs from its encoder calls.
     generation_pacing: str = ""
@@ -178,7 +180,11 @@ BACKENDS: dict[str, BackendInfo] = {b.name: b for b in (
                 factory="pytest_xfperf.backends.onnxruntime_cpu:create",
                 options=ORT_CPU_OPTIONS, tracked=(*_TORCH, "onnx", "onnxruntime"),
                 yardstick="cpu", pacing="onnxruntime"),
-    BackendInfo(name="torch-cuda", precisions=_TORCH_CUDA_PRECISIONS, **_TORCH_CUDA),
+    # Eager: its device time is the host's launch rate, which the launch yardstick follows.
+    # Its generation steps keep the launched spread: that yardstick was not measured there.
+    BackendInfo(name="torch-cuda", precisions=_TORCH_CUDA_PRECISIONS,
+                **{**_TORCH_CUDA, "yardstick": "cuda-launch"}, pacing="eager",
+                generation_pacing="launched"),
     BackendInfo(name="torch-cuda-graph", precisions=_TORCH_CUDA_PRECISIONS,
                 fixed_shapes=True, pacing="captured", **_TORCH_CUDA),
     # Compiled with dynamic=False (every new batch shape would recompile), then replayed from

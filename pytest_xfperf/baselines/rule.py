@@ -87,15 +87,24 @@ class GatePolicy:
     # processes (docs/gpu.md, "the spread by what paces a call").
     spread_device_prefill: float = 0.031
     spread_device_launched: float = 0.5
+    # Eager PyTorch's launches divided by the launch yardstick's (measure/yardstick.py), which
+    # PyTorch launches from Python the same way: on an H100, eager BERT-base FP16 at batch 1
+    # moved 0.045 between 16 processes so divided (0.24 on its own), and a 20-layer encoder's
+    # 40 unchanged trials in pytest runs 0.038 (0.154 on its own; docs/gpu.md, "A yardstick
+    # for eager PyTorch on a GPU"). Its own times keep the launched spread.
+    spread_device_eager_normalized: float = 0.05
 
     @staticmethod
     def spread_name(clock: str, normalized: bool, pacing: str) -> str:
         """Which spread (its name without ``spread_``, as ``[tool.xfperf] spreads`` writes
         it) a view measured on ``clock`` ("wall" or "device") takes, by what paces the timed
-        span (``catalog.pace_fields``). On the device clock: "captured", "prefill"; anything
-        else counts as launched, the widest. On the wall clock: "torch" (PyTorch's threads)
-        has spreads of its own; anything else (ONNX Runtime's threads, the yardstick's own
+        span (``catalog.pace_fields``). On the device clock: "captured", "prefill", "eager"
+        (divided by the launch yardstick; its own times are launched ones); anything else
+        counts as launched, the widest. On the wall clock: "torch" (PyTorch's threads) has
+        spreads of its own; anything else (ONNX Runtime's threads, the yardstick's own
         library) takes ``wall_own`` and ``wall_normalized``."""
+        if clock == "device" and pacing == "eager" and normalized:
+            return "device_eager_normalized"
         if clock == "device" and pacing != "captured":
             return "device_prefill" if pacing == "prefill" else "device_launched"
         if clock == "device":

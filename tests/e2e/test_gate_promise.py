@@ -141,10 +141,12 @@ GPU_STAND_INS = textwrap.dedent('''
         def elapsed_time(self, end):
             return (end.t - self.t) * 1000
 
-    def stand_in_yardstick(options):
-        x = torch.ones(64, 512)
-        return yardstick.Yardstick("fake-cuda gemm", lambda: x @ x.T, lambda: None, True,
-                                   lambda: None)
+    def stand_in(identity):
+        def factory(options):
+            x = torch.ones(64, 512)
+            return yardstick.Yardstick(identity, lambda: x @ x.T, lambda: None, True,
+                                       lambda: None)
+        return factory
 
     def install():
         catalog.BACKENDS["fake-gpu"] = replace(
@@ -156,7 +158,8 @@ GPU_STAND_INS = textwrap.dedent('''
         torch_cuda.require_cuda = lambda: None
         torch.cuda.empty_cache = lambda: None
         blocks._events = lambda: (Event(), Event())
-        yardstick.FACTORIES["cuda"] = stand_in_yardstick
+        yardstick.FACTORIES["cuda"] = stand_in("fake-cuda gemm")
+        yardstick.FACTORIES["cuda-launch"] = stand_in("fake-cuda launch")
         cpu_identity, cpu_measure = peak.peak_identity, peak.measure_peak
         peak.peak_identity = (
             lambda d, k, t: "fake-cuda peak" if d == "cuda" else cpu_identity(d, k, t))
@@ -178,7 +181,11 @@ def pytest_sessionfinish(session):
     result.assert_outcomes(passed=1)
     (case,) = read_json(project.path / "r.json")["cases"]
     assert case["timing"]["clock"] == "device"  # CUDA events (stood in for) decide
-    assert case["timing"]["yardstick"] == "fake-cuda gemm"
+    # An eager PyTorch case (fake-gpu is torch-cuda's entry) is timed beside the launch
+    # yardstick; its captured reference beside the GEMMs.
+    assert case["timing"]["yardstick"] == "fake-cuda launch"
+    assert case["timing"]["pacing"] == "eager"
+    assert case["reference_timing"]["yardstick"] == "fake-cuda gemm"
     assert case["compute"]["peak"] == "fake-cuda peak"  # the GPU's peak, not the CPU's
     assert case["reference_timing"]["reference"] == "torch-cuda-graph"
     assert case["reference_timing"]["clock"] == "device"

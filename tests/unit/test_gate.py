@@ -266,6 +266,35 @@ def test_a_gpu_call_paced_by_the_host_gets_the_hosts_spread():
                    GateOptions()).verdict == Verdict.REGRESSED
 
 
+def test_eager_pytorch_on_a_gpu_is_judged_against_the_launch_yardstick():
+    """Eager PyTorch's device time is the host's launch rate; the launch yardstick, launched
+    from Python the same way, moves with it. Divided by it, eager calls moved 5 % between
+    processes (1.96 x 5 % is a 10 % line's width, so they resolve 20 %, not 10 %): a host
+    launching 1.4x slower (case and yardstick alike) passes at 20 %, and a deeper model (+40 %,
+    the yardstick unchanged) fails. On its own times (a baseline timed beside the GEMM
+    yardstick) the same +40 % cannot be shown."""
+    shipped = GatePolicy()
+    assert shipped.spread_name("device", True, "eager") == "device_eager_normalized"
+    assert shipped.spread_name("device", False, "eager") == "device_launched"
+    assert shipped.spread("device", True, "eager") == 0.05
+    at_20 = GateOptions(tolerances=Tolerances(p50=0.2, speedup=0.2))
+
+    def eager(level: float, seed: int, blocks: int, machine: float = 1.0) -> dict:
+        return {**record(level, blocks, seed=seed, machine=machine, yardstick="launch1"),
+                "clock": "device", "pacing": "eager"}
+    base = {**entry(), "timing": eager(1.0, 3, 12)}
+    slower_host = verdict(Evidence(metrics={"p50_ms": 14.0}, timing=eager(1.0, 4, 8, 1.4)),
+                          base, at_20)
+    assert slower_host.verdict == Verdict.PASS
+    assert slower_host.decisions["p50_ms"]["normalized"] is True
+    deeper = verdict(Evidence(metrics={"p50_ms": 14.0}, timing=eager(1.4, 4, 8)), base, at_20)
+    assert deeper.verdict == Verdict.REGRESSED
+    assert deeper.decisions["p50_ms"]["normalized"] is True
+    gemm_base = {**entry(), "timing": {**eager(1.0, 3, 12), "yardstick": YARD}}
+    assert verdict(Evidence(metrics={"p50_ms": 14.0}, timing=eager(1.4, 4, 8)), gemm_base,
+                   at_20).verdict == Verdict.UNSTABLE
+
+
 def test_a_speedup_recorded_against_another_reference_is_not_compared():
     base = entry()
     base["speedup"] = {**base["speedup"], "reference": "torch-cuda"}
