@@ -57,15 +57,19 @@ def test_time_calls_runs_until_min_time_and_stops_at_max_time():
     assert len(capped_samples) < 1000 and sum(capped_samples) < 0.5
 
 
+def _touch_fresh_pages(size: int) -> None:
+    """Fresh anonymous pages, each touched, then unmapped: a malloc'ed block could reuse
+    memory that an earlier test left resident, which would not raise the peak."""
+    block = mmap.mmap(-1, size)
+    for offset in range(0, size, mmap.PAGESIZE):
+        block[offset] = 1
+    block.close()
+
+
 def test_peak_memory_sees_an_allocation():
     size = 64 * 1024 * 1024
     with PeakMemory() as memory:
-        # Fresh anonymous pages, each touched: a malloc'ed block could reuse memory that an
-        # earlier test left resident, which would not raise the peak.
-        block = mmap.mmap(-1, size)
-        for offset in range(0, size, mmap.PAGESIZE):
-            block[offset] = 1
-        block.close()
+        _touch_fresh_pages(size)
     if memory.mode == "per-case peak RSS":
         assert memory.peak_delta_mb >= 48
     assert memory.peak_kb > 0
@@ -79,20 +83,14 @@ def test_a_paused_memory_window_leaves_out_what_ran_meanwhile():
     window.start()
     if window.mode.startswith("per-case peak RSS"):
         window.pause()
-        block = mmap.mmap(-1, size)
-        for offset in range(0, size, mmap.PAGESIZE):
-            block[offset] = 1
-        block.close()
+        _touch_fresh_pages(size)
         window.resume()
         window.stop()
         assert window.peak_delta_mb < 48
         # Unpaused, the same allocation counts.
         window = PeakMemory()
         window.start()
-        block = mmap.mmap(-1, size)
-        for offset in range(0, size, mmap.PAGESIZE):
-            block[offset] = 1
-        block.close()
+        _touch_fresh_pages(size)
         window.pause()
         window.resume()
         window.stop()
