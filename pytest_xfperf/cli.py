@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_xfperf.baselines import store
-from pytest_xfperf.baselines.machine import CPU_FIELDS
+from pytest_xfperf.baselines.machine import unrecorded
 from pytest_xfperf.metrics import METRICS
 
 # Columns of `show`/`diff`: metric -> (header, format), from the metric registry.
@@ -71,11 +71,11 @@ def show(path: Path, patterns: Sequence[str] | None, out: Any) -> int:
     if machine:
         out.write("machine: " + ", ".join(f"{k}={v}" for k, v in machine.items()
                                           if isinstance(v, (str, int, float))) + "\n")
-    unrecorded = [f for f in CPU_FIELDS if f not in machine]
-    if unrecorded:
+    missing = unrecorded(machine)
+    if missing:
         # The gate treats a fingerprint that lacks fields as another machine's, so such a
         # file gates no run anywhere; saying so here spares a reader from trusting it.
-        out.write(f"machine fingerprint lacks {', '.join(unrecorded)}: this file gates no "
+        out.write(f"machine fingerprint lacks {', '.join(missing)}: this file gates no "
                   f"machine; record it again on its machine (--xfperf-update-baselines)\n")
     if not cases:
         return 0

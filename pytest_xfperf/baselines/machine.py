@@ -91,6 +91,12 @@ def machine_key(fingerprint: Mapping[str, Any] | None = None) -> str:
     return f"{name}-{digest[:8]}"
 
 
+def unrecorded(recorded: Mapping[str, Any]) -> list[str]:
+    """The CPU fields a stored fingerprint lacks (an older file's): such a file is another
+    machine's to every reader, since it cannot prove it is this one."""
+    return [name for name in CPU_FIELDS if name not in recorded]
+
+
 def differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """Readable differing fields, e.g. ``isa: avx512_vnni missing``; a field the recorded
     fingerprint lacks counts as different (an older file cannot prove it is this machine)."""
