@@ -13,7 +13,7 @@ from pytest_xfperf.baselines.machine import (
     parse_cpuinfo,
 )
 
-# /proc/cpuinfo of the two 2-core EPYC kinds CI is given, first processor only (shortened).
+# /proc/cpuinfo of 2-core EPYC kinds CI is given, first processor only (shortened).
 ZEN4 = """processor\t: 0
 vendor_id\t: AuthenticAMD
 cpu family\t: 25
