@@ -173,6 +173,8 @@ def _case_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
                      "p50_ms": (case.get("stats") or {}).get("p50_ms"),
                      "measure_seconds": case.get("measure_seconds"),
                      "decisions": gate.get("decisions", {}),
+                     # What failed it, threshold metrics included (memory, p99).
+                     "regressions": gate.get("regressions", []),
                      "drift": gate.get("graph_drift", []),
                      "timing": case.get("timing"), "reference": case.get("reference_timing")})
     return rows
