@@ -12,7 +12,7 @@ import json
 import os
 import platform
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -97,24 +97,31 @@ def unrecorded(recorded: Mapping[str, Any]) -> list[str]:
     return [name for name in CPU_FIELDS if name not in recorded]
 
 
+def _changed_fields(recorded: Mapping[str, Any], current: Mapping[str, Any]
+                    ) -> Iterator[tuple[str, Any, Any]]:
+    """(name, recorded value, current value) of each fingerprint field that differs; a field
+    the recorded fingerprint lacks counts as different, with None as its value."""
+    for name in (*CPU_FIELDS, *GPU_FIELDS):
+        if name not in current and name not in recorded:
+            continue
+        if name not in recorded or recorded[name] != current.get(name):
+            yield name, recorded.get(name), current.get(name)
+
+
 def differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """Readable differing fields, e.g. ``isa: avx512_vnni missing``; a field the recorded
     fingerprint lacks counts as different (an older file cannot prove it is this machine)."""
     out = []
-    for name in (*CPU_FIELDS, *GPU_FIELDS):
-        if name not in current and name not in recorded:
-            continue
+    for name, then, now in _changed_fields(recorded, current):
         if name not in recorded:
             out.append(f"{name}: not recorded")
-        elif recorded.get(name) != current.get(name):
-            then, now = recorded.get(name), current.get(name)
-            if isinstance(then, list) and isinstance(now, list):
-                gone = [f for f in then if f not in now]
-                new = [f for f in now if f not in then]
-                out.append(f"{name}: " + ", ".join([*(f"{f} missing here" for f in gone),
-                                                     *(f"{f} only here" for f in new)]))
-            else:
-                out.append(f"{name}: {then!r} there, {now!r} here")
+        elif isinstance(then, list) and isinstance(now, list):
+            gone = [f for f in then if f not in now]
+            new = [f for f in now if f not in then]
+            out.append(f"{name}: " + ", ".join([*(f"{f} missing here" for f in gone),
+                                                 *(f"{f} only here" for f in new)]))
+        else:
+            out.append(f"{name}: {then!r} there, {now!r} here")
     return out
 
 
@@ -125,14 +132,8 @@ def nearest(recorded: Mapping[str, Mapping[str, Any]],
     that the ISA list counts each flag one side lacks: a CPU that adds one extension is
     nearer than one that lacks five. Ties go to the first name in sorted order."""
     def distance(then: Mapping[str, Any]) -> int:
-        count = 0
-        for name in (*CPU_FIELDS, *GPU_FIELDS):
-            old, new = then.get(name), current.get(name)
-            if isinstance(old, list) and isinstance(new, list):
-                count += len(set(old) ^ set(new))
-            elif old != new:
-                count += 1
-        return count
+        return sum(len(set(old) ^ set(new)) if isinstance(old, list) and isinstance(new, list)
+                   else 1 for _, old, new in _changed_fields(then, current))
 
     if not recorded:
         return None
