@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gzip
+import itertools
 import json
 import math
 import os
@@ -454,6 +455,52 @@ def spreads(paths: Sequence[str]) -> dict[str, dict[str, float]]:
     return out
 
 
+# Bounds of the yardstick's own move (either way) by which `moves` groups the A/A trials.
+MOVE_BINS = (1.0, 1.1, 1.2, 1.35, 1.6, math.inf)
+
+
+def moves(paths: Sequence[str]) -> dict[str, list[dict[str, float]]]:
+    """How far the A/A trials' case moved between processes, by how far the yardstick itself
+    moved between the baseline's process and the gated one, by clock: the root mean square
+    and the largest of the log shift, own and divided. What ``GatePolicy.host_move_covered``
+    stands for: the move up to which dividing corrects the host."""
+    from pytest_xfperf.baselines import rule
+
+    confidence = rule.DEFAULT_POLICY.confidence
+    rows: dict[str, list[tuple[float, float, float]]] = {}
+    for path in paths:
+        for _, case, then in _trials(_load(path), lambda level: level == "A/A"):
+            now, before = case["timing"], then["timing"]
+            if (not now.get("yardstick_ms") or not before.get("yardstick_ms")
+                    or now.get("yardstick") != before.get("yardstick")):
+                continue
+            moved = rule.shift(now["yardstick_ms"], before["yardstick_ms"], confidence,
+                               normalized=False).ratio
+            own = rule.shift(now["case_ms"], before["case_ms"], confidence, normalized=False)
+            divided = rule.shift(rule.block_values(now["case_ms"], now["yardstick_ms"], True),
+                                 rule.block_values(before["case_ms"], before["yardstick_ms"],
+                                                   True), confidence, normalized=True)
+            rows.setdefault(str(now.get("clock", "wall")), []).append(
+                (abs(math.log(moved)), math.log(own.ratio), math.log(divided.ratio)))
+    out: dict[str, list[dict[str, float]]] = {}
+    for clock, trials in sorted(rows.items()):
+        for low, high in itertools.pairwise(MOVE_BINS):
+            chosen = [t for t in trials if math.log(low) <= t[0] < math.log(high)]
+            if not chosen:
+                continue
+            row = {"from_x": low, "to_x": high, "trials": len(chosen),
+                   "own_rms": _rms([math.exp(t[1]) for t in chosen]),
+                   "divided_rms": _rms([math.exp(t[2]) for t in chosen]),
+                   "own_largest_x": math.exp(max(abs(t[1]) for t in chosen)),
+                   "divided_largest_x": math.exp(max(abs(t[2]) for t in chosen))}
+            out.setdefault(clock, []).append(row)
+            print(f"{clock} clock, yardstick moved {low:g}x-{high:g}x: {len(chosen)} A/A trials; "
+                  f"root mean square of the log own {row['own_rms']:.3f}, divided "
+                  f"{row['divided_rms']:.3f}; largest own {row['own_largest_x']:.2f}x, divided "
+                  f"{row['divided_largest_x']:.2f}x")
+    return out
+
+
 # Rules `replay` compares on the same blocks. "shipped" is the plugin's own (baselines/gate.py
 # and rule.py, with the policy's between-process spreads, which --spread-* override to sweep
 # them); the others are the same estimator without the spreads, deciding on own times alone,
@@ -706,6 +753,10 @@ def main() -> None:
     w = sub.add_parser("spreads", help="how far each series moved between processes in the "
                                         "A/A trials of power runs")
     w.add_argument("raw", nargs="+")
+    v = sub.add_parser("moves", help="the A/A trials' shifts by how far the yardstick itself "
+                                      "moved (what host_move_covered stands for)")
+    v.add_argument("raw", nargs="+")
+    v.add_argument("--json")
     s = sub.add_parser("sweep", help="every trial decided again with GatePolicy's knobs changed")
     s.add_argument("raw", nargs="+")
     s.add_argument("--policy", action="append", default=[],
@@ -714,6 +765,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "spreads":
         spreads(args.raw)
+    elif args.command == "moves":
+        found = moves(args.raw)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"raw": args.raw, "moves": found},
+                                                  indent=1) + "\n")
     elif args.command == "sweep":
         result = sweep(args.raw, args.policy or ["default"])
         if args.json:

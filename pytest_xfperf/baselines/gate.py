@@ -66,35 +66,36 @@ def block_views(now: Mapping[str, Any], then: Mapping[str, Any], policy: rule.Ga
     library version, threads); with a note when the second view is missing for that reason,
     or when the host moved further than dividing was measured to correct.
     With ``spread``, each view's interval carries the policy's between-process spread for its
-    clock."""
+    clock, and past ``GatePolicy.host_move_covered`` the host's move (``rule.host_move_reach``)."""
     views = [rule.shift(now["case_ms"], then["case_ms"], policy.confidence, normalized=False)]
-    note = ""
+    note, reach = "", 0.0
     if then.get("yardstick_ms") and now.get("yardstick_ms"):
         if now.get("yardstick") == then.get("yardstick"):
             views.append(rule.shift(
                 rule.block_values(now["case_ms"], now["yardstick_ms"], True),
                 rule.block_values(then["case_ms"], then["yardstick_ms"], True),
                 policy.confidence, normalized=True))
-            note = _host_move_note(now["yardstick_ms"], then["yardstick_ms"], policy)
+            moved = rule.shift(now["yardstick_ms"], then["yardstick_ms"], policy.confidence,
+                               normalized=False).ratio
+            reach = rule.host_move_reach(moved, policy.host_move_covered)
+            note = _host_move_note(moved, reach, policy) if reach else ""
         else:
             note = (f"the yardstick changed since the baseline ({then.get('yardstick')!r} "
                     f"→ {now.get('yardstick')!r}): only the case's own times are compared")
     if spread:
-        views = [_with_spread(view, now, policy) for view in views]
+        views = [rule.widened_by(_with_spread(view, now, policy), reach) for view in views]
     return views, note
 
 
-def _host_move_note(now: Sequence[float], then: Sequence[float], policy: rule.GatePolicy
-                    ) -> str:
-    """A note when the host moved further between the baseline's process and this one than
-    dividing by the yardstick was measured to correct (``GatePolicy.host_move_covered``)."""
-    moved = rule.shift(now, then, policy.confidence, normalized=False).ratio
-    if max(moved, 1 / moved) <= policy.host_move_covered:
-        return ""
+def _host_move_note(moved: float, reach: float, policy: rule.GatePolicy) -> str:
+    """The note on a verdict after the host moved further between the baseline's process and
+    this one than dividing by the yardstick was measured to correct."""
     return (f"the machine yardstick took {moved:.2f}x its time at the baseline's recording: "
             f"the host moved past the {policy.host_move_covered:g}x either way within which "
-            "dividing by it was measured to hold, so this verdict may be the host's; record "
-            "the baseline again in a steadier hour if it surprises you")
+            "dividing by it was measured to hold, and the case may have followed that move "
+            f"all the way or not at all, so both views' intervals are widened by a factor of "
+            f"{math.exp(reach):.2f} either way; record the baseline again in a steadier hour "
+            "to gate finer")
 
 
 def _with_spread(view: rule.Shift, now: Mapping[str, Any], policy: rule.GatePolicy
@@ -202,8 +203,9 @@ def _unresolved(shown: rule.Shift, tolerance: float) -> str:
     if shown.floor < math.log1p(tolerance):
         return (f"; unresolved: the interval reaches {width:.0%} either side, wider than the "
                 "tolerance, in the rounds allowed")
-    return (f"; unresolved: the policy's spread for this view (how far its level moves between "
-            f"processes) alone spans {floor:.0%} either side, so no number of blocks resolves "
+    return (f"; unresolved: how far this view's level moves between processes (the policy's "
+            "spread, and the host's move where a note names one) alone spans "
+            f"{floor:.0%} either side, so no number of blocks resolves "
             f"{tolerance:.0%}: use a wider tolerance, or this machine's own spreads where its "
             "A/A runs measured them smaller (`history spreads`, --xfperf-spreads)")
 

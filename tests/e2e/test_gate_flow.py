@@ -112,5 +112,6 @@ def test_an_unstable_case_says_why_in_the_summary(project: pytest.Pytester):
     verbose.assert_outcomes(passed=1)
     verbose.stdout.fnmatch_lines([
         "unstable: 1 case(s) * Each one's figures, and what would resolve it:",
-        f"  {CASE}: p50 latency baseline * (tolerance 150%); unresolved: the policy's spread "
-        "* alone spans *% either side, so no number of blocks resolves 150%*"])
+        f"  {CASE}: p50 latency baseline * (tolerance 150%); unresolved: how far this view's "
+        "level moves between processes (the policy's spread* alone spans *% either side, so no "
+        "number of blocks resolves 150%*"])
