@@ -464,22 +464,18 @@ def moves(paths: Sequence[str]) -> dict[str, list[dict[str, float]]]:
     moved between the baseline's process and the gated one, by clock: the root mean square
     and the largest of the log shift, own and divided. What ``GatePolicy.host_move_covered``
     stands for: the move up to which dividing corrects the host."""
-    from pytest_xfperf.baselines import rule
+    from pytest_xfperf.baselines import gate, rule
 
-    confidence = rule.DEFAULT_POLICY.confidence
+    policy = rule.DEFAULT_POLICY
     rows: dict[str, list[tuple[float, float, float]]] = {}
     for path in paths:
         for _, case, then in _trials(_load(path), lambda level: level == "A/A"):
             now, before = case["timing"], then["timing"]
-            if (not now.get("yardstick_ms") or not before.get("yardstick_ms")
-                    or now.get("yardstick") != before.get("yardstick")):
+            views, _ = gate.block_views(now, before, policy, spread=False)
+            if len(views) < 2:  # the two sides did not time the same yardstick
                 continue
-            moved = rule.shift(now["yardstick_ms"], before["yardstick_ms"], confidence,
-                               normalized=False).ratio
-            own = rule.shift(now["case_ms"], before["case_ms"], confidence, normalized=False)
-            divided = rule.shift(rule.block_values(now["case_ms"], now["yardstick_ms"], True),
-                                 rule.block_values(before["case_ms"], before["yardstick_ms"],
-                                                   True), confidence, normalized=True)
+            own, divided = views
+            moved = gate.host_moved(now, before, policy)
             rows.setdefault(str(now.get("clock", "wall")), []).append(
                 (abs(math.log(moved)), math.log(own.ratio), math.log(divided.ratio)))
     out: dict[str, list[dict[str, float]]] = {}
@@ -584,10 +580,8 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
             row["drift"] += case["verdict"] == "DRIFT"
             views, _ = gate.block_views(now, then, policy, spread=False)
             if len(views) == 2:  # both sides timed the same yardstick
-                yardstick = rule.shift(now["yardstick_ms"], then["yardstick_ms"],
-                                       policy.confidence, normalized=False)
                 shifts.setdefault(level, []).append(
-                    (views[0].ratio, views[1].ratio, yardstick.ratio))
+                    (views[0].ratio, views[1].ratio, gate.host_moved(now, then, policy)))
             for name in REPLAY_RULES:
                 for blocks in rounds:
                     final = blocks == rounds[-1]

@@ -75,8 +75,7 @@ def block_views(now: Mapping[str, Any], then: Mapping[str, Any], policy: rule.Ga
                 rule.block_values(now["case_ms"], now["yardstick_ms"], True),
                 rule.block_values(then["case_ms"], then["yardstick_ms"], True),
                 policy.confidence, normalized=True))
-            moved = rule.shift(now["yardstick_ms"], then["yardstick_ms"], policy.confidence,
-                               normalized=False).ratio
+            moved = host_moved(now, then, policy)
             reach = rule.host_move_reach(moved, policy.host_move_covered)
             note = _host_move_note(moved, reach, policy) if reach else ""
         else:
@@ -85,6 +84,14 @@ def block_views(now: Mapping[str, Any], then: Mapping[str, Any], policy: rule.Ga
     if spread:
         views = [rule.widened_by(_with_spread(view, now, policy), reach) for view in views]
     return views, note
+
+
+def host_moved(now: Mapping[str, Any], then: Mapping[str, Any], policy: rule.GatePolicy
+               ) -> float:
+    """How far the host moved between the baseline's process and this one: the yardstick's
+    own shift (> 1: slower now), from block records that both timed it."""
+    return rule.shift(now["yardstick_ms"], then["yardstick_ms"], policy.confidence,
+                      normalized=False).ratio
 
 
 def _host_move_note(moved: float, reach: float, policy: rule.GatePolicy) -> str:
