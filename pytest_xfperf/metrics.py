@@ -58,6 +58,7 @@ class Metric:
     slack: float = 0.0
     tail: bool = False
     inverse: str = ""  # the metric that is this one's inverse (decided with it)
+    paced: bool = False  # a time or rate the host's pace moves (not a size, not a ratio)
 
     def render(self, value: float) -> str:
         return format(value, self.format) + (f" {self.unit}" if self.unit else "")
@@ -65,20 +66,22 @@ class Metric:
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
     # Decided by the block rule (baselines/rule.py); the others by thresholds.
-    Metric("p50_ms", "ms", -1, "p50", "p50 latency", ".3f", timing=True,
+    Metric("p50_ms", "ms", -1, "p50", "p50 latency", ".3f", timing=True, paced=True,
            inverse="throughput"),
-    Metric("throughput", "/s", +1, "throughput", "samples/s", ".1f", timing=True),
+    Metric("throughput", "/s", +1, "throughput", "samples/s", ".1f", timing=True, paced=True),
     Metric("speedup", "x", +1, "speedup", "speed-up vs PyTorch", ".2f", timing=True),
-    Metric("p99_ms", "ms", -1, "p99", "p99 latency", ".3f", timing=True, tail=True),
-    Metric("tokens_per_s", "tok/s", +1, "throughput", "tokens/s", ".0f", timing=True),
+    Metric("p99_ms", "ms", -1, "p99", "p99 latency", ".3f", timing=True, paced=True,
+           tail=True),
+    Metric("tokens_per_s", "tok/s", +1, "throughput", "tokens/s", ".0f", timing=True,
+           paced=True),
     # Generation (prefill, then greedy decode with a KV cache): time to first token and time
     # per output token, block-decided like p50; tokens/s is the batch over the TPOT.
-    Metric("ttft_ms", "ms", -1, "p50", "time to first token", ".3f", timing=True),
-    Metric("tpot_ms", "ms", -1, "p50", "time per output token", ".3f", timing=True,
+    Metric("ttft_ms", "ms", -1, "p50", "time to first token", ".3f", timing=True, paced=True),
+    Metric("tpot_ms", "ms", -1, "p50", "time per output token", ".3f", timing=True, paced=True,
            inverse="tokens_per_s"),
     Metric("kv_cache_mb", "MB", -1, "memory", "KV cache", ".1f", timing=True, slack=1.0),
     Metric("max_rate", "req/s", +1, "throughput", "max rate at the p99 bound", ".1f",
-           timing=True),
+           timing=True, paced=True),
     Metric("memory_mb", "MB", -1, "memory", "host memory growth", ".1f", timing=True,
            slack=128.0),
     Metric("gpu_memory_mb", "MB", -1, "memory", "GPU memory", ".1f", timing=True, slack=16.0),

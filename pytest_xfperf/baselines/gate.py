@@ -7,8 +7,9 @@ or divided by the yardstick's) with the narrower interval, between-process sprea
 p99, memory, serving rates and accuracy by thresholds (p99 of a few dozen calls has no useful
 interval; the others are not noisy). A p99 past its threshold counts only when the p99 of each
 half of the run's calls, in time order, is past it too: a tail that grew shows in both halves,
-one burst of host interference (a few consecutive calls) in one. Metric names, units and
-directions come from ``metrics.METRICS``.
+one burst of host interference (a few consecutive calls) in one. Past the host move the
+yardstick corrects, a threshold on a time or rate needs a change beyond that move too, as a
+block verdict does. Metric names, units and directions come from ``metrics.METRICS``.
 """
 
 from __future__ import annotations
@@ -92,6 +93,20 @@ def host_moved(now: Mapping[str, Any], then: Mapping[str, Any], policy: rule.Gat
     own shift (> 1: slower now), from block records that both timed it."""
     return rule.shift(now["yardstick_ms"], then["yardstick_ms"], policy.confidence,
                       normalized=False).ratio
+
+
+def threshold_allowance(evidence: Evidence, then_records: Mapping[str, Mapping[str, Any]],
+                        policy: rule.GatePolicy) -> float:
+    """The factor (>= 1) by which the host moved past ``GatePolicy.host_move_covered``
+    between the baseline's process and this one, read off the primary block records' shared
+    yardstick; 1 within it or without one. The thresholds' metrics are read on the case's
+    own times, which may have followed that whole move."""
+    now, then = evidence.timing, then_records.get(evidence.timing_metric)
+    if (not evidence.timed or not now or not then or not now.get("yardstick_ms")
+            or not then.get("yardstick_ms") or now.get("yardstick") != then.get("yardstick")):
+        return 1.0
+    return math.exp(rule.host_move_reach(host_moved(now, then, policy),
+                                         policy.host_move_covered))
 
 
 def _host_move_note(moved: float, reach: float, policy: rule.GatePolicy) -> str:
@@ -222,7 +237,11 @@ def _deciding(view: rule.Shift, shown: rule.Shift, views: list[rule.Shift]) -> s
 
 
 def _thresholds(evidence: Evidence, baseline: Mapping[str, Any], tolerances: Tolerances,
-                skip: set[str], outcome: GateOutcome) -> None:
+                skip: set[str], outcome: GateOutcome, host_move: float) -> None:
+    """Metrics without a block record against a threshold each. ``host_move`` (>= 1) is how
+    far the host moved past what the yardstick corrects (``threshold_allowance``): a time or
+    rate the host's pace moves must change by more than that move as well as the tolerance,
+    as a block metric's verdict must."""
     then_metrics = baseline.get("metrics", {})
     for name, metric in METRICS.items():
         if name in skip or name not in evidence.metrics or name not in then_metrics:
@@ -231,6 +250,9 @@ def _thresholds(evidence: Evidence, baseline: Mapping[str, Any], tolerances: Tol
             continue
         now, then = float(evidence.metrics[name]), float(then_metrics[name])
         tolerance = getattr(tolerances, metric.tolerance)
+        # A time counts as worse past (1 + tolerance) x the allowance, a rate below
+        # (1 - tolerance) / it.
+        allowance = host_move if metric.paced else 1.0
         change: float | None
         if metric.absolute:
             change = now - then
@@ -238,10 +260,12 @@ def _thresholds(evidence: Evidence, baseline: Mapping[str, Any], tolerances: Tol
             detail = f"{name} {then:.4f} -> {now:.4f} (allowed drop {tolerance})"
         elif then > 0:
             change = now / then - 1.0
-            worse = (metric.direction * change < -tolerance
+            beyond_move = now / then * allowance ** metric.direction - 1.0
+            worse = (metric.direction * beyond_move < -tolerance
                      and abs(now - then) >= metric.slack)
+            beyond = f" beyond the host's {allowance:.2f}x move" if allowance > 1 else ""
             detail = (f"{name} baseline {metric.render(then)}, now {metric.render(now)} "
-                      f"({change:+.1%}, tolerance {tolerance:.0%})")
+                      f"({change:+.1%}, tolerance {tolerance:.0%}{beyond})")
         else:
             # A zero baseline (the memory of a case too small to grow the process) has no
             # ratio: only a move past the metric's slack, the wrong way, counts.
@@ -251,8 +275,8 @@ def _thresholds(evidence: Evidence, baseline: Mapping[str, Any], tolerances: Tol
                       f"zero, past the {metric.render(metric.slack)} allowance)")
         if change is not None:
             outcome.deltas[name] = change
-        if worse and metric.tail and not _tail_in_both_halves(evidence.samples_ms,
-                                                              then * (1 + tolerance)):
+        if worse and metric.tail and not _tail_in_both_halves(
+                evidence.samples_ms, then * (1 + tolerance) * allowance):
             outcome.notes.append(f"{detail}: not in both halves of the run's calls (a burst, "
                                  "not a longer tail), so not a regression")
             continue
@@ -318,7 +342,8 @@ def verdict(evidence: Evidence, baseline: Mapping[str, Any] | None, options: Gat
                 "host memory not compared where the baseline measured it another way "
                 f"({baseline.get('memory_mode') or 'before modes were recorded'}; now "
                 f"{evidence.memory_mode}): record the baselines again to compare it")
-        _thresholds(evidence, baseline, tolerances, decided, outcome)
+        _thresholds(evidence, baseline, tolerances, decided, outcome,
+                    threshold_allowance(evidence, then_records, policy))
     outcome.verdict = _summarize(evidence, baseline, outcome, options)
     return outcome
 

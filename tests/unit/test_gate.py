@@ -422,6 +422,28 @@ def test_past_the_host_move_the_yardstick_corrects_a_verdict_needs_more_than_the
     assert past_the_move.decisions["p50_ms"]["outcome"] == "regressed"
 
 
+def test_past_the_host_move_a_p99_threshold_needs_more_than_the_move_too():
+    """The p99 is read on the case's own times, which may have followed the host's whole
+    move: past the 1.35x the yardstick corrects, it fails only beyond the move as well as its
+    tolerance (a README run on a 2.13x slower host read an unchanged case's p99 +140 %).
+    Within the band nothing is allowed beyond the tolerance, and memory is no pace."""
+    shipped = GateOptions()  # p99's tolerance 100 %
+
+    def tail(p99_ms: float, machine: float, **metrics: float):
+        return judge(1.0, machine=machine, options=shipped, p99_ms=p99_ms, **metrics)
+
+    followed = tail(12.0 * 2.4, machine=2.13)  # the baseline's p99 is 12 ms
+    assert not any("p99_ms" in r for r in followed.regressions)
+    assert followed.deltas["p99_ms"] == pytest.approx(1.4)
+    grew_past_it = tail(12.0 * 4.6, machine=2.13)  # > 2 x 2.13
+    [p99] = [r for r in grew_past_it.regressions if r.startswith("p99_ms")]
+    assert "tolerance 100% beyond the host's 2.1" in p99
+    within = tail(12.0 * 2.4, machine=1.3)
+    assert any(r.startswith("p99_ms") and "beyond" not in r for r in within.regressions)
+    memory = tail(12.0, machine=2.13, memory_mb=400.0)
+    assert any(r.startswith("memory_mb") for r in memory.regressions)
+
+
 def test_an_unresolved_interval_says_whether_more_blocks_could_have_resolved_it():
     """Wide from its blocks (a noisy run): the interval's reach is said. Wide from the
     between-process spread alone: no number of blocks can resolve the tolerance, and the
