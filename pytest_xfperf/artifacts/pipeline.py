@@ -231,8 +231,20 @@ class ArtifactPipeline:
                                  "opset": final.info["opset"],
                                  "built_with": _versions(*BUILDER_LIBRARIES)}
         if precision.startswith("int8"):
-            graph["quantization"] = {**final.info["coverage"], "reduce_range": reduce_range}
+            graph["quantization"] = {**final.info["coverage"], "reduce_range": reduce_range,
+                                     **_accuracy_fallback(final.info)}
         return BuiltArtifact(path=final.file(MODEL_FILE),
                              build_seconds=dict(final.info["build_seconds"]),
                              built_now=built_now, graph=graph,
                              prepare_seconds=time.perf_counter() - started)
+
+
+def _accuracy_fallback(info: Mapping[str, Any]) -> dict[str, Any]:
+    """What an INT8 build left in FP32 to reach its cosine on the calibration batches, in the
+    graph fingerprint's flat form, so that a drift in coverage can say it was this."""
+    if "float_groups" not in info:
+        return {}
+    fallback: dict[str, Any] = {"fp32_groups": ", ".join(info["float_groups"])}
+    if "calibration_cosine" in info:
+        fallback["calibration_cosine"] = info["calibration_cosine"]
+    return fallback

@@ -59,8 +59,27 @@ def drift(
     if not problems:
         return []
     then_versions = baseline_graph.get("built_with") or baseline_versions or {}
-    note = _version_note(then_versions, current_graph.get("built_with") or {})
+    note = _accuracy_note(then_q, now_q) or _version_note(
+        then_versions, current_graph.get("built_with") or {})
     return [f"{p} {note}" for p in problems]
+
+
+def _accuracy_note(then_q: Mapping[str, Any], now_q: Mapping[str, Any]) -> str:
+    """Why a quantized build kept more products in FP32, where it says it was for accuracy:
+    the INT8 recipe leaves groups in FP32 until its output cosine on the calibration batches
+    reaches the bar, measured with this CPU's kernels, so one CPU kind can need a fallback
+    that the baseline's build did not."""
+    groups = str(now_q.get("fp32_groups") or "")
+    if not groups or groups == str(then_q.get("fp32_groups") or ""):
+        return ""
+    cosine = now_q.get("calibration_cosine")
+    reached = f" (cosine {float(cosine):.5f})" if cosine is not None else ""
+    before = then_q.get("fp32_groups")
+    was = f"; the baseline's left {before}" if before else (
+        "; the baseline's left none" if "fp32_groups" in then_q else "")
+    return (f"(this build left {groups} in FP32 to reach the accuracy bar on its "
+            f"calibration batches{reached}{was}: INT8 kernels differ with the CPU; if that "
+            "is expected here, record the baseline again with --xfperf-update-baselines)")
 
 
 def graph_notes(baseline_graph: Mapping[str, Any], current_graph: Mapping[str, Any]) -> list[str]:

@@ -162,6 +162,8 @@ def test_int8_leaves_an_outlier_product_in_fp32(cache_dir, precision):
     artifact = pipeline.build(spec, precision, spec.build, Shape(2, 16))
     coverage = artifact.graph["quantization"]
     assert coverage == {**coverage, "quantized_matmuls": 1, "float_matmuls": 1}
+    # Named, so that a drift in coverage against a baseline can say it was the accuracy bar.
+    assert coverage["fp32_groups"] and coverage["calibration_cosine"] > 0.99
     inputs = spec.make_inputs(2, 16, 9)
     out = OrtCpuRunner(artifact.path).run(inputs)
     with torch.no_grad():

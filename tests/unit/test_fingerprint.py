@@ -59,3 +59,21 @@ def test_baseline_without_builder_versions_uses_the_entry_versions():
 def test_opset_and_new_operator_types_are_notes():
     now = _with(opset=18, ops={"Attention": 12, "MatMul": 36, "Softmax": 12})
     assert graph_notes(FULL, now) == ["opset 17 → 18", "new operator types: Softmax"]
+
+
+def test_a_fallback_left_in_fp32_for_accuracy_says_so():
+    """On a CPU whose INT8 kernels miss the cosine bar all-INT8, the recipe keeps a group of
+    products in FP32: the drift names the group and what to do, not a model change."""
+    now = _with(quantization={"quantized_matmuls": 36, "float_matmuls": 12,
+                              "quantized_share": 0.75, "calibration_cosine": 0.993898,
+                              "fp32_groups": "/model/encoder/layer.#/output/dense/MatMul"})
+    problems = drift(FULL, now)
+    assert len(problems) == 2
+    for line in problems:
+        assert "this build left /model/encoder/layer.#/output/dense/MatMul in FP32" in line
+        assert "(cosine 0.99390)" in line and "--xfperf-update-baselines" in line
+        assert "export settings" not in line
+    recorded_none = _with(quantization={**FULL["quantization"], "fp32_groups": ""})
+    assert "the baseline's left none" in drift(recorded_none, now)[0]
+    same_fallback = _with(quantization={**now["quantization"], "quantized_matmuls": 30})
+    assert "export settings" in drift(now, same_fallback)[0]  # not the recipe's doing
