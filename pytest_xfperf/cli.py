@@ -276,8 +276,11 @@ def history_command(args: argparse.Namespace, out: Any) -> int:
             return commands.import_reports(path, args.reports, out)
         if args.action == "spreads":
             from pytest_xfperf.history.spreads import report
+            from pytest_xfperf.settings import parse_spreads, read_pyproject
 
-            return report(path, args.baseline, args.cases, out)
+            spreads = read_pyproject(Path.cwd()).get("spreads")
+            return report(path, args.baseline, args.cases, out,
+                          parse_spreads(spreads) if spreads is not None else None)
         return commands.show(path, args.case, args.machine, args.metric, args.plot, out)
     except (HistoryError, BaselineError, ValueError) as exc:
         raise CliError(str(exc)) from None

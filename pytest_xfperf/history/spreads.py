@@ -40,6 +40,19 @@ def rms_of_log(ratios: list[float]) -> float:
     return math.sqrt(statistics.fmean(math.log(r) ** 2 for r in ratios))
 
 
+def rms_interval(rms: float, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95 % interval of the spread that ``trials`` shifts with root mean square ``rms``
+    allow: ``trials x (rms / spread)^2`` is chi-square with ``trials`` degrees of freedom
+    (shifts centred on no change), its quantiles by Wilson and Hilferty's approximation."""
+
+    def quantile(sign: float) -> float:
+        k = 2 / (9 * trials)
+        return trials * (1 - k + sign * z * math.sqrt(k)) ** 3
+
+    low_q = max(quantile(-1), 1e-9)  # the approximation's lower quantile can reach zero
+    return rms * math.sqrt(trials / quantile(+1)), rms * math.sqrt(trials / low_q)
+
+
 def trials(db: History, baseline: Mapping[str, Any], pattern: str = "*") -> list[CaseTrials]:
     """Every compared run of every case of ``baseline`` (a loaded baseline file) on its
     machine, as shifts against the baseline's blocks by spread name."""
@@ -83,7 +96,11 @@ def trials(db: History, baseline: Mapping[str, Any], pattern: str = "*") -> list
     return out
 
 
-def report(history: Path, baseline_file: Path, pattern: str, out: Any) -> int:
+def report(history: Path, baseline_file: Path, pattern: str, out: Any,
+           configured: rule.GatePolicy | None = None) -> int:
+    """Each case's spreads and the pooled ones, beside the defaults and, where the project
+    sets its own (``configured``, from ``[tool.xfperf] spreads``), beside those: a measured
+    spread above the one the gate uses makes its intervals too narrow for this machine."""
     from pytest_xfperf.baselines.store import load
 
     baseline = load(baseline_file)
@@ -104,7 +121,16 @@ def report(history: Path, baseline_file: Path, pattern: str, out: Any) -> int:
     measured = {name: rms_of_log(ratios) for name, ratios in sorted(pooled.items())}
     for name, value in measured.items():
         default = getattr(rule.DEFAULT_POLICY, f"spread_{name}")
-        out.write(f"{name}: {value:.3f} over {len(pooled[name])} trials (default {default})\n")
+        used = getattr(configured, f"spread_{name}") if configured else default
+        count = len(pooled[name])
+        low, high = rms_interval(value, count)
+        set_here = "" if used == default else f"; [tool.xfperf] here {used}"
+        # Flagged only where the trials show it: their interval lies wholly above the setting.
+        above = (f": above the {used} this project's gate uses, beyond what {count} trials "
+                 "leave in doubt, so its intervals are too narrow for these runs"
+                 if low > used else "")
+        out.write(f"{name}: {value:.3f} over {count} trials (95 % {low:.3f} .. {high:.3f}; "
+                  f"default {default}{set_here}){above}\n")
     table = ", ".join(f"{name} = {max(value, 0.001):.3f}" for name, value in measured.items())
     out.write(f"[tool.xfperf] spreads = {{ {table} }}\n")
     return 0

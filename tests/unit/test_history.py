@@ -2,6 +2,7 @@
 (schema, foreign and damaged files, migration, duplicates), and the rows a report becomes."""
 
 import json
+import math
 import sqlite3
 from pathlib import Path
 
@@ -263,6 +264,47 @@ def test_history_spreads_are_the_rms_of_unchanged_runs_against_the_baseline(tmp_
         out.getvalue())
     assert (f"[tool.xfperf] spreads = {{ wall_normalized = {normalized:.3f}, "
             f"wall_own = {own:.3f} }}") in out.getvalue()
+
+
+def test_history_spreads_are_set_beside_the_ones_the_project_gates_with(
+        tmp_path: Path, monkeypatch):
+    """Where pyproject.toml's [tool.xfperf] sets spreads, the report shows them and says when
+    the runs moved more than the gate allows for."""
+    import io
+
+    from pytest_xfperf import cli
+
+    baseline = json.loads(SHIPPED.read_text())
+    case_id = "minilm-l6/ort-cpu/fp32/b1s128"
+    then = baseline["cases"][case_id]["timing"]
+    path = tmp_path / "history.db"
+    with History(path) as db:
+        for _ in range(12):  # 0.095 either view, 12 times
+            db.append(run_row(baseline["machine"]["key"]), [gated_row(case_id, then, 1.1, 1.0)])
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.xfperf]\nspreads = { wall_own = 0.2, wall_normalized = 0.05 }\n")
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    assert cli.main(["history", "spreads", "--history", str(path), "--baseline", str(SHIPPED)],
+                    out) == 0
+    lines = out.getvalue().splitlines()
+    # 12 trials of rms 0.095 leave the spread within 0.068 .. 0.158 (chi-square, 95 %).
+    assert ("wall_normalized: 0.095 over 12 trials (95 % 0.068 .. 0.158; default 0.03; "
+            "[tool.xfperf] here 0.05): above the 0.05 this project's gate uses") in (
+        "\n".join(lines))
+    [own] = [line for line in lines if line.startswith("wall_own:")]
+    assert own == ("wall_own: 0.095 over 12 trials (95 % 0.068 .. 0.158; default 0.15; "
+                   "[tool.xfperf] here 0.2)")  # within the setting: nothing flagged
+
+
+def test_the_spreads_interval_follows_the_chi_square_quantiles():
+    from pytest_xfperf.history.spreads import rms_interval
+
+    # chi-square quantiles, 24 degrees of freedom: 12.401 and 39.364.
+    low, high = rms_interval(0.1, 24)
+    assert low == pytest.approx(0.1 * math.sqrt(24 / 39.364), rel=0.005)
+    assert high == pytest.approx(0.1 * math.sqrt(24 / 12.401), rel=0.005)
+    assert rms_interval(0.1, 2)[1] > 0.3  # two trials tell little
 
 
 def test_history_spreads_read_a_generations_ttft_as_its_own_spread(tmp_path: Path):
