@@ -261,11 +261,14 @@ def _thresholds(evidence: Evidence, baseline: Mapping[str, Any], tolerances: Tol
         elif then > 0:
             change = now / then - 1.0
             beyond_move = now / then * allowance ** metric.direction - 1.0
-            worse = (metric.direction * beyond_move < -tolerance
-                     and abs(now - then) >= metric.slack)
+            past_slack = abs(now - then) >= metric.slack
+            worse = metric.direction * beyond_move < -tolerance and past_slack
             beyond = f" beyond the host's {allowance:.2f}x move" if allowance > 1 else ""
             detail = (f"{name} baseline {metric.render(then)}, now {metric.render(now)} "
                       f"({change:+.1%}, tolerance {tolerance:.0%}{beyond})")
+            if not worse and past_slack and metric.direction * change < -tolerance:
+                outcome.notes.append(f"{detail}: past the tolerance, within the host's "
+                                     "move, so not a regression")
         else:
             # A zero baseline (the memory of a case too small to grow the process) has no
             # ratio: only a move past the metric's slack, the wrong way, counts.

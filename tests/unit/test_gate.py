@@ -435,6 +435,8 @@ def test_past_the_host_move_a_p99_threshold_needs_more_than_the_move_too():
     followed = tail(12.0 * 2.4, machine=2.13)  # the baseline's p99 is 12 ms
     assert not any("p99_ms" in r for r in followed.regressions)
     assert followed.deltas["p99_ms"] == pytest.approx(1.4)
+    assert any(note.startswith("p99_ms baseline") and "within the host's move" in note
+               for note in followed.notes)
     grew_past_it = tail(12.0 * 4.6, machine=2.13)  # > 2 x 2.13
     [p99] = [r for r in grew_past_it.regressions if r.startswith("p99_ms")]
     assert "tolerance 100% beyond the host's 2.1" in p99
