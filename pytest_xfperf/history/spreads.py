@@ -41,9 +41,10 @@ def rms_of_log(ratios: list[float]) -> float:
 
 
 def rms_interval(rms: float, trials: int, z: float = 1.96) -> tuple[float, float]:
-    """The 95 % interval of the spread that ``trials`` shifts with root mean square ``rms``
-    allow: ``trials x (rms / spread)^2`` is chi-square with ``trials`` degrees of freedom
-    (shifts centred on no change), its quantiles by Wilson and Hilferty's approximation."""
+    """The interval (``z`` 1.96: 95 %) of the spread that ``trials`` shifts with root mean
+    square ``rms`` allow: ``trials x (rms / spread)^2`` is chi-square with ``trials`` degrees
+    of freedom (shifts centred on no change), its quantiles by Wilson and Hilferty's
+    approximation."""
 
     def quantile(sign: float) -> float:
         k = 2 / (9 * trials)
