@@ -71,7 +71,7 @@ def block_views(now: Mapping[str, Any], then: Mapping[str, Any], policy: rule.Ga
     views = [rule.shift(now["case_ms"], then["case_ms"], policy.confidence, normalized=False)]
     note, reach = "", 0.0
     if then.get("yardstick_ms") and now.get("yardstick_ms"):
-        if now.get("yardstick") == then.get("yardstick"):
+        if timed_the_same_yardstick(now, then):
             views.append(rule.shift(
                 rule.block_values(now["case_ms"], now["yardstick_ms"], True),
                 rule.block_values(then["case_ms"], then["yardstick_ms"], True),
@@ -85,6 +85,12 @@ def block_views(now: Mapping[str, Any], then: Mapping[str, Any], policy: rule.Ga
     if spread:
         views = [rule.widened_by(_with_spread(view, now, policy), reach) for view in views]
     return views, note
+
+
+def timed_the_same_yardstick(now: Mapping[str, Any], then: Mapping[str, Any]) -> bool:
+    """Whether both block records timed the same yardstick (workload, library, threads)."""
+    return bool(now.get("yardstick_ms") and then.get("yardstick_ms")
+                and now.get("yardstick") == then.get("yardstick"))
 
 
 def host_moved(now: Mapping[str, Any], then: Mapping[str, Any], policy: rule.GatePolicy
@@ -102,8 +108,7 @@ def threshold_allowance(evidence: Evidence, then_records: Mapping[str, Mapping[s
     yardstick; 1 within it or without one. The thresholds' metrics are read on the case's
     own times, which may have followed that whole move."""
     now, then = evidence.timing, then_records.get(evidence.timing_metric)
-    if (not evidence.timed or not now or not then or not now.get("yardstick_ms")
-            or not then.get("yardstick_ms") or now.get("yardstick") != then.get("yardstick")):
+    if not now or not then or not timed_the_same_yardstick(now, then):
         return 1.0
     return math.exp(rule.host_move_reach(host_moved(now, then, policy),
                                          policy.host_move_covered))
