@@ -7,9 +7,10 @@ or divided by the yardstick's) with the narrower interval, between-process sprea
 p99, memory, serving rates and accuracy by thresholds (p99 of a few dozen calls has no useful
 interval; the others are not noisy). A p99 past its threshold counts only when the p99 of each
 half of the run's calls, in time order, is past it too: a tail that grew shows in both halves,
-one burst of host interference (a few consecutive calls) in one. Past the host move the
-yardstick corrects, a threshold on a time or rate needs a change beyond that move too, as a
-block verdict does. Metric names, units and directions come from ``metrics.METRICS``.
+one burst of host interference (a few consecutive calls) in one. A p99 is read over the run's
+own p50 (the tail against the level, which the block rule judges). Past the host move the
+yardstick corrects, a threshold on another time or rate needs a change beyond that move too,
+as a block verdict does. Metric names, units and directions come from ``metrics.METRICS``.
 """
 
 from __future__ import annotations
@@ -256,8 +257,13 @@ def _thresholds(evidence: Evidence, baseline: Mapping[str, Any], tolerances: Tol
         now, then = float(evidence.metrics[name]), float(then_metrics[name])
         tolerance = getattr(tolerances, metric.tolerance)
         # A time counts as worse past (1 + tolerance) x the allowance, a rate below
-        # (1 - tolerance) / it.
-        allowance = host_move if metric.paced else 1.0
+        # (1 - tolerance) / it. A tail is read over the run's own p50: whatever moved the
+        # case's level (the host, or a change the p50's block rule judges) moved its tail too.
+        allowance, allowed_by = (host_move, f"the host's {host_move:.2f}x move") if (
+            metric.paced) else (1.0, "")
+        level = _level_change(evidence.metrics, then_metrics) if metric.tail else None
+        if level is not None:
+            allowance, allowed_by = level, f"its p50's {level:.2f}x"
         change: float | None
         if metric.absolute:
             change = now - then
@@ -268,12 +274,12 @@ def _thresholds(evidence: Evidence, baseline: Mapping[str, Any], tolerances: Tol
             beyond_move = now / then * allowance ** metric.direction - 1.0
             past_slack = abs(now - then) >= metric.slack
             worse = metric.direction * beyond_move < -tolerance and past_slack
-            beyond = f" beyond the host's {allowance:.2f}x move" if allowance > 1 else ""
+            beyond = f" beyond {allowed_by}" if allowance != 1.0 else ""
             detail = (f"{name} baseline {metric.render(then)}, now {metric.render(now)} "
                       f"({change:+.1%}, tolerance {tolerance:.0%}{beyond})")
             if not worse and past_slack and metric.direction * change < -tolerance:
-                outcome.notes.append(f"{detail}: past the tolerance, within the host's "
-                                     "move, so not a regression")
+                outcome.notes.append(f"{detail}: past the tolerance, within {allowed_by}, "
+                                     "so not a regression")
         else:
             # A zero baseline (the memory of a case too small to grow the process) has no
             # ratio: only a move past the metric's slack, the wrong way, counts.
@@ -290,6 +296,14 @@ def _thresholds(evidence: Evidence, baseline: Mapping[str, Any], tolerances: Tol
             continue
         if worse:
             outcome.regressions.append(detail)
+
+
+def _level_change(now: Mapping[str, float], then: Mapping[str, Any]) -> float | None:
+    """The case's p50 now over the baseline's, where both have one: the level a tail is
+    read over."""
+    if now.get("p50_ms", 0) > 0 and float(then.get("p50_ms", 0)) > 0:
+        return float(now["p50_ms"]) / float(then["p50_ms"])
+    return None
 
 
 def _tail_in_both_halves(samples_ms: Sequence[float], limit_ms: float) -> bool:
