@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -225,7 +225,8 @@ class CaseHarness:
         try:
             series, record, eager, result.rounds = measurement.run(
                 stop, None if case.is_speedup_reference else reference,
-                recording=settings.gate.update_baselines)
+                recording=settings.gate.update_baselines,
+                baseline_pacing=_pacing_of(baseline))
         finally:
             measurement.close()
         self.finish_memory(result)  # the memory windows end with the case's own timing
@@ -412,3 +413,10 @@ class CaseHarness:
                 "accuracy": result.accuracy, "fused": result.graph.get("fused", {}),
                 "memory_mb": result.memory_mb, "versions": result.versions,
                 "settings": result.runner_settings, "speedup": result.speedup})
+
+
+def _pacing_of(baseline: Mapping[str, Any] | None) -> str | None:
+    """The pacing the baseline entry's block record names, if any."""
+    timing = baseline.get("timing") if baseline else None
+    pacing = timing.get("pacing") if isinstance(timing, Mapping) else None
+    return pacing if isinstance(pacing, str) else None

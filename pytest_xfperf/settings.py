@@ -212,7 +212,8 @@ OPTIONS: tuple[Option, ...] = (
            "wall_torch_normalized=0.08 (PyTorch's threads on the CPU),device_own=0.008,"
            "device_normalized=0.03 (a captured graph's replay),device_prefill=0.031 (a "
            "generation's TTFT there),device_launched=0.5 (launched by the host),"
-           "device_eager_normalized=0.05 (eager PyTorch over the launch yardstick) by default; "
+           "device_eager_normalized=0.05 (eager PyTorch over the launch yardstick),"
+           "device_eager_work=0.03 (eager PyTorch its GPU work paces) by default; "
            "measure a suite's with "
            "`python -m pytest_xfperf history spreads`",
            lambda v: parse_spreads(v)),

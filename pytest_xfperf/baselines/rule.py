@@ -53,6 +53,9 @@ class GatePolicy:
     # can pay for the switch, not for the case (2.23x a block's median on a 2-core EPYC while
     # the yardstick's threads spun; docs/measurements.md).
     settle_calls: int = 1
+    # Calls of an eager GPU case (after as many untimed ones) whose medians say whether its
+    # launches or its GPU work pace it (measure/pace.py), which picks its yardstick.
+    pace_probe_calls: int = 5
     confidence: float = 0.95
     # How far a case's level moves between two processes (standard deviation of its log), by
     # clock and view: what the blocks of one process cannot show, added to every interval.
@@ -98,18 +101,27 @@ class GatePolicy:
     # 40 unchanged trials in pytest runs 0.038 (0.154 on its own; docs/gpu.md, "A yardstick
     # for eager PyTorch on a GPU"). Its own times keep the launched spread.
     spread_device_eager_normalized: float = 0.05
+    # An eager call its GPU work paces (measure/pace.py), timed beside the GEMMs, in both
+    # views: on H100 hosts of one CPU model, BERT-base FP32 at batch 32 moved 20.1-21.4 ms
+    # over nine unchanged processes in three machine starts (0.021 on its own times), where
+    # its captured graph moved within 0.7 % (docs/gpu.md, "Eager PyTorch paced by its GPU
+    # work"): its launches still leave some gaps.
+    spread_device_eager_work: float = 0.03
 
     @staticmethod
     def spread_name(clock: str, normalized: bool, pacing: str) -> str:
         """Which spread (its name without ``spread_``, as ``[tool.xfperf] spreads`` writes
         it) a view measured on ``clock`` ("wall" or "device") takes, by what paces the timed
         span (``catalog.pace_fields``). On the device clock: "captured", "prefill", "eager"
-        (divided by the launch yardstick; its own times are launched ones); anything else
-        counts as launched, the widest. On the wall clock: "torch" (PyTorch's threads) has
-        spreads of its own; anything else (ONNX Runtime's threads, the yardstick's own
-        library) takes ``wall_own`` and ``wall_normalized``."""
+        (divided by the launch yardstick; its own times are launched ones), "device" (an eager
+        call whose GPU work outlasts its launches, measure/pace.py: one spread for both
+        views); anything else counts as launched, the widest. On the wall clock: "torch"
+        (PyTorch's threads) has spreads of its own; anything else (ONNX Runtime's threads,
+        the yardstick's own library) takes ``wall_own`` and ``wall_normalized``."""
         if clock == "device" and pacing == "eager" and normalized:
             return "device_eager_normalized"
+        if clock == "device" and pacing == "device":
+            return "device_eager_work"
         if clock == "device" and pacing != "captured":
             return "device_prefill" if pacing == "prefill" else "device_launched"
         if clock == "device":

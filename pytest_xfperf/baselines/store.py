@@ -127,6 +127,13 @@ def _check_record(record: Mapping[str, Any], where: str) -> None:
     for name in ("clock", "yardstick", "reference", "pacing"):
         if name in record and not isinstance(record[name], str):
             raise ValueError(f"{where}.{name} must be a string")
+    if "pace_ms" in record:
+        pace = record["pace_ms"]
+        if not isinstance(pace, dict) or set(pace) != {"launched", "finished"}:
+            raise ValueError(f"{where}.pace_ms must be an object with 'launched' and "
+                             "'finished' (milliseconds)")
+        for key, value in pace.items():
+            _number(value, f"{where}.pace_ms.{key}", positive=True)
 
 
 def validate_entry(case_id: str, entry: Any) -> None:

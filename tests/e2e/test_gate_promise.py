@@ -113,6 +113,7 @@ def test_a_baseline_from_another_machine_is_never_a_regression(project: pytest.P
 GPU_STAND_INS = textwrap.dedent('''
     """CUDA cannot run on this machine: the 'cuda' device is simulated with CPU stand-ins
     (mocks) so that the harness's choice of reference and yardstick can be observed."""
+    import os
     import time
     from dataclasses import replace
 
@@ -129,6 +130,10 @@ GPU_STAND_INS = textwrap.dedent('''
             super().__init__(model, 1)
             self.name = name
             CREATED.append(name)
+
+        def synchronize(self):
+            # The GPU's work after the call has returned: none unless the test sets it.
+            time.sleep(float(os.environ.get("STAND_IN_GPU_WORK_S", "0")))
 
     def create(context):
         return StandIn(context.model(), context.case.backend)
@@ -192,3 +197,34 @@ def pytest_sessionfinish(session):
     # Only GPU runners were made: no PyTorch-on-the-CPU reference paced the case.
     created = (project.path / "created.txt").read_text().split(",")
     assert sorted(created) == ["fake-gpu", "torch-cuda-graph"]
+
+
+def test_an_eager_gpu_case_its_gpu_work_paces_is_timed_beside_the_gemms(
+        project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
+    project.makepyfile(gpu_stand_ins=GPU_STAND_INS)
+    conftest = (project.path / "conftest.py").read_text()
+    project.makeconftest("import sys, os\nsys.path.insert(0, os.path.dirname(__file__))\n"
+                         "import gpu_stand_ins\ngpu_stand_ins.install()\n" + conftest)
+    options = ("--xfperf", *FAST, "--xfperf-backends", "fake-gpu", "--xfperf-report", "r.json")
+    # The stood-in GPU works 20 ms after each call has returned (a fraction of a
+    # millisecond): the GPU, not the host's launches, paces the case.
+    monkeypatch.setenv("STAND_IN_GPU_WORK_S", "0.02")
+    project.runpytest_subprocess(*options, "--xfperf-update-baselines").assert_outcomes(
+        passed=1)
+    (case,) = read_json(project.path / "r.json")["cases"]
+    assert case["timing"]["pacing"] == "device"
+    assert case["timing"]["yardstick"] == "fake-cuda gemm"
+    pace = case["timing"]["pace_ms"]
+    assert pace["finished"] >= 20 > 1.35 * pace["launched"]
+    stored = read_json(baseline_file(project))["cases"][case["id"]]["timing"]
+    assert stored["pacing"] == "device" and stored["pace_ms"] == pace
+    # Now its launches pace it. A gated run keeps the baseline's choice, so both sides
+    # timed the same yardstick, and its record shows what this run's probe found.
+    monkeypatch.setenv("STAND_IN_GPU_WORK_S", "0")
+    gated = project.runpytest_subprocess(*options)
+    gated.assert_outcomes(passed=1)
+    (case,) = read_json(project.path / "r.json")["cases"]
+    assert case["verdict"] != "no baseline"
+    assert case["timing"]["pacing"] == "device"
+    assert case["timing"]["yardstick"] == "fake-cuda gemm"
+    assert case["timing"]["pace_ms"]["finished"] < 1.35 * case["timing"]["pace_ms"]["launched"]

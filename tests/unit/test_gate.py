@@ -279,6 +279,10 @@ def test_eager_pytorch_on_a_gpu_is_judged_against_the_launch_yardstick():
     assert shipped.spread_name("device", True, "eager") == "device_eager_normalized"
     assert shipped.spread_name("device", False, "eager") == "device_launched"
     assert shipped.spread("device", True, "eager") == 0.05
+    # An eager call whose GPU work outlasts its launches (measure/pace.py) is timed beside
+    # the GEMMs, with one spread for both views.
+    assert shipped.spread_name("device", True, "device") == "device_eager_work"
+    assert shipped.spread_name("device", False, "device") == "device_eager_work"
     at_20 = GateOptions(tolerances=Tolerances(p50=0.2, speedup=0.2))
 
     def eager(level: float, seed: int, blocks: int, machine: float = 1.0) -> dict:

@@ -359,10 +359,10 @@ def test_each_view_stands_for_the_spread_its_clock_and_pacing_take():
              spread_name("device", False, "captured"), spread_name("device", True, "captured"),
              spread_name("device", True, "prefill"), spread_name("device", False, "launched"),
              spread_name("wall", False, "torch"), spread_name("wall", True, "torch"),
-             spread_name("device", True, "eager")}
+             spread_name("device", True, "eager"), spread_name("device", False, "device")}
     assert names == {"wall_own", "wall_normalized", "device_own", "device_normalized",
                      "device_prefill", "device_launched", "wall_torch_own",
-                     "wall_torch_normalized", "device_eager_normalized"}
+                     "wall_torch_normalized", "device_eager_normalized", "device_eager_work"}
     assert spread_name("device", False, "eager") == "device_launched"
     assert spread_name("wall", True, "onnxruntime") == "wall_normalized"
     # Each is a knob of the policy, as [tool.xfperf] spreads names it; a record that does

@@ -212,3 +212,27 @@ def test_the_memory_window_opens_on_a_trimmed_heap_and_says_so():
     del block
     if sys.platform.startswith("linux"):
         assert window.mode == "per-case peak RSS, heap trimmed at start"
+
+
+def test_an_eager_call_is_paced_by_whichever_side_finishes_last():
+    """CUDA cannot run here: the GPU's work is stood in for by a sleep in the synchronize,
+    the host's launching by a sleep in the call."""
+    import time
+
+    from pytest_xfperf.measure.pace import Pace, probe
+
+    def sleeper(seconds: float):
+        return lambda: time.sleep(seconds)
+
+    # Launches that end just before the GPU's work does: the host's pace.
+    launch_paced = probe(sleeper(0.004), sleeper(0.0005), calls=3)
+    assert launch_paced.launched_ms >= 4 and launch_paced.finished_ms >= 4.5
+    assert not launch_paced.paced_by_device(1.35)
+    # Launches that run far ahead of the GPU's work: the device's pace.
+    device_paced = probe(sleeper(0.001), sleeper(0.010), calls=3)
+    assert device_paced.finished_ms >= 11 > 5 > device_paced.launched_ms >= 1
+    assert device_paced.paced_by_device(1.35)
+    # The line is the host's routine move: BERT-base FP32 on an H100 (20.4 ms on the GPU)
+    # against an FP16 batch that its launches pace (12.7 ms launched, 12.7 ms in all).
+    assert Pace(7.3, 20.4).paced_by_device(1.35) and not Pace(12.6, 12.7).paced_by_device(1.35)
+    assert not Pace(10.0, 13.5).paced_by_device(1.35) and Pace(10.0, 13.6).paced_by_device(1.35)

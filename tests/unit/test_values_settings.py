@@ -148,7 +148,7 @@ def test_spreads_set_the_gate_policy_and_bad_ones_name_the_fix():
     from_env = resolve({}, {}, {}, environ={"XFPERF_SPREADS": "device_own=0.01"})
     assert from_env.gate.policy.spread_device_own == 0.01
     with pytest.raises(ValueError, match="unknown spread 'wall'; valid: device_eager_normalized, "
-                       "device_launched"):
+                       "device_eager_work, device_launched"):
         resolve({}, {}, {"spreads": "wall=0.1"}, environ={})
     # A spread that was removed says where its cases went.
     with pytest.raises(ValueError, match="'device_compiled' no longer exists: torch-compile"):
