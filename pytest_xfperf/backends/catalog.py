@@ -40,7 +40,8 @@ class BackendInfo:
     # What paces a call, which sets how far its time moves between processes (GatePolicy's
     # spreads). On a GPU: "captured" (one CUDA graph replayed: the device alone), "launched"
     # (kernels launched one by one by the host: its launch rate), "eager" (launched one by one
-    # by PyTorch from Python, as the launch yardstick's are); a captured backend's prefill is
+    # by PyTorch from Python, as the launch yardstick's are; a case whose GPU work outlasts
+    # its launches records "device" instead, measure/pace.py); a captured backend's prefill is
     # paced apart ("prefill", pace_fields). On the CPU, the library whose threads run it:
     # "onnxruntime" (the yardstick's own) or "torch".
     pacing: str = "launched"

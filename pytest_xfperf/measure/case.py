@@ -38,6 +38,16 @@ EAGER_PACINGS = ("eager", "device")
 DEVICE_PACED_YARDSTICK = "cuda"
 
 
+@dataclass(frozen=True)
+class EagerPacing:
+    """What paces an eager GPU case ("eager": its launches; "device": its GPU work), and
+    this run's probe of it (where the name was kept from the baseline, the probe may say
+    otherwise: the record shows both)."""
+
+    name: str
+    pace: Pace
+
+
 def block_record(series: Series, yardstick: Yardstick | None, backend: str,
                  pacing: EagerPacing | None = None) -> dict[str, Any]:
     """The series of a case on ``backend`` as a baseline stores it (and as the gate compares
@@ -52,16 +62,6 @@ def block_record(series: Series, yardstick: Yardstick | None, backend: str,
     if yardstick is not None and series.yardstick_ms:
         record.update(yardstick=yardstick.identity, yardstick_ms=list(series.yardstick_ms))
     return record
-
-
-@dataclass(frozen=True)
-class EagerPacing:
-    """What paces an eager GPU case ("eager": its launches; "device": its GPU work), and
-    this run's probe of it (where the name was kept from the baseline, the probe may say
-    otherwise: the record shows both)."""
-
-    name: str
-    pace: Pace
 
 
 def make_yardstick(backend: str, options: Mapping[str, Any], pacing: str | None = None

@@ -17,8 +17,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-PROBE_CALLS = 5  # timed, after as many untimed ones: the medians decide
-
 
 @dataclass(frozen=True)
 class Pace:
@@ -34,8 +32,7 @@ class Pace:
         return self.finished_ms > host_move_covered * self.launched_ms
 
 
-def probe(call: Callable[[], object], synchronize: Callable[[], None],
-          calls: int = PROBE_CALLS) -> Pace:
+def probe(call: Callable[[], object], synchronize: Callable[[], None], calls: int) -> Pace:
     """The medians over ``calls`` calls of ``call`` (after as many untimed ones): when it
     returned, and when ``synchronize`` after it did."""
     for _ in range(calls):
