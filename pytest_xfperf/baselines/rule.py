@@ -102,9 +102,9 @@ class GatePolicy:
     # for eager PyTorch on a GPU"). Its own times keep the launched spread.
     spread_device_eager_normalized: float = 0.05
     # An eager call its GPU work paces (measure/pace.py), timed beside the GEMMs, in both
-    # views: on H100 hosts of one CPU model, BERT-base FP32 at batch 32 moved 20.1-21.4 ms
-    # over nine unchanged processes in three machine starts (0.021 on its own times), where
-    # its captured graph moved within 0.7 % (docs/gpu.md, "Eager PyTorch paced by its GPU
+    # views: on H100 hosts of one CPU model, BERT-base FP32 at batch 32 moved 19.9-21.4 ms
+    # over nine unchanged processes in three machine starts (0.024 on its own times), where
+    # its captured graph moved within 1 % (docs/gpu.md, "Eager PyTorch paced by its GPU
     # work"): its launches still leave some gaps.
     spread_device_eager_work: float = 0.03
 
