@@ -225,12 +225,12 @@ def test_an_eager_call_is_paced_by_whichever_side_finishes_last():
         return lambda: time.sleep(seconds)
 
     # Launches that end just before the GPU's work does: the host's pace.
-    launch_paced = probe(sleeper(0.004), sleeper(0.0005), calls=3)
-    assert launch_paced.launched_ms >= 4 and launch_paced.finished_ms >= 4.5
+    launch_paced = probe(sleeper(0.020), sleeper(0.001), calls=3)
+    assert launch_paced.launched_ms >= 20 and launch_paced.finished_ms >= 21
     assert not launch_paced.paced_by_device(1.35)
     # Launches that run far ahead of the GPU's work: the device's pace.
-    device_paced = probe(sleeper(0.001), sleeper(0.010), calls=3)
-    assert device_paced.finished_ms >= 11 > 5 > device_paced.launched_ms >= 1
+    device_paced = probe(sleeper(0.001), sleeper(0.030), calls=3)
+    assert device_paced.finished_ms >= 31 and device_paced.launched_ms >= 1
     assert device_paced.paced_by_device(1.35)
     # The line is the host's routine move. Probes of BERT-base at batch 32 on an H100: FP32
     # (its GPU work paces it) and FP16 (its launches do).
