@@ -174,11 +174,17 @@ GPU_STAND_INS = textwrap.dedent('''
 ''')
 
 
-def test_a_gpu_case_is_paced_by_gpu_work_only(project: pytest.Pytester):
+def install_gpu_stand_ins(project: pytest.Pytester, conftest_tail: str = "") -> None:
+    """The project's conftest, with GPU_STAND_INS installed before it runs."""
     project.makepyfile(gpu_stand_ins=GPU_STAND_INS)
     conftest = (project.path / "conftest.py").read_text()
     project.makeconftest("import sys, os\nsys.path.insert(0, os.path.dirname(__file__))\n"
-                         "import gpu_stand_ins\ngpu_stand_ins.install()\n" + conftest + '''
+                         "import gpu_stand_ins\ngpu_stand_ins.install()\n" + conftest
+                         + conftest_tail)
+
+
+def test_a_gpu_case_is_paced_by_gpu_work_only(project: pytest.Pytester):
+    install_gpu_stand_ins(project, '''
 def pytest_sessionfinish(session):
     import gpu_stand_ins
     (session.config.rootpath / "created.txt").write_text(",".join(gpu_stand_ins.CREATED))
@@ -203,10 +209,7 @@ def pytest_sessionfinish(session):
 
 def test_an_eager_gpu_case_its_gpu_work_paces_is_timed_beside_the_gemms(
         project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
-    project.makepyfile(gpu_stand_ins=GPU_STAND_INS)
-    conftest = (project.path / "conftest.py").read_text()
-    project.makeconftest("import sys, os\nsys.path.insert(0, os.path.dirname(__file__))\n"
-                         "import gpu_stand_ins\ngpu_stand_ins.install()\n" + conftest)
+    install_gpu_stand_ins(project)
     options = ("--xfperf", *FAST, "--xfperf-backends", "fake-gpu", "--xfperf-report", "r.json")
     # The stood-in GPU works 20 ms after each call has returned (a fraction of a
     # millisecond): the GPU, not the host's launches, paces the case.
