@@ -17,6 +17,8 @@ in the figures.
     python benchmarks/gate_power.py spreads RAW.json [RAW.json ...]
     python benchmarks/gate_power.py sweep RAW.json [RAW.json ...] --policy confidence=0.9
         [--policy spread_wall_normalized=0.026,confidence=0.9 ...] [--json OUT.json]
+    python benchmarks/gate_power.py pool RAW.json [RAW.json ...] [--recordings 1,2,3]
+        [--json OUT.json]
 
 The gpu profile gates BERT-base-wide copies (hidden 768) on torch-cuda-graph at FP16, shapes
 1x128 and 32x128, with a 5 % tolerance: A/A runs and a +10 % level (22 layers for 20); eager
@@ -700,6 +702,88 @@ def sweep(paths: Sequence[str], policies: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def _recentred(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One block record from the records of several processes: each process's case blocks
+    (and yardstick blocks) moved, on the log scale, from their own median to the mean of the
+    processes' medians, then put together. The baseline's level becomes the mean of the
+    processes' levels; what the blocks show stays the scatter within a process, because the
+    scatter between processes is what the spread stands for."""
+    out: dict[str, Any] = {**records[0]}
+    for key in ("case_ms", "yardstick_ms"):
+        if not all(r.get(key) for r in records):
+            out.pop(key, None)
+            continue
+        centres = [statistics.median(math.log(v) for v in r[key]) for r in records]
+        centre = statistics.fmean(centres)
+        out[key] = [v * math.exp(centre - own) for r, own in zip(records, centres, strict=True)
+                    for v in r[key]]
+    return out
+
+
+def _spread_scaled(policy: Any, recordings: int) -> Any:
+    """``policy`` with every between-process spread scaled for a baseline that is the mean of
+    ``recordings`` processes: a shift's variance between two single processes is twice one
+    process's; against the mean of k it is (1 + 1/k) times it."""
+    factor = math.sqrt((1 + 1 / recordings) / 2)
+    return dataclasses.replace(policy, **{
+        f.name: getattr(policy, f.name) * factor for f in dataclasses.fields(policy)
+        if f.name.startswith("spread_")})
+
+
+def pool(paths: Sequence[str], counts: Sequence[int]) -> dict[str, Any]:
+    """Every trial of power runs decided again against a baseline pooled from the last k
+    recordings before it (each a process of its own; ``_recentred``), with the spreads
+    scaled for k (``_spread_scaled``), for each k of ``counts``. Only trials with max(counts)
+    recordings before them count, so every k decides the same trials. A design study of
+    recording a baseline from several processes, which the plugin does not do: the raw
+    files' recordings lie 5-6 runs (about ten minutes) apart, where a user's would run back
+    to back."""
+    from pytest_xfperf.baselines import rule
+
+    need = max(counts)
+    out: dict[str, Any] = {}
+    for k in counts:
+        policy = _spread_scaled(rule.DEFAULT_POLICY, k)
+        table: dict[str, dict[str, dict[str, int]]] = {}
+        for path in paths:
+            raw = _load(path)
+            tolerance = float(raw["tolerance"].rstrip("%")) / 100
+            records = sorted(raw["records"], key=lambda r: r["index"])
+            for run in raw["runs"]:
+                if run["level"] == "other machine":
+                    continue
+                before = [r for r in records if r["index"] <= run["index"]]
+                if len(before) < need:
+                    continue
+                for case in run["cases"]:
+                    entries = [r["baseline"].get(case["id"]) or {} for r in before[-k:]]
+                    if not case.get("timing") or not all(e.get("timing") for e in entries):
+                        continue
+                    row = table.setdefault(run["level"], {"latency": {}, "speed-up": {}})
+                    now = _paced(case["timing"], case["id"].split("/")[1])
+                    then = _recentred([e["timing"] for e in entries])
+                    verdict, _ = _decided(now, then, policy, tolerance)
+                    row["latency"][verdict] = row["latency"].get(verdict, 0) + 1
+                    if case.get("reference") and all(e.get("speedup") for e in entries):
+                        eager = _paced(case["reference"],
+                                       str(case["reference"].get("reference")))
+                        verdict, _ = _decided(now, then, policy, tolerance,
+                                              (eager, _recentred([e["speedup"]
+                                                                  for e in entries])))
+                        row["speed-up"][verdict] = row["speed-up"].get(verdict, 0) + 1
+        print(f"baseline pooled from {k} recording(s), spreads x "
+              f"{math.sqrt((1 + 1 / k) / 2):.3f}:")
+        for level, row in table.items():
+            trials = sum(row["latency"].values())
+            regressed = row["latency"].get("regressed", 0)
+            print(f"  {level}: {trials} trials; latency regressed {regressed} "
+                  f"({regressed / trials:.1%}, 95% upper {upper_bound(regressed, trials):.1%}) "
+                  f"{dict(sorted(row['latency'].items()))}; speed-up "
+                  f"{dict(sorted(row['speed-up'].items()))}")
+        out[str(k)] = table
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -756,6 +840,12 @@ def main() -> None:
     s.add_argument("--policy", action="append", default=[],
                    help="NAME=VALUE,... of GatePolicy's fields, or 'default'; repeat to compare")
     s.add_argument("--json")
+    o = sub.add_parser("pool", help="every trial decided again against a baseline pooled from "
+                                     "the last k recordings (a design study)")
+    o.add_argument("raw", nargs="+")
+    o.add_argument("--recordings", default="1,2,3",
+                   help="comma-separated k: how many recordings each baseline pools")
+    o.add_argument("--json")
     args = parser.parse_args()
     if args.command == "spreads":
         spreads(args.raw)
@@ -768,6 +858,14 @@ def main() -> None:
         result = sweep(args.raw, args.policy or ["default"])
         if args.json:
             Path(args.json).write_text(json.dumps({"raw": args.raw, "sweep": result},
+                                                  indent=1) + "\n")
+    elif args.command == "pool":
+        counts = [int(k) for k in args.recordings.split(",") if k]
+        if not counts or min(counts) < 1:
+            raise SystemExit(f"--recordings {args.recordings!r}: expected positive integers")
+        pooled = pool(args.raw, counts)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"raw": args.raw, "pool": pooled},
                                                   indent=1) + "\n")
     elif args.command == "measure":
         measure(args)
