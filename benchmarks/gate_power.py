@@ -235,7 +235,7 @@ def measure(args: argparse.Namespace) -> None:
                            "levels": {k: v[0] for k, v in levels.items()},
                            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                            "command": " ".join(sys.argv), "records": [], "runs": [],
-                           "pytest_args": added,
+                           "pytest_args": added, "pool": args.pool,
                            "affinity": sorted(os.sched_getaffinity(0))}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -246,9 +246,12 @@ def measure(args: argparse.Namespace) -> None:
             if index % record_every == 0:
                 for old in baselines.glob("*.json"):
                     old.unlink()
-                code, seconds, data = _pytest(root, profile["base_layers"], profile, copies,
-                                              ["--xfperf-update-baselines", *added],
-                                              root / "r.json", baselines)
+                # --pool N: N recordings back to back, each pooled with those before it.
+                for _ in range(args.pool):
+                    code, seconds, data = _pytest(
+                        root, profile["base_layers"], profile, copies,
+                        ["--xfperf-update-baselines", "--xfperf-pool-recordings",
+                         str(args.pool), *added], root / "r.json", baselines)
                 (stored,) = baselines.glob("*.json")
                 entries = json.loads(stored.read_text())["cases"]
                 raw["records"].append({"index": index, "exit": code, "seconds": seconds,
@@ -702,43 +705,62 @@ def sweep(paths: Sequence[str], policies: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def _recentred(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One block record from the records of several processes: each process's case blocks
-    (and yardstick blocks) moved, on the log scale, from their own median to the mean of the
-    processes' medians, then put together. The baseline's level becomes the mean of the
-    processes' levels; what the blocks show stays the scatter within a process, because the
-    scatter between processes is what the spread stands for."""
-    out: dict[str, Any] = {**records[0]}
-    for key in ("case_ms", "yardstick_ms"):
-        if not all(r.get(key) for r in records):
-            out.pop(key, None)
-            continue
-        centres = [statistics.median(math.log(v) for v in r[key]) for r in records]
-        centre = statistics.fmean(centres)
-        out[key] = [v * math.exp(centre - own) for r, own in zip(records, centres, strict=True)
-                    for v in r[key]]
+def _pooled(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One block record from single processes' records, pooled as the plugin pools them."""
+    from pytest_xfperf.baselines import pooling
+
+    out = {**records[-1]}
+    if len(records) > 1:
+        out.update(pooling.recentred(records))
+        for key in pooling.BLOCK_SERIES:
+            if not all(r.get(key) for r in records):
+                out.pop(key, None)
     return out
 
 
 def _spread_scaled(policy: Any, recordings: int) -> Any:
-    """``policy`` with every between-process spread scaled for a baseline that is the mean of
-    ``recordings`` processes: a shift's variance between two single processes is twice one
-    process's; against the mean of k it is (1 + 1/k) times it."""
-    factor = math.sqrt((1 + 1 / recordings) / 2)
+    """``policy`` with every between-process spread scaled as the gate scales it against a
+    baseline pooled from ``recordings`` processes."""
+    from pytest_xfperf.baselines import pooling
+
+    factor = pooling.spread_factor(recordings)
     return dataclasses.replace(policy, **{
         f.name: getattr(policy, f.name) * factor for f in dataclasses.fields(policy)
         if f.name.startswith("spread_")})
 
 
+def _processes(records: Sequence[dict[str, Any]], case_id: str, need: int
+               ) -> list[dict[str, Any]]:
+    """The entries of ``case_id`` that single processes recorded, oldest first: from the last
+    record, its pooled processes (a run measured with --pool), else one a record, from the
+    last ``need`` records. Empty where fewer than ``need`` processes are there."""
+    if not records:
+        return []
+    last = records[-1]["baseline"].get(case_id) or {}
+    timing, speedup = last.get("timing") or {}, last.get("speedup") or {}
+    if timing.get("processes"):
+        out = [{"timing": {**timing, **own}} for own in timing["processes"]]
+        if speedup.get("processes") and len(speedup["processes"]) == len(out):
+            for entry, own in zip(out, speedup["processes"], strict=True):
+                entry["speedup"] = {**speedup, **own}
+        for entry in out:
+            for record in entry.values():
+                record.pop("processes", None)
+    else:
+        out = [r["baseline"].get(case_id) or {} for r in records[-need:]]
+    out = [e for e in out if e.get("timing")]
+    return out if len(out) >= need else []
+
+
 def pool(paths: Sequence[str], counts: Sequence[int]) -> dict[str, Any]:
     """Every trial of power runs decided again against a baseline pooled from the last k
-    recordings before it (each a process of its own; ``_recentred``), with the spreads
+    recordings before it (each a process of its own; ``_pooled``), with the spreads
     scaled for k (``_spread_scaled``), for each k of ``counts``. Only trials with max(counts)
-    recordings before them count, so every k decides the same trials. A design study of
-    recording a baseline from several processes, which the plugin does not do: the raw
-    files' recordings lie 5-6 runs (about ten minutes) apart, where a user's would run back
-    to back."""
-    from pytest_xfperf.baselines import rule
+    recordings before them count, so every k decides the same trials. In a run measured with
+    --pool, the recordings are the pooled processes of the baseline it was gated against
+    (recorded back to back, as users record them); elsewhere they are the run's earlier
+    recordings, 5-6 runs (about ten minutes) apart."""
+    from pytest_xfperf.baselines import pooling, rule
 
     need = max(counts)
     out: dict[str, Any] = {}
@@ -753,26 +775,24 @@ def pool(paths: Sequence[str], counts: Sequence[int]) -> dict[str, Any]:
                 if run["level"] == "other machine":
                     continue
                 before = [r for r in records if r["index"] <= run["index"]]
-                if len(before) < need:
-                    continue
                 for case in run["cases"]:
-                    entries = [r["baseline"].get(case["id"]) or {} for r in before[-k:]]
-                    if not case.get("timing") or not all(e.get("timing") for e in entries):
+                    entries = _processes(before, case["id"], need)[-k:]
+                    if not case.get("timing") or len(entries) < k:
                         continue
                     row = table.setdefault(run["level"], {"latency": {}, "speed-up": {}})
                     now = _paced(case["timing"], case["id"].split("/")[1])
-                    then = _recentred([e["timing"] for e in entries])
+                    then = _pooled([e["timing"] for e in entries])
                     verdict, _ = _decided(now, then, policy, tolerance)
                     row["latency"][verdict] = row["latency"].get(verdict, 0) + 1
                     if case.get("reference") and all(e.get("speedup") for e in entries):
                         eager = _paced(case["reference"],
                                        str(case["reference"].get("reference")))
                         verdict, _ = _decided(now, then, policy, tolerance,
-                                              (eager, _recentred([e["speedup"]
-                                                                  for e in entries])))
+                                              (eager, _pooled([e["speedup"]
+                                                               for e in entries])))
                         row["speed-up"][verdict] = row["speed-up"].get(verdict, 0) + 1
         print(f"baseline pooled from {k} recording(s), spreads x "
-              f"{math.sqrt((1 + 1 / k) / 2):.3f}:")
+              f"{pooling.spread_factor(k):.3f}:")
         for level, row in table.items():
             trials = sum(row["latency"].values())
             regressed = row["latency"].get("regressed", 0)
@@ -807,6 +827,9 @@ def main() -> None:
                    help="record the baselines again every N runs (0: the profile's)")
     m.add_argument("--backends", default="",
                    help="comma-separated backends gated (default: the profile's)")
+    m.add_argument("--pool", type=int, default=1,
+                   help="record each baseline N times back to back, pooled "
+                        "(--xfperf-pool-recordings N)")
     m.add_argument("--pytest-args", default="",
                    help="arguments added to every pytest run, records included (e.g. "
                         "'--xfperf-spreads wall_own=0.05,wall_normalized=0.025': a machine's "

@@ -416,9 +416,16 @@ class XfperfSession:
             entries, refused = self.baseline_entries()
             entries.update(extra_entries)
             refused += extra_refused
-            if entries:
-                store.merge_and_write(self.baseline_file, entries, self.machine)
+            pool = self.settings.gate.pool_recordings
+            pooled = (store.merge_and_write(self.baseline_file, entries, self.machine, pool)
+                      if entries else {})
             self.notes.add(f"recorded {len(entries)} case(s) in {self.baseline_file}")
+            if pooled:
+                by_outcome: dict[str, list[str]] = {}
+                for case_id, what in sorted(pooled.items()):
+                    by_outcome.setdefault(what, []).append(case_id)
+                self.notes.add(f"pooled recordings (up to {pool} processes): " + "; ".join(
+                    f"{what}: {', '.join(ids)}" for what, ids in sorted(by_outcome.items())))
             if refused:
                 self.notes.add("NOT recorded (failed their accuracy check, or no rate met the "
                                "latency bound): " + ", ".join(refused))

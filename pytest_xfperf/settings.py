@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_xfperf.artifacts.options import BuildOptions
+from pytest_xfperf.baselines.pooling import MAX_PROCESSES
 from pytest_xfperf.baselines.rule import GatePolicy
 from pytest_xfperf.measure.timing import TimingPolicy
 from pytest_xfperf.serving.config import ServingConfig
@@ -83,6 +84,7 @@ class GateOptions:
 
     tolerances: Tolerances = field(default_factory=Tolerances)
     update_baselines: bool = False
+    pool_recordings: int = 1  # processes a recorded baseline pools (baselines/pooling.py)
     fail_on_unstable: bool = False
     fail_on_improvement: bool = False
     force_record: bool = False
@@ -187,6 +189,14 @@ def _tuple(value: Any) -> tuple[str, ...]:
     return names
 
 
+
+def parse_pool_recordings(value: str | int) -> int:
+    count = parse_count(value, "pool_recordings", 1)
+    if count > MAX_PROCESSES:
+        raise ValueError(f"pool_recordings must be at most {MAX_PROCESSES} (a record holds at "
+                         f"most 64 blocks), got {value!r}")
+    return count
+
 OPTIONS: tuple[Option, ...] = (
     Option("models", "matrix.models",
            "models: builtin names, local HF model dirs, or conftest models", _tuple),
@@ -219,6 +229,12 @@ OPTIONS: tuple[Option, ...] = (
            lambda v: parse_spreads(v)),
     Option("update_baselines", "gate.update_baselines",
            "record this run's results as the new baselines", parse_bool, flag=True),
+    Option("pool_recordings", "gate.pool_recordings", "with --xfperf-update-baselines, pool "
+           "each case's blocks with those of the baseline's earlier recordings of the same "
+           "setup (versions, graph, settings, yardstick), up to N processes, the newest kept: "
+           "the baseline's level becomes their median and the gate's between-process spreads "
+           "shrink to match; record N times in a row to fill it (default 1: replace; at most "
+           f"{MAX_PROCESSES})", lambda v: parse_pool_recordings(v)),
     Option("fail_on_unstable", "gate.fail_on_unstable", "fail cases whose measurement cannot "
            "resolve their tolerance (default: report them as unstable)", parse_bool, flag=True),
     Option("fail_on_improvement", "gate.fail_on_improvement", "fail cases faster than their "

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_xfperf.baselines import rule
+from pytest_xfperf.baselines import pooling, rule
 from pytest_xfperf.measure.stats import percentile
 from pytest_xfperf.metrics import METRICS, Verdict
 from pytest_xfperf.settings import GateOptions, Tolerances
@@ -68,7 +68,8 @@ def block_views(now: Mapping[str, Any], then: Mapping[str, Any], policy: rule.Ga
     library version, threads); with a note when the second view is missing for that reason,
     or when the host moved further than dividing was measured to correct.
     With ``spread``, each view's interval carries the policy's between-process spread for its
-    clock, and past ``GatePolicy.host_move_covered`` the host's move (``rule.host_move_reach``)."""
+    clock (less where the baseline pools several processes), and past
+    ``GatePolicy.host_move_covered`` the host's move (``rule.host_move_reach``)."""
     views = [rule.shift(now["case_ms"], then["case_ms"], policy.confidence, normalized=False)]
     note, reach = "", 0.0
     if then.get("yardstick_ms") and now.get("yardstick_ms"):
@@ -84,7 +85,8 @@ def block_views(now: Mapping[str, Any], then: Mapping[str, Any], policy: rule.Ga
             note = (f"the yardstick changed since the baseline ({then.get('yardstick')!r} "
                     f"→ {now.get('yardstick')!r}): only the case's own times are compared")
     if spread:
-        views = [rule.widened_by(_with_spread(view, now, policy), reach) for view in views]
+        views = [rule.widened_by(_with_spread(view, now, then, policy), reach)
+                 for view in views]
     return views, note
 
 
@@ -126,11 +128,14 @@ def _host_move_note(moved: float, reach: float, policy: rule.GatePolicy) -> str:
             "to gate finer")
 
 
-def _with_spread(view: rule.Shift, now: Mapping[str, Any], policy: rule.GatePolicy
-                 ) -> rule.Shift:
+def _with_spread(view: rule.Shift, now: Mapping[str, Any], then: Mapping[str, Any],
+                 policy: rule.GatePolicy) -> rule.Shift:
+    """``view`` widened by its between-process spread, scaled down where the baseline's
+    blocks pool several processes (``pooling.spread_factor``)."""
     clock = str(now.get("clock", "wall"))
     # A device-clock record that does not say what paces it gets the widest spread.
     spread = policy.spread(clock, view.normalized, str(now.get("pacing", "launched")))
+    spread *= pooling.spread_factor(pooling.processes_of(then))
     return rule.widened(view, spread, policy.confidence)
 
 

@@ -8,10 +8,11 @@ and the baseline's, with its 95 % Mann-Whitney (Moses) interval, measured in two
 case's own block values, and the same divided by the yardstick's. Each interval is widened
 by how far that view's level moves between two processes (``GatePolicy``'s spreads by clock
 and view, and by what paces the call: on the CPU its library, on a GPU a captured graph or
-the host's launches; measured by A/A runs), which the blocks of one process cannot show;
-where the yardstick itself moved past ``host_move_covered`` since the baseline's recording,
-each is widened by that whole move too, since the case may have followed the host's move all
-the way or not at all. The view with the narrower interval decides: dividing is used only
+the host's launches; measured by A/A runs; scaled down where the baseline pools several
+processes, ``pooling.py``), which the blocks of one process cannot show; where the
+yardstick itself moved past ``host_move_covered`` since the baseline's recording, each is
+widened by that whole move too, since the case may have followed the host's move all the way
+or not at all. The view with the narrower interval decides: dividing is used only
 where it takes out more noise than it adds, and the verdict says which view it rests on. (An
 interval's width depends on how the blocks spread, not on where they lie, so choosing by it
 favours no verdict.) After each round of blocks the interval is read against the tolerance

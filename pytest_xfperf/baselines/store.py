@@ -116,6 +116,29 @@ def _check_blocks(blocks: Any, where: str) -> int:
     return len(blocks)
 
 
+def _check_processes(record: Mapping[str, Any], count: int, where: str) -> None:
+    """A pooled record's processes: each one's own blocks, which together are the record's."""
+    processes = record["processes"]
+    if not isinstance(processes, list) or len(processes) < 2:
+        raise ValueError(f"{where}.processes must be a list of at least two processes' blocks")
+    total = 0
+    for i, process in enumerate(processes):
+        if not isinstance(process, dict) or not set(process) <= {"case_ms", "yardstick_ms"}:
+            raise ValueError(f"{where}.processes[{i}] must be an object with case_ms and, "
+                             "where the record has them, yardstick_ms")
+        blocks = _check_blocks(process.get("case_ms"), f"{where}.processes[{i}].case_ms")
+        if bool(process.get("yardstick_ms")) != bool(record.get("yardstick_ms")):
+            raise ValueError(f"{where}.processes[{i}]: yardstick_ms must be there exactly "
+                             "where the record has it")
+        if process.get("yardstick_ms") and _check_blocks(
+                process["yardstick_ms"], f"{where}.processes[{i}].yardstick_ms") != blocks:
+            raise ValueError(f"{where}.processes[{i}]: case_ms and yardstick_ms must pair up")
+        total += blocks
+    if total != count:
+        raise ValueError(f"{where}: the processes' blocks ({total}) must be the record's "
+                         f"({count})")
+
+
 def _check_record(record: Mapping[str, Any], where: str) -> None:
     """A block record: the case's (or reference's) block medians and the yardstick's, in
     pairs, and how they were taken."""
@@ -127,6 +150,8 @@ def _check_record(record: Mapping[str, Any], where: str) -> None:
     for name in ("clock", "yardstick", "reference", "pacing"):
         if name in record and not isinstance(record[name], str):
             raise ValueError(f"{where}.{name} must be a string")
+    if "processes" in record:
+        _check_processes(record, count, where)
     if "pace_ms" in record:
         pace = record["pace_ms"]
         if not isinstance(pace, dict) or set(pace) != {"launched", "finished"}:
@@ -275,11 +300,18 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def merge_and_write(
-    path: Path, entries: Mapping[str, Mapping[str, Any]], machine: Mapping[str, Any]
-) -> None:
-    """Merge ``entries`` into the file under a lock and replace it atomically."""
+    path: Path, entries: Mapping[str, Mapping[str, Any]], machine: Mapping[str, Any],
+    pool: int = 1,
+) -> dict[str, str]:
+    """Merge ``entries`` into the file under a lock and replace it atomically. With ``pool``
+    above 1, each entry's block records join those of the file's entry where both measured
+    the same setup (``pooling``), up to ``pool`` processes. Returns, for each entry where
+    pooling was asked for, what became of it."""
+    from pytest_xfperf.baselines import pooling
+
     for case_id, entry in entries.items():
         validate_entry(case_id, entry)
+    pooled: dict[str, str] = {}
     path.parent.mkdir(parents=True, exist_ok=True)
     with locked(path.parent):
         document = load(path)  # refuses (raises) rather than overwrite a corrupt file
@@ -291,10 +323,21 @@ def merge_and_write(
         document["schema"] = SCHEMA
         document["machine"] = dict(machine)
         cases = dict(document["cases"])
-        cases.update({k: dict(v) for k, v in entries.items()})
+        for case_id, entry in entries.items():
+            if pool > 1:
+                earlier = cases.get(case_id)
+                cases[case_id] = pooling.pooled_entry(entry, earlier, pool, MAX_BLOCKS)
+                reason = pooling.why_not_pooled(entry, earlier)
+                count = pooling.processes_of(cases[case_id].get("timing"))
+                pooled[case_id] = (f"{count} processes" if reason is None
+                                   else f"1 process ({reason})")
+                validate_entry(case_id, cases[case_id])
+            else:
+                cases[case_id] = dict(entry)
         document["cases"] = dict(sorted(cases.items()))
         text = json.dumps(document, indent=1, sort_keys=False, allow_nan=False) + "\n"
         atomic_write_bytes(path, text.encode("utf-8"))
+    return pooled
 
 
 def remove_cases(path: Path, case_ids: set[str]) -> list[str]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_xfperf.baselines import gate, rule
+from pytest_xfperf.baselines import gate, pooling, rule
 from pytest_xfperf.history.db import History
 
 PRIMARY_RECORDS = ("p50_ms", "tpot_ms", "ttft_ms")
@@ -89,9 +89,12 @@ def trials(db: History, baseline: Mapping[str, Any], pattern: str = "*") -> list
                 # The run's pacing, as the gate reads it; a run from before history kept it
                 # takes the baseline's.
                 pacing = str(now.get("pacing", then.get("pacing", "")))
+                # A spread stands for the shift between two single processes; against a
+                # baseline pooled from several, the shift moves less by spread_factor.
+                scale = 1 / pooling.spread_factor(pooling.processes_of(then))
                 for view in views:
                     found.add(rule.GatePolicy.spread_name(
-                        str(then.get("clock")), view.normalized, pacing), view.ratio)
+                        str(then.get("clock")), view.normalized, pacing), view.ratio ** scale)
         if found.ratios:
             out.append(found)
     return out

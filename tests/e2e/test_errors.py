@@ -28,6 +28,7 @@ def pytest_unconfigure(config):
     (["--xfperf-precisions", "int4"], "*unknown precision 'int4'; valid precisions: *fp32*"),
     (["--xfperf-shapes", "1by128"], "*malformed shape '1by128': write BATCHxSEQ*"),
     (["--xfperf-tolerance", "-3"], "*tolerance '-3' is outside (0, 10)*"),
+    (["--xfperf-pool-recordings", "9"], "*pool_recordings must be at most 5 *, got '9'*"),
 ])
 def test_usage_errors_exit_4_and_list_valid_values(project: pytest.Pytester, args, message):
     result = project.runpytest_subprocess("--xfperf", "-p", "no:cacheprovider", *args)

@@ -115,3 +115,34 @@ def test_an_unstable_case_says_why_in_the_summary(project: pytest.Pytester):
         f"  {CASE}: p50 latency baseline * (tolerance 150%); unresolved: how far this view's "
         "level moves between processes (the policy's spread* alone spans *% either side, so no "
         "number of blocks resolves 150%*"])
+
+
+def test_recordings_pool_into_one_baseline_the_gate_reads(project: pytest.Pytester):
+    pool = ("--xfperf-update-baselines", "--xfperf-pool-recordings", "2")
+    first = run(project, *pool)
+    first.assert_outcomes(passed=1)
+    first.stdout.fnmatch_lines(
+        [f"*pooled recordings (up to 2 processes): 1 process (no earlier recording): {CASE}*"])
+    path = baseline_file(project)
+    alone = read_json(path)["cases"][CASE]["timing"]
+    assert "processes" not in alone and len(alone["case_ms"]) == 12
+
+    second = run(project, *pool)
+    second.stdout.fnmatch_lines([f"*pooled recordings (up to 2 processes): 2 processes: {CASE}*"])
+    timing = read_json(path)["cases"][CASE]["timing"]
+    assert len(timing["processes"]) == 2 and len(timing["case_ms"]) == 24
+    assert timing["processes"][0] == {k: alone[k] for k in ("case_ms", "yardstick_ms")}
+
+    gated = run(project, "--xfperf-report", "r.json")
+    gated.assert_outcomes(passed=1)
+    (case,) = read_json(project.path / "r.json")["cases"]
+    assert case["baseline"]["decisions"]["p50_ms"]["views"][0]["baseline_blocks"] == 24
+
+    # Another setup (here a changed library version in the file) starts the pool again.
+    document = read_json(path)
+    document["cases"][CASE]["versions"]["torch"] = "0.0.1"
+    path.write_text(json.dumps(document))
+    again = run(project, *pool)
+    again.stdout.fnmatch_lines(["*: 1 process (its versions differ from the earlier "
+                                f"recording's): {CASE}*"])
+    assert "processes" not in read_json(path)["cases"][CASE]["timing"]
