@@ -28,7 +28,7 @@ MAX_PROCESSES = 5  # 5 x 12 recorded blocks stay within the store's 64 blocks a 
 # What an entry's recordings must share to be pooled: the same measured setup.
 SAME_ENTRY = ("versions", "graph", "settings")
 SAME_RECORD = ("clock", "yardstick", "pacing", "reference")
-BLOCK_SERIES = ("case_ms", "yardstick_ms")
+BLOCK_SERIES = ("case_ms", "yardstick_ms")  # a process's own blocks, as a record holds them
 
 
 # Variance of the median of k standard normal draws (k = 2: their mean).
@@ -55,17 +55,29 @@ def _own_blocks(record: Mapping[str, Any]) -> list[dict[str, list[float]]]:
     return [{key: list(record[key]) for key in BLOCK_SERIES if record.get(key)}]
 
 
+def _median_log(values: Sequence[float]) -> float:
+    return statistics.median(math.log(v) for v in values)
+
+
 def recentred(processes: Sequence[Mapping[str, Sequence[float]]]) -> dict[str, list[float]]:
-    """The processes' blocks put together, each series of each process moved (log scale)
-    from its own median to the median of the processes' medians."""
-    out: dict[str, list[float]] = {}
-    for key in BLOCK_SERIES:
-        if not all(p.get(key) for p in processes):
-            continue
-        centres = [statistics.median(math.log(v) for v in p[key]) for p in processes]
-        centre = statistics.median(centres)
-        out[key] = [round(v * math.exp(centre - own), 5)
-                    for p, own in zip(processes, centres, strict=True) for v in p[key]]
+    """The processes' blocks put together, each process's moved (log scale) so that both
+    views sit at the median of the processes' levels: its case blocks from their own median
+    to the median of the processes' case medians, and its yardstick blocks so that its case
+    blocks divided by them move from their own median to the median of the processes'
+    divided medians. (Two independent medians, one per series, could take the case's level
+    from one process and the yardstick's from another: a divided level no process had.)"""
+    cases = [_median_log(p["case_ms"]) for p in processes]
+    moves = [statistics.median(cases) - own for own in cases]
+    out = {"case_ms": [round(v * math.exp(move), 5)
+                       for p, move in zip(processes, moves, strict=True) for v in p["case_ms"]]}
+    if all(p.get("yardstick_ms") for p in processes):
+        divided = [_median_log([c / y for c, y in zip(p["case_ms"], p["yardstick_ms"],
+                                                      strict=True)]) for p in processes]
+        level = statistics.median(divided)
+        out["yardstick_ms"] = [
+            round(v * math.exp(move - (level - own)), 5)
+            for p, move, own in zip(processes, moves, divided, strict=True)
+            for v in p["yardstick_ms"]]
     return out
 
 

@@ -52,6 +52,19 @@ def test_one_process_in_an_odd_state_does_not_move_the_pooled_level():
     assert pooled["case_ms"] == pytest.approx([22.0] * 12)
 
 
+def test_both_views_sit_at_the_median_of_the_processes_levels():
+    # Own levels 10, 20, 12 (median 12, the third); divided by the yardstick 10, 10, 12
+    # (median 10). A median per series would take the case's level from the third and the
+    # yardstick's (1, 2, 1: median 1) from another, a divided level of 12 that two of three
+    # processes contradict.
+    pooled = pooling.recentred([{"case_ms": [10.0] * 3, "yardstick_ms": [1.0] * 3},
+                                {"case_ms": [20.0] * 3, "yardstick_ms": [2.0] * 3},
+                                {"case_ms": [12.0] * 3, "yardstick_ms": [1.0] * 3}])
+    assert pooled["case_ms"] == pytest.approx([12.0] * 9)
+    divided = [c / y for c, y in zip(pooled["case_ms"], pooled["yardstick_ms"], strict=True)]
+    assert divided == pytest.approx([10.0] * 9, rel=1e-5)
+
+
 def test_recordings_of_one_setup_pool_up_to_the_limit_the_newest_kept(tmp_path: Path):
     path = tmp_path / "cpu-test-2c.json"
     notes = [store.merge_and_write(path, {CASE: entry(level)}, MACHINE, pool=3)
