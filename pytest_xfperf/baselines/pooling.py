@@ -109,7 +109,8 @@ def why_not_pooled(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> str
         return "no earlier recording"
     for key in SAME_ENTRY:
         if new.get(key) != old.get(key):
-            return f"its {key} differ from the earlier recording's"
+            verb = "differ" if key.endswith("s") else "differs"
+            return f"its {key} {verb} from the earlier recording's"
     new_records, old_records = _records(new), _records(old)
     if set(new_records) != set(old_records):
         return "it timed other figures than the earlier recording"

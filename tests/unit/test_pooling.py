@@ -124,7 +124,7 @@ def test_a_pooled_baseline_narrows_the_interval_by_the_spread_it_takes_out():
     ([{"case_ms": [1.0] * 6, "yardstick_ms": [1.0] * 6, "extra": 1}] * 2, "must be an object"),
     ([{"case_ms": [0.0] * 6, "yardstick_ms": [1.0] * 6}] * 2, "processes[0].case_ms"),
 ])
-def test_malformed_processes_are_refused_with_where_and_what(processes, problem, tmp_path):
+def test_malformed_processes_are_refused_with_where_and_what(processes, problem):
     bad = entry(1.0)
     bad["timing"] = {**bad["timing"], "processes": processes}
     with pytest.raises(ValueError, match=r"timing.*" + problem.replace("[", r"\[")):
