@@ -215,6 +215,10 @@ def _levels(text: str, known: dict[str, Any]) -> list[str]:
 
 def measure(args: argparse.Namespace) -> None:
     from pytest_xfperf.baselines.machine import machine_info
+    from pytest_xfperf.baselines.pooling import MAX_PROCESSES
+
+    if not 1 <= args.pool <= MAX_PROCESSES:
+        raise SystemExit(f"--pool {args.pool}: expected 1 to {MAX_PROCESSES}")
 
     profile = dict(PROFILES[args.profile])
     if args.backends:
@@ -732,7 +736,7 @@ def _spread_scaled(policy: Any, recordings: int) -> Any:
 def _processes(records: Sequence[dict[str, Any]], case_id: str, need: int
                ) -> list[dict[str, Any]]:
     """The entries of ``case_id`` that single processes recorded, oldest first: from the last
-    record, its pooled processes (a run measured with --pool), else one a record, from the
+    record, its pooled processes (a run measured with --pool), else one per record, from the
     last ``need`` records. Empty where fewer than ``need`` processes are there."""
     if not records:
         return []
@@ -864,7 +868,7 @@ def main() -> None:
                    help="NAME=VALUE,... of GatePolicy's fields, or 'default'; repeat to compare")
     s.add_argument("--json")
     o = sub.add_parser("pool", help="every trial decided again against a baseline pooled from "
-                                     "the last k recordings (a design study)")
+                                     "the last k recordings, as the plugin pools them")
     o.add_argument("raw", nargs="+")
     o.add_argument("--recordings", default="1,2,3",
                    help="comma-separated k: how many recordings each baseline pools")

@@ -189,13 +189,14 @@ def _tuple(value: Any) -> tuple[str, ...]:
     return names
 
 
-
 def parse_pool_recordings(value: str | int) -> int:
+    """How many processes a recorded baseline may pool: 1 (no pooling) to MAX_PROCESSES."""
     count = parse_count(value, "pool_recordings", 1)
     if count > MAX_PROCESSES:
         raise ValueError(f"pool_recordings must be at most {MAX_PROCESSES} (a record holds at "
                          f"most 64 blocks), got {value!r}")
     return count
+
 
 OPTIONS: tuple[Option, ...] = (
     Option("models", "matrix.models",
