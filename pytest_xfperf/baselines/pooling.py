@@ -124,11 +124,12 @@ def why_not_pooled(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> str
 
 
 def pooled_entry(new: Mapping[str, Any], old: Mapping[str, Any] | None, limit: int,
-                 max_blocks: int) -> dict[str, Any]:
+                 max_blocks: int) -> tuple[dict[str, Any], str | None]:
     """``new`` with each block record pooled with ``old``'s (up to ``limit`` processes), where
-    both measured the same setup; else ``new`` as it is."""
-    if limit <= 1 or old is None or why_not_pooled(new, old) is not None:
-        return dict(new)
+    both measured the same setup; else ``new`` as it is, with why it was not pooled."""
+    reason = why_not_pooled(new, old)
+    if reason is not None or old is None:
+        return dict(new), reason
     out = dict(new)
     old_records = _records(old)
     for name, record in _records(new).items():
@@ -137,4 +138,4 @@ def pooled_entry(new: Mapping[str, Any], old: Mapping[str, Any] | None, limit: i
             out["more_timing"] = {**out["more_timing"], name.split(".", 1)[1]: pooled}
         else:
             out[name] = pooled
-    return out
+    return out, None

@@ -325,9 +325,8 @@ def merge_and_write(
         cases = dict(document["cases"])
         for case_id, entry in entries.items():
             if pool > 1:
-                earlier = cases.get(case_id)
-                cases[case_id] = pooling.pooled_entry(entry, earlier, pool, MAX_BLOCKS)
-                reason = pooling.why_not_pooled(entry, earlier)
+                cases[case_id], reason = pooling.pooled_entry(entry, cases.get(case_id), pool,
+                                                              MAX_BLOCKS)
                 count = pooling.processes_of(cases[case_id].get("timing"))
                 pooled[case_id] = (f"{count} processes" if reason is None
                                    else f"1 process ({reason})")
