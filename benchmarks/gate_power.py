@@ -710,27 +710,16 @@ def sweep(paths: Sequence[str], policies: Sequence[str]) -> dict[str, Any]:
 
 
 def _pooled(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One block record from single processes' records, pooled as the plugin pools them."""
+    """One block record from single processes' records (oldest first), pooled by the plugin's
+    own ``pooling.pooled_record``: it keeps the processes, from which the gate scales its
+    spreads."""
     from pytest_xfperf.baselines import pooling
+    from pytest_xfperf.baselines.store import MAX_BLOCKS
 
-    out = {**records[-1]}
-    if len(records) > 1:
-        out.update(pooling.recentred(records))
-        for key in pooling.BLOCK_SERIES:
-            if not all(r.get(key) for r in records):
-                out.pop(key, None)
+    out = dict(records[0])
+    for record in records[1:]:
+        out = pooling.pooled_record(record, out, len(records), MAX_BLOCKS)
     return out
-
-
-def _spread_scaled(policy: Any, recordings: int) -> Any:
-    """``policy`` with every between-process spread scaled as the gate scales it against a
-    baseline pooled from ``recordings`` processes."""
-    from pytest_xfperf.baselines import pooling
-
-    factor = pooling.spread_factor(recordings)
-    return dataclasses.replace(policy, **{
-        f.name: getattr(policy, f.name) * factor for f in dataclasses.fields(policy)
-        if f.name.startswith("spread_")})
 
 
 def _processes(records: Sequence[dict[str, Any]], case_id: str, need: int
@@ -758,8 +747,8 @@ def _processes(records: Sequence[dict[str, Any]], case_id: str, need: int
 
 def pool(paths: Sequence[str], counts: Sequence[int]) -> dict[str, Any]:
     """Every trial of power runs decided again against a baseline pooled from the last k
-    recordings before it (each a process of its own; ``_pooled``), with the spreads
-    scaled for k (``_spread_scaled``), for each k of ``counts``. Only trials with max(counts)
+    recordings before it (each a process of its own; ``_pooled``), the gate scaling its
+    spreads for k, for each k of ``counts``. Only trials with max(counts)
     recordings before them count, so every k decides the same trials. In a run measured with
     --pool, the recordings are the pooled processes of the baseline it was gated against
     (recorded back to back, as users record them); elsewhere they are the run's earlier
@@ -769,7 +758,7 @@ def pool(paths: Sequence[str], counts: Sequence[int]) -> dict[str, Any]:
     need = max(counts)
     out: dict[str, Any] = {}
     for k in counts:
-        policy = _spread_scaled(rule.DEFAULT_POLICY, k)
+        policy = rule.DEFAULT_POLICY
         table: dict[str, dict[str, dict[str, int]]] = {}
         for path in paths:
             raw = _load(path)
