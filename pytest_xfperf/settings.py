@@ -21,6 +21,7 @@ from typing import Any
 from pytest_xfperf.artifacts.options import BuildOptions
 from pytest_xfperf.baselines.pooling import MAX_PROCESSES
 from pytest_xfperf.baselines.rule import GatePolicy
+from pytest_xfperf.baselines.store import MAX_BLOCKS
 from pytest_xfperf.measure.timing import TimingPolicy
 from pytest_xfperf.serving.config import ServingConfig
 from pytest_xfperf.serving.workload import LengthDistribution
@@ -194,7 +195,7 @@ def parse_pool_recordings(value: str | int) -> int:
     count = parse_count(value, "pool_recordings", 1)
     if count > MAX_PROCESSES:
         raise ValueError(f"pool_recordings must be at most {MAX_PROCESSES} (a record holds at "
-                         f"most 64 blocks), got {value!r}")
+                         f"most {MAX_BLOCKS} blocks), got {value!r}")
     return count
 
 
