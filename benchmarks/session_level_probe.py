@@ -87,6 +87,8 @@ def _child(model: Path, sessions: int, blocks: int, same_session: bool
     runner, yardstick = None, None
     for _ in range(sessions):
         if runner is None or not same_session:
+            if yardstick is not None:
+                yardstick.close()
             runner = OrtCpuRunner(model)
             yardstick = make_yardstick("ort-cpu", {})
         assert yardstick is not None
@@ -94,6 +96,8 @@ def _child(model: Path, sessions: int, blocks: int, same_session: bool
         measure(series, Timed(runner.prepare(feeds), lambda: None),
                 Timed(yardstick.call, yardstick.synchronize), plan, blocks)
         out.append({"case_ms": series.case_ms, "yardstick_ms": series.yardstick_ms})
+    if yardstick is not None:
+        yardstick.close()
     return out
 
 
