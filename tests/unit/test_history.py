@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pytest_xfperf.baselines import pooling
 from pytest_xfperf.history import db as history_db
 from pytest_xfperf.history.db import CaseRow, History, HistoryError, RunRow
 from pytest_xfperf.history.drift import finding
@@ -226,6 +227,19 @@ def test_a_finding_names_the_run_where_the_change_starts(tmp_path: Path):
 SHIPPED = Path(__file__).parents[2] / "baselines" / "cpu-amd-epyc-2c-9a2dc94c.json"
 
 
+def one_process_copy(tmp_path: Path) -> Path:
+    """The shipped baseline with its pooled records read as one process's blocks: the
+    spreads it yields are the two-process figures, unscaled."""
+    baseline = json.loads(SHIPPED.read_text())
+    for entry in baseline["cases"].values():
+        for record in (entry.get("timing"), entry.get("speedup")):
+            if isinstance(record, dict):
+                record.pop("processes", None)
+    path = tmp_path / "one_process.json"
+    path.write_text(json.dumps(baseline))
+    return path
+
+
 def gated_row(case_id: str, then: dict, case_scale: float, yardstick_scale: float,
               verdict: str = "pass") -> CaseRow:
     """A run whose blocks are the baseline's scaled: its own shift is ``case_scale``, its
@@ -255,15 +269,25 @@ def test_history_spreads_are_the_rms_of_unchanged_runs_against_the_baseline(tmp_
         # Not A/A trials: the run that recorded, and another machine's run.
         db.append(run_row(key), [gated_row(case_id, then, 2.0, 1.0, verdict="recorded")])
         db.append(run_row("cpu-other"), [gated_row(case_id, then, 3.0, 1.0)])
-    out = io.StringIO()
-    assert cli.main(["history", "spreads", "--history", str(path), "--baseline", str(SHIPPED)],
-                    out) == 0
     step = math.log(1.1)
     own, normalized = step, math.sqrt(step**2 / 2)
+    out = io.StringIO()
+    assert cli.main(["history", "spreads", "--history", str(path),
+                     "--baseline", str(one_process_copy(tmp_path))], out) == 0
     assert f"{case_id}: 2, wall_normalized {normalized:.3f}, wall_own {own:.3f}" in (
         out.getvalue())
     assert (f"[tool.xfperf] spreads = {{ wall_normalized = {normalized:.3f}, "
             f"wall_own = {own:.3f} }}") in out.getvalue()
+    # The shipped file pools several processes: a shift against it moves less than one
+    # between two single processes, and the report scales it back to what the spreads mean.
+    processes = pooling.processes_of(then)
+    assert processes > 1
+    scale = 1 / pooling.spread_factor(processes)
+    out = io.StringIO()
+    assert cli.main(["history", "spreads", "--history", str(path), "--baseline", str(SHIPPED)],
+                    out) == 0
+    assert (f"{case_id}: 2, wall_normalized {normalized * scale:.3f}, "
+            f"wall_own {own * scale:.3f}") in out.getvalue()
 
 
 def test_history_spreads_are_set_beside_the_ones_the_project_gates_with(
@@ -285,8 +309,8 @@ def test_history_spreads_are_set_beside_the_ones_the_project_gates_with(
         "[tool.xfperf]\nspreads = { wall_own = 0.2, wall_normalized = 0.05 }\n")
     monkeypatch.chdir(tmp_path)
     out = io.StringIO()
-    assert cli.main(["history", "spreads", "--history", str(path), "--baseline", str(SHIPPED)],
-                    out) == 0
+    assert cli.main(["history", "spreads", "--history", str(path),
+                     "--baseline", str(one_process_copy(tmp_path))], out) == 0
     lines = out.getvalue().splitlines()
     # 12 trials of rms 0.095 leave the spread within 0.068 .. 0.158 (chi-square, 95 %).
     assert ("wall_normalized: 0.095 over 12 trials (95 % 0.068 .. 0.158; default 0.03; "
