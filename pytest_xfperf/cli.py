@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_xfperf.baselines import store
+from pytest_xfperf.baselines import pooling, store
 from pytest_xfperf.baselines.machine import unrecorded
 from pytest_xfperf.metrics import METRICS
 
@@ -90,10 +90,19 @@ def show(path: Path, patterns: Sequence[str] | None, out: Any) -> int:
                                 for m in used),
                      str(len(entry.get("samples_ms", []))),
                      f"{noise:.1%}" if isinstance(noise, (int, float)) and noise else "-",
-                     f"{len(entry['timing']['case_ms'])} blocks" if "timing" in entry else "-",
+                     _record_size(entry.get("timing")),
                      str(entry.get("recorded", "-"))[:10]])
     _table(rows, out)
     return 0
+
+
+def _record_size(record: Any) -> str:
+    """How much a block record holds: its blocks, and the processes a pooled one joins."""
+    if not isinstance(record, dict):
+        return "-"
+    blocks = f"{len(record['case_ms'])} blocks"
+    processes = pooling.processes_of(record)
+    return blocks if processes == 1 else f"{blocks} of {processes} processes"
 
 
 def diff(old_path: Path, new_path: Path, patterns: Sequence[str] | None, out: Any) -> int:

@@ -50,6 +50,15 @@ def test_show_lists_cases_with_figures(tmp_path: Path):
     assert "1 shown" in text and "m/ort-cpu" not in text
 
 
+def test_show_says_how_many_processes_a_pooled_record_joins():
+    shipped = Path(__file__).parents[2] / "baselines" / "cpu-amd-epyc-2c-9a2dc94c.json"
+    code, text = cli("baselines", "show", str(shipped))
+    assert code == 0
+    line = next(x for x in text.splitlines()
+                if x.startswith("minilm-l6/ort-cpu/int8-dynamic/b1s128"))
+    assert "36 blocks of 3 processes" in line  # the shipped suite's file pools three
+
+
 def test_diff_shows_relative_changes_versions_and_one_sided_cases(tmp_path: Path):
     old = write(tmp_path / "old.json", {"m/a/fp32/b1s8": entry(10.0), "m/gone/fp32/b1s8":
                                         entry(5.0)})
