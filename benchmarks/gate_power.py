@@ -36,6 +36,7 @@ import itertools
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -79,9 +80,7 @@ FORMAT = 1
 
 CONFTEST = textwrap.dedent('''
     import os
-    import numpy as np
-    import torch
-    from transformers import BertConfig, BertModel
+    from power_encoder import build_encoder, encoder_inputs  # copied beside this file
     from pytest_xfperf import ModelSpec
 
     LAYERS = int(os.environ["XF_LAYERS"])
@@ -89,18 +88,7 @@ CONFTEST = textwrap.dedent('''
     WIDTH, HEADS = int(os.environ["XF_WIDTH"]), int(os.environ["XF_HEADS"])
 
     def build():
-        torch.manual_seed(0)
-        config = BertConfig(hidden_size=WIDTH, num_hidden_layers=LAYERS,
-                            num_attention_heads=HEADS, intermediate_size=4 * WIDTH,
-                            vocab_size=2000, attn_implementation="eager")
-        return BertModel(config).eval()
-
-    def inputs(batch, seq, seed):
-        rng = np.random.default_rng(seed)
-        ids = rng.integers(1, 2000, size=(batch, seq), dtype=np.int64)
-        mask = np.ones((batch, seq), dtype=np.int64)
-        return {"input_ids": ids, "attention_mask": mask,
-                "token_type_ids": np.zeros((batch, seq), dtype=np.int64)}
+        return build_encoder(LAYERS, WIDTH, HEADS)
 
     if os.environ.get("XF_EVERY_BLOCK"):
         # Benchmark only: no verdict before the policy's last round, so that every run
@@ -114,7 +102,7 @@ CONFTEST = textwrap.dedent('''
         _rule.verdict = _verdict_at_end
 
     def pytest_xfperf_models(config):
-        return [ModelSpec(name=f"enc{i}", build=build, make_inputs=inputs,
+        return [ModelSpec(name=f"enc{i}", build=build, make_inputs=encoder_inputs,
                           identity=f"enc-{LAYERS}", family="bert", num_layers=LAYERS,
                           num_heads=HEADS, hidden_size=WIDTH)
                 for i in range(COPIES)]
@@ -123,6 +111,7 @@ CONFTEST = textwrap.dedent('''
 
 def _project(root: Path, profile: dict[str, Any], copies: int, threads: int) -> None:
     (root / "conftest.py").write_text(CONFTEST)
+    shutil.copyfile(Path(__file__).with_name("power_encoder.py"), root / "power_encoder.py")
     (root / "test_perf.py").write_text("def test_inference(xfperf):\n    xfperf.check()\n")
     models = [f"enc{i}" for i in range(copies)]
     (root / "pyproject.toml").write_text(textwrap.dedent(f'''

@@ -39,28 +39,12 @@ LAYERS, WIDTH, HEADS = 20, 128, 2
 
 
 def _spec() -> Any:
-    import numpy as np
-    import torch
-    from transformers import BertConfig, BertModel
+    from power_encoder import build_encoder, encoder_inputs  # the power benchmark's encoder
 
     from pytest_xfperf import ModelSpec
 
-    def build() -> Any:
-        torch.manual_seed(0)
-        settings: dict[str, Any] = {  # the power benchmark's encoder (gate_power.py)
-            "hidden_size": WIDTH, "num_hidden_layers": LAYERS, "num_attention_heads": HEADS,
-            "intermediate_size": 4 * WIDTH, "vocab_size": 2000, "attn_implementation": "eager"}
-        model: Any = BertModel(BertConfig(**settings))
-        return model.eval()
-
-    def inputs(batch: int, seq: int, seed: int) -> dict[str, Any]:
-        rng = np.random.default_rng(seed)
-        ids = rng.integers(1, 2000, size=(batch, seq), dtype=np.int64)
-        mask = np.ones((batch, seq), dtype=np.int64)
-        return {"input_ids": ids, "attention_mask": mask,
-                "token_type_ids": np.zeros((batch, seq), dtype=np.int64)}
-
-    return ModelSpec(name="enc", build=build, make_inputs=inputs, identity=f"enc-{LAYERS}",
+    return ModelSpec(name="enc", build=lambda: build_encoder(LAYERS, WIDTH, HEADS),
+                     make_inputs=encoder_inputs, identity=f"enc-{LAYERS}",
                      family="bert", num_layers=LAYERS, num_heads=HEADS, hidden_size=WIDTH)
 
 
