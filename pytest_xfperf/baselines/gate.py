@@ -198,7 +198,9 @@ def decided(now: Mapping[str, Any], reference: Mapping[str, Any] | None,
 
 
 def _decide_block(metric: str, views: list[rule.Shift], tolerance: float,
-                  outcome: GateOutcome, figures: str) -> None:
+                  outcome: GateOutcome, figures: str, pooled: int) -> None:
+    """Record ``metric``'s verdict and its line; ``pooled``: the processes the baseline's
+    block record pools (what the line proposes when the spread alone leaves it unresolved)."""
     decided = rule.verdict(views, tolerance, final=True)
     assert decided is not None
     shown = rule.deciding(views)
@@ -223,12 +225,12 @@ def _decide_block(metric: str, views: list[rule.Shift], tolerance: float,
                               for view in views)
         detail = f"{METRICS[metric].label} {figures}: {described} (tolerance {tolerance:.0%})"
     if decided is rule.Outcome.UNSTABLE:
-        detail += _unresolved(shown, tolerance)
+        detail += _unresolved(shown, tolerance, pooled)
     {rule.Outcome.REGRESSED: outcome.regressions, rule.Outcome.IMPROVED: outcome.improvements,
      rule.Outcome.UNSTABLE: outcome.unstable}.get(decided, []).append(detail)
 
 
-def _unresolved(shown: rule.Shift, tolerance: float) -> str:
+def _unresolved(shown: rule.Shift, tolerance: float, pooled: int) -> str:
     """What an unresolved interval was made of, so that the user knows what would decide it:
     more blocks narrow only the part above the floor (the level's move between processes,
     the policy's spread at the interval's confidence)."""
@@ -240,7 +242,9 @@ def _unresolved(shown: rule.Shift, tolerance: float) -> str:
             "spread, and the host's move where a note names one) alone spans "
             f"{floor:.0%} either side, so no number of blocks resolves "
             f"{tolerance:.0%}: use a wider tolerance, or this machine's own spreads where its "
-            "A/A runs measured them smaller (`history spreads`, --xfperf-spreads)")
+            "A/A runs measured them smaller (`history spreads`, --xfperf-spreads)"
+            + (f", or a baseline pooled from more recordings than its {pooled} "
+               "(--xfperf-pool-recordings)" if pooled < pooling.MAX_PROCESSES else ""))
 
 
 def _deciding(view: rule.Shift, shown: rule.Shift, views: list[rule.Shift]) -> str:
@@ -343,7 +347,8 @@ def verdict(evidence: Evidence, baseline: Mapping[str, Any] | None, options: Gat
                         outcome.notes.append(note)
                 spec = METRICS[metric]
                 _decide_block(metric, shifts, getattr(tolerances, spec.tolerance), outcome,
-                              _figures(metric, evidence.metrics, baseline))
+                              _figures(metric, evidence.metrics, baseline),
+                              pooling.processes_of(then_records[metric]))
                 decided |= {metric, spec.inverse} - {""}
             if views is not None:
                 then_ref, now_ref = baseline.get("speedup"), evidence.speedup
@@ -355,7 +360,9 @@ def verdict(evidence: Evidence, baseline: Mapping[str, Any] | None, options: Gat
                     lost = speedup_views(views, eager)
                     if lost:
                         _decide_block("speedup", lost, tolerances.speedup, outcome,
-                                      _figures("speedup", evidence.metrics, baseline))
+                                      _figures("speedup", evidence.metrics, baseline),
+                                      min(pooling.processes_of(then_records[primary]),
+                                          pooling.processes_of(then_ref)))
         elif evidence.timed and evidence.timing:
             outcome.notes.append("the baseline entry has no block record (recorded by an "
                                  "older pytest-xfperf): latency is not gated; record it again "

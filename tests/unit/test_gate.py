@@ -227,6 +227,8 @@ def test_the_between_process_spread_widens_every_interval_and_can_leave_it_unres
     # The verdict says what would decide it: the spread alone (1.96 x 6 %) is past 10 %.
     (said,) = [line for line in unresolved.unstable if line.startswith("p50")]
     assert "alone spans 12% either side, so no number of blocks resolves 10%" in said
+    # A baseline of one process: pooling more recordings would narrow the spread's part.
+    assert "pooled from more recordings than its 1 (--xfperf-pool-recordings)" in said
     for options in (GateOptions(), noisy):
         assert judge(1.6, ref_level=3.0 * 1.6, options=options).verdict == Verdict.REGRESSED
     loose = GateOptions(tolerances=Tolerances(p50=0.5, speedup=0.5), policy=noisy.policy)
@@ -487,8 +489,12 @@ def test_an_unresolved_interval_says_whether_more_blocks_could_have_resolved_it(
     from pytest_xfperf.baselines.rule import Shift
 
     noisy_blocks = Shift(1.0, 0.8, 1.25, 24, 12, True, floor=0.06)
-    assert "reaches 25% either side, wider than the tolerance" in _unresolved(noisy_blocks, 0.1)
+    assert "reaches 25% either side, wider than the tolerance" in _unresolved(noisy_blocks, 0.1,
+                                                                              1)
     spread_bound = Shift(1.0, 0.85, 1.18, 24, 12, True, floor=0.157)
-    said = _unresolved(spread_bound, 0.1)
+    said = _unresolved(spread_bound, 0.1, 3)
     assert "alone spans 17% either side, so no number of blocks resolves 10%" in said
     assert "--xfperf-spreads" in said
+    assert "pooled from more recordings than its 3" in said
+    # A baseline that pools as many processes as a record holds: nothing more to pool.
+    assert "--xfperf-pool-recordings" not in _unresolved(spread_bound, 0.1, 5)
