@@ -18,9 +18,11 @@ interval's width depends on how the blocks spread, not on where they lie, so cho
 favours no verdict.) After each round of blocks the interval is read against the tolerance
 line 1 + t and the improvement line 1 / (1 + t): wholly above the first is REGRESSED, wholly
 below the second IMPROVED, wholly between them a pass. Otherwise another round is taken, up
-to ``max_blocks``, while more blocks could still clear a line (the estimate, give or take
-the spread alone, lies clear of one); at the last round, an interval wider than the
-tolerance (a measurement that could not resolve it) is UNSTABLE, and any other is a pass.
+to ``max_blocks``, while more blocks could still change the verdict: while some shift its
+blocks leave open, give or take the spread alone, lies wholly past a line, or, for an
+interval wider than the tolerance, wholly between them. At the last round, an interval
+wider than the tolerance (a measurement that could not resolve it) is UNSTABLE, and any
+other is a pass.
 The speed-up over eager PyTorch of the same model on the same device is decided the same
 way, with its own tolerance, from the case's shift divided by the PyTorch reference's, view
 by view (their intervals, spreads included, combined on the log scale: the reference's level
@@ -250,13 +252,28 @@ def combined(case: Shift, reference: Shift) -> Shift:
                  math.hypot(case.floor, reference.floor))
 
 
-def could_settle(estimate: Shift, tolerance: float) -> bool:
-    """Whether more blocks could still clear the interval of a line: the interval they tend
-    to, the estimate give or take its floor, lies clear of one (above the tolerance line,
-    below the improvement line, or between the two)."""
-    line, centre = math.log1p(tolerance), math.log(estimate.ratio)
-    return (centre - estimate.floor > line or centre + estimate.floor < -line
-            or abs(centre) + estimate.floor < line)
+def open_shifts(estimate: Shift) -> tuple[float, float]:
+    """The shifts the blocks leave open (log scale): the interval before its floor was added.
+    Its sides are the blocks' reach and the floor's added in quadrature."""
+    centre, floor = math.log(estimate.ratio), estimate.floor
+    low = centre - math.sqrt(max((centre - math.log(estimate.low)) ** 2 - floor**2, 0.0))
+    high = centre + math.sqrt(max((math.log(estimate.high) - centre) ** 2 - floor**2, 0.0))
+    return low, high
+
+
+def could_change(estimate: Shift, tolerance: float) -> bool:
+    """Whether more blocks could still change the verdict of an interval across a line: some
+    shift the blocks leave open, give or take the floor (the interval more blocks tend to
+    around that shift), lies wholly past a line, a change shown; or, where the interval is
+    wider than the tolerance (unresolved if decided now), wholly between the lines, a pass.
+    Not the estimate alone: it moves as blocks come, and a case made 20 % slower read +13.6 %
+    [+6.9 % .. +20.9 %] in its first round on a 2-core EPYC, then +17 % at 24 blocks."""
+    line, floor = math.log1p(tolerance), estimate.floor
+    low, high = open_shifts(estimate)
+    if high - floor > line or low + floor < -line:
+        return True
+    unresolved = estimate.half_width > line
+    return unresolved and floor < line and low < line - floor and high > floor - line
 
 
 def between_lines(low: float, high: float, tolerance: float) -> bool:
@@ -267,14 +284,14 @@ def between_lines(low: float, high: float, tolerance: float) -> bool:
 
 def decide(estimate: Shift, tolerance: float, final: bool) -> Outcome | None:
     """The stopping rule: an outcome once the interval is clear of the lines, else None
-    (take another round) unless this is the last round or more blocks could not settle it."""
+    (take another round) unless this is the last round or more blocks could not change it."""
     if estimate.low > 1 + tolerance:
         return Outcome.REGRESSED
     if estimate.high < 1 / (1 + tolerance):
         return Outcome.IMPROVED
     if between_lines(estimate.low, estimate.high, tolerance):
         return Outcome.PASS
-    if not final and could_settle(estimate, tolerance):
+    if not final and could_change(estimate, tolerance):
         return None
     # At the end, an interval across a line has not shown a change: a pass, unless it is
     # wider than the tolerance, so that it could not have shown one.
