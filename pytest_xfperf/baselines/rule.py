@@ -266,8 +266,8 @@ def could_change(estimate: Shift, tolerance: float) -> bool:
     shift the blocks leave open, give or take the floor (the interval more blocks tend to
     around that shift), lies wholly past a line, a change shown; or, where the interval is
     wider than the tolerance (unresolved if decided now), wholly between the lines, a pass.
-    Not the estimate alone: it moves as blocks come, and a case made 20 % slower read +13.6 %
-    [+6.9 % .. +20.9 %] in its first round on a 2-core EPYC, then +17 % at 24 blocks."""
+    Every shift left open, not the estimate alone: the estimate moves as blocks come (docs/
+    gate.md, "Sequential, bounded")."""
     line, floor = math.log1p(tolerance), estimate.floor
     low, high = open_shifts(estimate)
     if high - floor > line or low + floor < -line:
