@@ -635,10 +635,10 @@ def _policy(text: str) -> Any:
 
 def _decided(now: dict[str, Any], then: dict[str, Any], policy: Any, tolerance: float,
              reference: tuple[dict[str, Any], dict[str, Any]] | None = None
-             ) -> tuple[str, float]:
-    """The verdict ``policy`` gives, round by round, on the blocks a trial took, and the
-    deciding view's shift: latency, or the speed-up when ``reference`` (this run's eager
-    blocks, the baseline's) is given."""
+             ) -> tuple[str, float, int]:
+    """The verdict ``policy`` gives, round by round, on the blocks a trial took, the
+    deciding view's shift, and the rounds taken: latency, or the speed-up when ``reference``
+    (this run's eager blocks, the baseline's) is given."""
     from pytest_xfperf.baselines import gate, rule
 
     taken = len(now["case_ms"])
@@ -652,7 +652,7 @@ def _decided(now: dict[str, Any], then: dict[str, Any], policy: Any, tolerance: 
             views = gate.speedup_views(views, eager)
         outcome = rule.verdict(views, tolerance, blocks == rounds[-1])
         if outcome is not None:
-            return str(outcome.value), rule.deciding(views).ratio
+            return str(outcome.value), rule.deciding(views).ratio, rounds.index(blocks) + 1
     raise AssertionError("the last round always decides")
 
 
@@ -673,12 +673,12 @@ def sweep(paths: Sequence[str], policies: Sequence[str]) -> dict[str, Any]:
             for run, case, then in _trials(raw, lambda level: level != "other machine"):
                 now = _paced(case["timing"], case["id"].split("/")[1])
                 row = table.setdefault(run["level"], {"latency": {}, "speed-up": {}})
-                verdict, ratio = _decided(now, then["timing"], policy, tolerance)
+                verdict, ratio, _ = _decided(now, then["timing"], policy, tolerance)
                 row["latency"][verdict] = row["latency"].get(verdict, 0) + 1
                 shifts.setdefault(run["level"], []).append(math.log(ratio))
                 if then.get("speedup") and case.get("reference"):
                     eager = _paced(case["reference"], str(case["reference"].get("reference")))
-                    verdict, _ = _decided(now, then["timing"], policy, tolerance,
+                    verdict, _, _ = _decided(now, then["timing"], policy, tolerance,
                                           (eager, then["speedup"]))
                     row["speed-up"][verdict] = row["speed-up"].get(verdict, 0) + 1
         print(f"policy {text}:")
@@ -764,12 +764,12 @@ def pool(paths: Sequence[str], counts: Sequence[int]) -> dict[str, Any]:
                     row = table.setdefault(run["level"], {"latency": {}, "speed-up": {}})
                     now = _paced(case["timing"], case["id"].split("/")[1])
                     then = _pooled([e["timing"] for e in entries])
-                    verdict, _ = _decided(now, then, policy, tolerance)
+                    verdict, _, _ = _decided(now, then, policy, tolerance)
                     row["latency"][verdict] = row["latency"].get(verdict, 0) + 1
                     if case.get("reference") and all(e.get("speedup") for e in entries):
                         eager = _paced(case["reference"],
                                        str(case["reference"].get("reference")))
-                        verdict, _ = _decided(now, then, policy, tolerance,
+                        verdict, _, _ = _decided(now, then, policy, tolerance,
                                               (eager, _pooled([e["speedup"]
                                                                for e in entries])))
                         row["speed-up"][verdict] = row["speed-up"].get(verdict, 0) + 1

@@ -55,7 +55,7 @@ def settles_by_any_clearance(estimate: Any, tolerance: float) -> bool:
 def replay(paths: Sequence[str], pooled: int, settles: Callable[[Any, float], bool]
            ) -> dict[str, dict[str, float]]:
     """Each level's verdict counts and mean rounds, the gate deciding with ``settles``."""
-    from pytest_xfperf.baselines import gate, rule
+    from pytest_xfperf.baselines import rule
 
     shipped = rule.could_change
     rule.could_change = settles  # rule.decide reads it from the module
@@ -79,19 +79,11 @@ def replay(paths: Sequence[str], pooled: int, settles: Callable[[Any, float], bo
                         continue
                     now = gate_power._paced(case["timing"], case["id"].split("/")[1])
                     then = gate_power._pooled([p["timing"] for p in processes[-pooled:]])
-                    rounds = list(range(policy.first_blocks, policy.max_blocks + 1,
-                                        policy.round_blocks))
-                    for blocks in rounds:
-                        views, _ = gate.block_views(gate_power._prefix(now, blocks), then,
-                                                    policy)
-                        outcome = rule.verdict(views, tolerance, blocks == rounds[-1])
-                        if outcome is not None:
-                            break
-                    assert outcome is not None
+                    verdict, _, rounds = gate_power._decided(now, then, policy, tolerance)
                     row = table.setdefault(run["level"], {"trials": 0, "rounds": 0})
                     row["trials"] += 1
-                    row["rounds"] += rounds.index(blocks) + 1
-                    row[outcome.value] = row.get(outcome.value, 0) + 1
+                    row["rounds"] += rounds
+                    row[verdict] = row.get(verdict, 0) + 1
     finally:
         rule.could_change = shipped
     for row in table.values():
